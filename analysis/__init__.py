@@ -1,0 +1,1 @@
+"""NumPy analysis: reference attention, random features, spike decoding and noise bounds."""

@@ -1,0 +1,75 @@
+"""Spike counting, decoding and the spike-count noise bound of the attention circuits.
+
+Noise model (SCIENCE.md §4). Three stages of Poisson counts feed the decoded output ŷ; to first
+order (delta method) their variances add:
+
+* write: feature neuron j fires n_jt ~ Poisson(lw_tj) spikes while token t is learned, and both
+  the Hebbian weights (H = n^T v) and the process calcium (z = sum_t n_t) are built from them;
+* read: n_j ~ Poisson(lr_sj) feature spikes during read s, shared by numerator and denominator;
+* output: the value populations fire Poisson counts with mean G * y± (G: known gain).
+
+``expected_spike_error`` returns the variance of each output element and the relative Frobenius
+error they imply, the bound the spiking output is compared against.
+"""
+
+import numpy as np
+
+
+def window_counts(times, indices, windows, n_neurons) -> np.ndarray:
+    """Spike counts (n_windows x n_neurons) of each neuron in each [start, stop) window (seconds)."""
+    times = np.asarray(times, dtype=float)
+    indices = np.asarray(indices, dtype=int)
+    counts = np.zeros((len(windows), n_neurons), dtype=np.int64)
+    for w, (start, stop) in enumerate(windows):
+        sel = (times >= start) & (times < stop)
+        counts[w] = np.bincount(indices[sel], minlength=n_neurons)
+    return counts
+
+
+def decode_on_off(population_counts, gain) -> np.ndarray:
+    """ŷ = (N_on - N_off) / gain from counts of ON/OFF populations (channel 2i: ON, 2i+1: OFF)."""
+    population_counts = np.asarray(population_counts, dtype=float)
+    return (population_counts[:, 0::2] - population_counts[:, 1::2]) / gain
+
+
+def expected_spike_error(write_rates, read_rates, values, output_gain) -> dict:
+    """Delta-method variance of the decoded output of a kernel attention circuit.
+
+    write_rates: (L x m) expected feature counts per learned token; read_rates: (Lq x m) expected
+    feature counts per read; values: (L x d_v); output_gain: expected output count per unit of
+    (one polarity of) y. Returns the ideal output ``y`` and its positive/negative parts, the
+    per-element variances of each stage, and ``relative_error``: sqrt(sum var) / |y|_F.
+    """
+    lw = np.asarray(write_rates, dtype=float)
+    lr = np.asarray(read_rates, dtype=float)
+    v = np.asarray(values, dtype=float)
+    kernel = lr @ lw.T                                   # Lq x L, unnormalised attention weights
+    total = kernel.sum(axis=1, keepdims=True)
+    y_pos = kernel @ np.maximum(v, 0) / total
+    y_neg = kernel @ np.maximum(-v, 0) / total
+    y = y_pos - y_neg
+
+    var_output = (y_pos + y_neg) / output_gain
+
+    hebb = lw.T @ v                                       # m x d_v   (H, Hebbian weights)
+    calcium = lw.sum(axis=0)                              # m         (z, process calcium)
+    denom = lr @ calcium                                  # Lq
+    # sum_j (H_ji - y_si z_j)^2 lr_sj / denom_s^2
+    resid = hebb[None, :, :] - y[:, None, :] * calcium[None, :, None]        # Lq x m x d_v
+    var_read = np.einsum("sj,sji->si", lr, resid ** 2) / denom[:, None] ** 2
+
+    # sum_t (v_ti - y_si)^2 sum_j lr_sj^2 lw_tj / W_s^2, W_s = sum_t kernel_st
+    spread = lr ** 2 @ lw.T                               # Lq x L
+    dev = v[None, :, :] - y[:, None, :]                   # Lq x L x d_v
+    var_write = np.einsum("st,sti->si", spread, dev ** 2) / total ** 2
+
+    var_total = var_output + var_read + var_write
+    norm = np.linalg.norm(y)
+    return {
+        "y": y, "y_pos": y_pos, "y_neg": y_neg,
+        "var_output": var_output, "var_read": var_read, "var_write": var_write,
+        "relative_error": float(np.sqrt(var_total.sum()) / norm),
+        "relative_error_output": float(np.sqrt(var_output.sum()) / norm),
+        "relative_error_read": float(np.sqrt(var_read.sum()) / norm),
+        "relative_error_write": float(np.sqrt(var_write.sum()) / norm),
+    }

@@ -1,0 +1,1 @@
+"""Circuit builders: wire the models into key-query-value tripartite networks."""

@@ -1,0 +1,67 @@
+"""The object a circuit builder returns: the Brian2 network plus the handles an experiment needs."""
+
+from dataclasses import dataclass, field
+
+import brian2
+import numpy as np
+
+from analysis.spikes import decode_on_off, window_counts
+from circuits.protocol import Schedule
+from models.parameters import ParameterSet
+
+
+@dataclass
+class AttentionCircuit:
+    """A built key-query-value circuit, ready to run once.
+
+    ``groups`` and ``monitors`` map names to Brian2 objects (``features``, ``value_neurons``,
+    ``astrocyte``...; ``value_spikes``, ``feature_spikes``, ``astrocyte_monitor``...). ``inputs``
+    holds the scaled keys/queries (``x_keys``, ``x_queries``) and ``values`` that were presented.
+    """
+
+    kind: str
+    network: brian2.Network
+    groups: dict
+    monitors: dict
+    schedule: Schedule
+    params: ParameterSet
+    config: dict
+    inputs: dict
+    seed: int
+    has_run: bool = field(default=False)
+
+    def run(self, report=None, report_period=10 * brian2.second):
+        """Simulate the whole write and read protocol (once)."""
+        if self.has_run:
+            raise RuntimeError("this circuit has already run; build a new one")
+        brian2.seed(self.seed)
+        self.network.run(self.schedule.duration * brian2.second, report=report,
+                         report_period=report_period)
+        self.has_run = True
+
+    @property
+    def per_value(self) -> int:
+        return self.config["neurons_per_value"]
+
+    def output_gain(self) -> float:
+        """Expected spike count of one value population per unit of one polarity of y, per read:
+        P * t_read * rho_value * eta_hebb / kappa (the Hebbian and calcium gains set the ratio)."""
+        p = self.params
+        return (self.per_value * self.schedule.t_read * float(p["rho_value"])
+                * float(p["eta_hebb"]) / float(p["kappa"]))
+
+    def population_counts(self) -> np.ndarray:
+        """Spike counts (n_queries x 2 d_v) of each ON/OFF value population in each read window."""
+        mon = self.monitors["value_spikes"]
+        n = len(self.groups["value_neurons"])
+        counts = window_counts(mon.t_[:], mon.i[:], self.schedule.read_windows(), n)
+        return counts.reshape(len(counts), -1, self.per_value).sum(axis=2)
+
+    def decode(self) -> np.ndarray:
+        """The spiking output ŷ (n_queries x d_v): ON minus OFF counts over the known gain."""
+        if not self.has_run:
+            raise RuntimeError("run the circuit before decoding it")
+        return decode_on_off(self.population_counts(), self.output_gain())
+
+    def total_spikes(self) -> int:
+        return int(sum(m.num_spikes for name, m in self.monitors.items() if name.endswith("_spikes")))

@@ -1,0 +1,122 @@
+"""The write/read protocol: when each token is learned and when each query is read.
+
+Write phase: token t is presented for ``t_settle + t_learn``; plasticity and calcium integration
+are on (``write_phase`` = 1) only for the last ``t_learn``, after the input filters have settled.
+Read phase: query s is presented for ``t_settle + t_read``; transmission through the astrocyte-
+gated synapses is on (``read_phase`` = 1) for the whole window and the output is counted in the
+last ``t_read``. Inputs and phases are stored per time bin and handed to Brian2 as TimedArrays.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from brian2 import ms
+
+from models.parameters import Parameter, ParameterError
+
+PROTOCOL_PARAMETERS = (
+    Parameter("dt", 0.1 * ms, ms, "integration time step of neurons, synapses and processes", positive=True),
+    Parameter("t_settle", 100 * ms, ms, "settling time at the start of each token and each read",
+              positive=True),
+    Parameter("t_learn", 300 * ms, ms, "plasticity window per token (write phase)", positive=True),
+    Parameter("t_read", 800 * ms, ms, "counting window per query (read phase)", positive=True),
+    Parameter("record_dt", 5 * ms, ms, "sampling interval of recorded astrocyte calcium", positive=True),
+)
+
+#: Resolution of the input and phase tables (the TimedArrays' dt).
+TABLE_BIN = 1 * ms
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Timing of a write phase over ``n_tokens`` followed by ``n_queries`` reads (all in seconds)."""
+
+    n_tokens: int
+    n_queries: int
+    t_settle: float
+    t_learn: float
+    t_read: float
+    bin: float = float(TABLE_BIN)
+
+    @classmethod
+    def from_params(cls, n_tokens, n_queries, params) -> "Schedule":
+        for name in ("t_settle", "t_learn", "t_read"):
+            ratio = float(params[name] / TABLE_BIN)
+            if abs(ratio - round(ratio)) > 1e-9:
+                raise ParameterError(f"{name} must be a multiple of {TABLE_BIN}, got {params[name]}")
+        return cls(n_tokens, n_queries, float(params["t_settle"]), float(params["t_learn"]),
+                   float(params["t_read"]))
+
+    @property
+    def token_period(self) -> float:
+        return self.t_settle + self.t_learn
+
+    @property
+    def read_period(self) -> float:
+        return self.t_settle + self.t_read
+
+    @property
+    def write_end(self) -> float:
+        return self.n_tokens * self.token_period
+
+    @property
+    def duration(self) -> float:
+        return self.write_end + self.n_queries * self.read_period
+
+    def learn_windows(self) -> np.ndarray:
+        start = np.arange(self.n_tokens) * self.token_period + self.t_settle
+        return np.stack([start, start + self.t_learn], axis=1)
+
+    def query_windows(self) -> np.ndarray:
+        """Whole read windows (settling included), one per query."""
+        start = self.write_end + np.arange(self.n_queries) * self.read_period
+        return np.stack([start, start + self.read_period], axis=1)
+
+    def read_windows(self) -> np.ndarray:
+        """Counting windows, one per query."""
+        win = self.query_windows()
+        return np.stack([win[:, 0] + self.t_settle, win[:, 1]], axis=1)
+
+    def n_bins(self) -> int:
+        return int(round(self.duration / self.bin))
+
+    def _bin_index(self, t) -> np.ndarray:
+        return np.rint(np.asarray(t) / self.bin).astype(int)
+
+    def input_rows(self) -> np.ndarray:
+        """For each bin, the row of ``concat(keys, queries)`` presented to the feature layer."""
+        rows = np.empty(self.n_bins(), dtype=int)
+        for t in range(self.n_tokens):
+            a, b = self._bin_index([t * self.token_period, (t + 1) * self.token_period])
+            rows[a:b] = t
+        for s, (start, stop) in enumerate(self.query_windows()):
+            a, b = self._bin_index([start, stop])
+            rows[a:b] = self.n_tokens + s
+        return rows
+
+    def phase(self, windows) -> np.ndarray:
+        """A 0/1 table that is 1 in the given windows."""
+        out = np.zeros(self.n_bins())
+        for start, stop in windows:
+            a, b = self._bin_index([start, stop])
+            out[a:b] = 1.0
+        return out
+
+    def write_phase(self) -> np.ndarray:
+        return self.phase(self.learn_windows())
+
+    def read_phase(self) -> np.ndarray:
+        return self.phase(self.query_windows())
+
+    def value_rows(self) -> np.ndarray:
+        """For each bin, the token whose value is presented to the value neurons (-1: none)."""
+        rows = np.full(self.n_bins(), -1, dtype=int)
+        rows[: self._bin_index(self.write_end)] = self.input_rows()[: self._bin_index(self.write_end)]
+        return rows
+
+    def age_at_reads(self) -> np.ndarray:
+        """(n_queries x n_tokens) time from the middle of each token's learning window to the
+        middle of each read's counting window (for the fading of weights and calcium)."""
+        learn_mid = self.learn_windows().mean(axis=1)
+        read_mid = self.read_windows().mean(axis=1)
+        return read_mid[:, None] - learn_mid[None, :]

@@ -1,0 +1,170 @@
+"""The paper's random-feature key-query-value tripartite circuit (Kozachkov et al., PNAS 2023).
+
+Layers (SCIENCE.md §2):
+
+    key/query encoders --W--> feature neurons ==tripartite, Hebbian==> value neurons <-- value encoders
+                                    |                                       ^
+                                    +---- astrocyte processes -> astrocyte -+  (divisive gain 1/A)
+
+Write phase: token t drives the encoders with x = sqrt(scale) k_t and the value encoders with v_t;
+feature neuron r fires at rho_feature * exp(w_r^T x - |x|^2/2); the Hebbian synapses accumulate
+S ~ sum_t phi(k_t) v_t^T and the processes' calcium z ~ sum_t phi(k_t).
+Read phase: query s drives the encoders with x = sqrt(scale) q_s; value neuron i receives
+sum_j S_ij phi_j(q) and the astrocyte sum_j z_j phi_j(q); the value neuron fires at
+rho_value * numerator / denominator: the normalisation is an explicit divisive gain set by the
+astrocyte. exp(scale q.k) = E[phi(x_q)^T phi(x_k)], so the output approximates softmax attention.
+"""
+
+import numpy as np
+from brian2 import Network, SpikeMonitor, Synapses, TimedArray, NeuronGroup, Hz
+
+from analysis.attention import check_qkv, kernel_attention
+from analysis.features import draw_feature_weights, positive_features
+from analysis.spikes import expected_spike_error
+from circuits import blocks
+from circuits.circuit import AttentionCircuit
+from circuits.protocol import PROTOCOL_PARAMETERS, TABLE_BIN, Schedule
+from models import model_parameters
+from models.encoders import ENCODER_KINDS, signed_rates
+from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_THRESHOLD
+from models.parameters import ParameterSet
+from models.synapses import (INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
+                             TRIPARTITE_SYNAPSE_ON_PRE)
+from models.astrocytes import ASTROCYTE_MODELS
+
+
+def circuit_parameters(astrocyte="minimal", overrides=None) -> ParameterSet:
+    """Default parameters of the circuit (models + protocol), with overrides checked by name."""
+    return ParameterSet(model_parameters(astrocyte) + PROTOCOL_PARAMETERS).override(overrides or {})
+
+
+def _check_size(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons_per_value=32,
+                                 encoders_per_dim=4, astrocyte="minimal", encoder="regular",
+                                 block_astrocyte=False, params=None, seed=0) -> AttentionCircuit:
+    """Build the random-feature circuit for one head.
+
+    q: (Lq x d) queries, k: (L x d) keys, v: (L x d_v) values; the kernel is exp(scale q.k)
+    (default scale 1/sqrt(d)). ``params``: a ParameterSet from :func:`circuit_parameters` or a
+    mapping of overrides. ``block_astrocyte`` replaces the astrocyte's per-query signal by its
+    average over queries (no per-query normalisation: the negative control).
+    """
+    q, k, v, scale = check_qkv(q, k, v, scale)
+    n_features = _check_size("n_features", n_features)
+    neurons_per_value = _check_size("neurons_per_value", neurons_per_value)
+    encoders_per_dim = _check_size("encoders_per_dim", encoders_per_dim)
+    if astrocyte not in ASTROCYTE_MODELS:
+        raise ValueError(f"unknown astrocyte model {astrocyte!r}; choose one of {', '.join(ASTROCYTE_MODELS)}")
+    if encoder not in ENCODER_KINDS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODER_KINDS)}")
+    if not isinstance(params, ParameterSet):
+        params = circuit_parameters(astrocyte, params)
+    schedule = Schedule.from_params(len(k), len(q), params)
+    rng = np.random.default_rng(seed)
+    weights = draw_feature_weights(n_features, q.shape[1], rng)
+    x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
+    dim, value_dim = q.shape[1], v.shape[1]
+    dt = params["dt"]
+
+    # Inputs and phase signals as TimedArrays, one row per 1 ms bin.
+    rows = schedule.input_rows()
+    x_all = np.concatenate([x_keys, x_queries])
+    value_rows = schedule.value_rows()
+    v_padded = np.concatenate([v, np.zeros((1, value_dim))])       # row -1: no value presented
+    namespace = params.namespace()
+    namespace.update(
+        rate_table=TimedArray(signed_rates(x_all[rows], float(params["key_enc_gain"])) * Hz,
+                              dt=TABLE_BIN),
+        feature_bias=TimedArray(-0.5 * np.sum(x_all[rows] ** 2, axis=1), dt=TABLE_BIN),
+        write_phase=TimedArray(schedule.write_phase(), dt=TABLE_BIN),
+        read_phase=TimedArray(schedule.read_phase(), dt=TABLE_BIN),
+    )
+    value_namespace = dict(namespace, rate_table=TimedArray(
+        signed_rates(v_padded[value_rows], float(params["value_enc_gain"])) * Hz, dt=TABLE_BIN))
+
+    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, namespace, dt, rng,
+                                             "key_encoders")
+    value_encoders = blocks.encoder_population(2 * value_dim, encoders_per_dim, encoder, value_namespace,
+                                               dt, rng, "value_encoders")
+
+    features = NeuronGroup(n_features, FEATURE_NEURON_EQS, threshold=FEATURE_NEURON_THRESHOLD, dt=dt,
+                           namespace=namespace, name="features", method="exact")
+    features.v = params["v_rest"]
+    input_synapses = Synapses(key_encoders, features, INPUT_SYNAPSE_MODEL, on_pre=INPUT_SYNAPSE_ON_PRE,
+                              dt=dt, namespace=namespace, name="input_synapses")
+    pre, post = np.meshgrid(np.arange(len(key_encoders)), np.arange(n_features), indexing="ij")
+    input_synapses.connect(i=pre.ravel(), j=post.ravel())
+    channel = pre.ravel() // encoders_per_dim
+    sign = np.where(channel % 2 == 0, 1.0, -1.0)                   # ON: +w, OFF: -w
+    unit_weight = params["delta_u"] / (encoders_per_dim * params["key_enc_gain"] * params["tau_syn"])
+    input_synapses.w_in = sign * weights[post.ravel(), channel // 2] * unit_weight
+
+    blocked_signal = None
+    if block_astrocyte:
+        blocked_signal = expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule).mean()
+    values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
+                                         namespace, dt, blocked_signal)
+    tripartite = Synapses(features, values, TRIPARTITE_SYNAPSE_MODEL, on_pre=TRIPARTITE_SYNAPSE_ON_PRE,
+                          dt=dt, namespace=namespace, name="tripartite_synapses", method="exact")
+    tripartite.connect()
+    cell, processes, astro_monitors = blocks.astrocyte(features, astrocyte, namespace, dt,
+                                                       params["record_dt"])
+    if not block_astrocyte:
+        blocks.link_astrocyte(values, cell)
+
+    monitors = {
+        "key_encoder_spikes": SpikeMonitor(key_encoders, name="key_encoder_spikes"),
+        "value_encoder_spikes": SpikeMonitor(value_encoders, name="value_encoder_spikes"),
+        "feature_spikes": SpikeMonitor(features, name="feature_spikes"),
+        "value_spikes": SpikeMonitor(values, name="value_spikes"),
+        "astrocyte_monitor": astro_monitors[0],
+        "process_monitor": astro_monitors[1],
+    }
+    groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "features": features,
+              "value_neurons": values, "astrocyte": cell, "input_synapses": input_synapses,
+              "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
+    network = Network(*groups.values(), *monitors.values())
+    config = {"circuit": "random", "n_features": n_features, "neurons_per_value": neurons_per_value,
+              "encoders_per_dim": encoders_per_dim, "astrocyte": astrocyte, "encoder": encoder,
+              "block_astrocyte": bool(block_astrocyte), "scale": scale, "n_tokens": len(k),
+              "n_queries": len(q), "dim": dim, "value_dim": value_dim}
+    inputs = {"x_keys": x_keys, "x_queries": x_queries, "values": v, "feature_weights": weights}
+    return AttentionCircuit("random", network, groups, monitors, schedule, params, config, inputs, seed)
+
+
+def _feature_counts(weights, x, rate, window):
+    """Expected spike counts of each feature neuron for each input row in a window of ``window`` s."""
+    return rate * np.sqrt(weights.shape[0]) * positive_features(x, weights) * window
+
+
+def expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule) -> np.ndarray:
+    """Rate-model value of the astrocyte's read signal A for each query (blocked-astrocyte level)."""
+    rate = float(params["rho_feature"])
+    calcium = float(params["kappa"]) * _feature_counts(weights, x_keys, rate, schedule.t_learn).sum(axis=0)
+    read_rates = _feature_counts(weights, x_queries, rate, 1.0)
+    return float(params["tau_read"]) * read_rates @ calcium
+
+
+def rate_model(circuit: AttentionCircuit) -> dict:
+    """The circuit's own ideal: the same features, weights and fading, no spike noise.
+
+    Returns ``y_rate`` (Lq x d_v) and the expected spike-count error of the circuit around it
+    (see :func:`analysis.spikes.expected_spike_error`), under key ``noise``.
+    """
+    p, s, inp = circuit.params, circuit.schedule, circuit.inputs
+    weights, rate = inp["feature_weights"], float(p["rho_feature"])
+    phi_k = positive_features(inp["x_keys"], weights)
+    phi_q = positive_features(inp["x_queries"], weights)
+    age = s.age_at_reads()
+    y_rate = kernel_attention(phi_q, phi_k, inp["values"],
+                              numerator_decay=np.exp(-age / float(p["tau_hebb"])),
+                              denominator_decay=np.exp(-age / float(p["tau_ca"])))
+    noise = expected_spike_error(_feature_counts(weights, inp["x_keys"], rate, s.t_learn),
+                                 _feature_counts(weights, inp["x_queries"], rate, s.t_read),
+                                 inp["values"], circuit.output_gain())
+    return {"y_rate": y_rate, "noise": noise}

@@ -1,0 +1,79 @@
+"""Neuron models: exponential escape-noise feature neurons, value (output) neurons and a plain LIF.
+
+Feature ("hidden") neurons implement positive random features (Choromanski et al. 2021,
+SCIENCE.md §3). Encoder spikes reach the neuron through random synaptic weights
+W_rj * delta_u, so that its membrane potential settles at
+
+    v = v_rest + delta_u * (w_r^T x - |x|^2 / 2),
+
+the last term being a per-token global offset (``feature_bias``, e.g. shunting inhibition
+proportional to the input's energy). With exponential escape noise (Gerstner & Kistler 2002;
+Jolivet et al. 2006) the firing rate is
+
+    rho = rho_feature * exp((v - v_rest) / delta_u) = rho_feature * exp(w_r^T x - |x|^2/2),
+
+i.e. ``rho_feature * sqrt(m) * phi_r(x)``: the neuron's rate is its random feature. No reset, so the
+rate does not depend on the neuron's own spike history.
+
+Value neurons are linear Poisson neurons with two drives gated by the neuromodulatory phase
+signals ``write_phase(t)`` and ``read_phase(t)``:
+
+* write phase: the value encoders depolarise them by ``u_teach`` ~ v_t (one polarity), which is
+  the postsynaptic factor of the Hebbian rule;
+* read phase: the Hebbian-weighted feature spikes ``I_num`` divided by the astrocyte's
+  gliotransmitter signal ``A`` (linked from the astrocyte), i.e. an explicit divisive gain.
+  ``A_floor`` only avoids 0/0 before the first spike of a read.
+
+The LIF neuron is the standard current-based leaky integrate-and-fire neuron (same units).
+"""
+
+from brian2 import Hz, mV, ms
+
+from models.parameters import Parameter
+
+FEATURE_NEURON_EQS = """
+dv/dt = (v_rest + v_bias - v + I_syn) / tau_m : volt
+dI_syn/dt = -I_syn / tau_syn : volt
+v_bias = delta_u * feature_bias(t) : volt
+rho = rho_feature * exp((v - v_rest) / delta_u) : Hz
+"""
+FEATURE_NEURON_THRESHOLD = "rand() < rho*dt"
+
+FEATURE_NEURON_PARAMETERS = (
+    Parameter("rho_feature", 30 * Hz, Hz, "feature-neuron rate at rest, i.e. for w^T x - |x|^2/2 = 0",
+              positive=True),
+    Parameter("delta_u", 4 * mV, mV, "escape-noise softness: potential step that multiplies the rate by e",
+              "Jolivet et al. 2006", positive=True),
+    Parameter("v_rest", -65 * mV, mV, "resting potential", "Stimberg et al. 2019"),
+    Parameter("tau_m", 20 * ms, ms, "membrane time constant", "Stimberg et al. 2019", positive=True),
+)
+
+VALUE_NEURON_EQS = """
+dI_num/dt = -I_num / tau_read : 1
+dI_teach/dt = -I_teach / tau_syn : 1
+A : 1 (linked)
+rate = rho_value * (write_phase(t) * I_teach + read_phase(t) * I_num / (A + A_floor)) : Hz
+"""
+VALUE_NEURON_THRESHOLD = "rand() < rate*dt"
+
+VALUE_NEURON_PARAMETERS = (
+    Parameter("rho_value", 250 * Hz, Hz, "value-neuron rate per unit of (one polarity of) the output",
+              positive=True),
+    Parameter("tau_read", 20 * ms, ms,
+              "decay of the read-phase drives I_num and A (sets how fast a read settles)", positive=True),
+    Parameter("A_floor", 1e-9, 1, "floor of the astrocyte signal in the divisive gain (avoids 0/0)",
+              positive=True),
+)
+
+LIF_NEURON_EQS = """
+dv/dt = (v_rest - v + I_syn) / tau_m : volt (unless refractory)
+dI_syn/dt = -I_syn / tau_syn : volt
+"""
+LIF_NEURON_THRESHOLD = "v > v_thresh"
+LIF_NEURON_RESET = "v = v_reset"
+
+LIF_NEURON_PARAMETERS = (
+    Parameter("v_thresh", -50 * mV, mV, "LIF firing threshold", "Stimberg et al. 2019"),
+    Parameter("v_reset", -65 * mV, mV, "LIF reset potential", "Stimberg et al. 2019"),
+    Parameter("tau_ref", 2 * ms, ms, "LIF absolute refractory period", nonnegative=True),
+)

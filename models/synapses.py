@@ -1,0 +1,40 @@
+"""Synapses: encoder input, value teacher and the tripartite Hebbian synapse.
+
+The tripartite synapse (feature neuron j -> value neuron i, wrapped by an astrocyte process) has a
+Hebbian efficacy ``w``. In the write phase each presynaptic spike adds ``eta_hebb`` times the
+postsynaptic depolarisation ``u_teach`` (a voltage-based Hebbian rule, cf. Clopath et al. 2010),
+so after a sequence of tokens
+
+    w_ij = eta_hebb * sum_t n_j(t) * v_t,i      (n_j(t): spikes of feature j during token t)
+
+which is proportional to S = sum_t phi(k_t) v_t^T of linear attention (SCIENCE.md §1-2). The
+efficacy fades with ``tau_hebb`` (default: far longer than any sequence). In the read phase each
+presynaptic spike delivers ``w`` to the value neuron's numerator drive ``I_num``; the
+astrocyte's divisive gain acts on that drive (see ``models.neurons``).
+"""
+
+from brian2 import second
+
+from models.parameters import Parameter
+
+#: Encoder -> feature neuron (and encoder -> value neuron) current-based synapse.
+INPUT_SYNAPSE_MODEL = "w_in : volt (constant)"
+INPUT_SYNAPSE_ON_PRE = "I_syn_post += w_in"
+
+TEACHER_SYNAPSE_MODEL = "w_teach : 1 (constant)"
+TEACHER_SYNAPSE_ON_PRE = "I_teach_post += w_teach"
+
+TRIPARTITE_SYNAPSE_MODEL = """
+dw/dt = -w / tau_hebb : 1 (event-driven)
+"""
+TRIPARTITE_SYNAPSE_ON_PRE = """
+w += eta_hebb * write_phase(t) * I_teach_post
+I_num_post += w * read_phase(t)
+"""
+
+TRIPARTITE_SYNAPSE_PARAMETERS = (
+    Parameter("eta_hebb", 1e-3, 1, "Hebbian increment per presynaptic spike and unit of depolarisation",
+              positive=True),
+    Parameter("tau_hebb", 1e4 * second, second, "decay of the Hebbian efficacy (forgetting)",
+              positive=True),
+)
