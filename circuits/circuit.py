@@ -65,3 +65,32 @@ class AttentionCircuit:
 
     def total_spikes(self) -> int:
         return int(sum(m.num_spikes for name, m in self.monitors.items() if name.endswith("_spikes")))
+
+    def raster_data(self, max_features=64) -> dict:
+        """Spike times/indices per layer, astrocyte traces and phase windows, for raster figures."""
+        def spikes(name, keep=None):
+            mon = self.monitors[name]
+            t, i = np.asarray(mon.t_[:]), np.asarray(mon.i[:])
+            if keep is not None:
+                t, i = t[i < keep], i[i < keep]
+            return t, i
+
+        astro = self.monitors["astrocyte_monitor"]
+        proc = self.monitors["process_monitor"]
+        n_features = len(self.groups["features"])
+        return {
+            "key_encoders": spikes("key_encoder_spikes"),
+            "value_encoders": spikes("value_encoder_spikes"),
+            "features": spikes("feature_spikes", max_features),
+            "values": spikes("value_spikes"),
+            "n_features_shown": min(max_features, n_features),
+            "encoders_per_channel": self.config["encoders_per_dim"],
+            "neurons_per_value": self.per_value,
+            "astro_t": np.asarray(astro.t_[:]),
+            "ca_total": np.asarray(astro.Ca_total[0]),
+            "signal": np.asarray(astro.A[0]),
+            "process_ca": np.asarray(proc.Ca[:]),
+            "learn_windows": self.schedule.learn_windows(),
+            "read_windows": self.schedule.read_windows(),
+            "write_end": self.schedule.write_end,
+        }

@@ -1,0 +1,1 @@
+"""Runnable experiments; each is `python -m experiments.<name>`."""

@@ -1,0 +1,79 @@
+"""Figures of the attention experiments (matplotlib only; no simulation, no analysis here)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ON_COLOR, OFF_COLOR = "tab:red", "tab:blue"
+WRITE_COLOR, READ_COLOR = "#fff3d6", "#e3f0ff"
+
+
+def _shade_phases(ax, raster):
+    for start, stop in raster["learn_windows"]:
+        ax.axvspan(start, stop, color=WRITE_COLOR, lw=0, zorder=0)
+    for start, stop in raster["read_windows"]:
+        ax.axvspan(start, stop, color=READ_COLOR, lw=0, zorder=0)
+    ax.axvline(raster["write_end"], color="k", lw=0.8, ls="--")
+
+
+def _spikes(ax, times, indices, per_channel, label):
+    channel = indices // per_channel
+    on = channel % 2 == 0
+    ax.scatter(times[on], indices[on], s=0.5, color=ON_COLOR, marker="|", linewidths=0.5, rasterized=True)
+    ax.scatter(times[~on], indices[~on], s=0.5, color=OFF_COLOR, marker="|", linewidths=0.5, rasterized=True)
+    ax.set_ylabel(label)
+
+
+def raster_figure(raster: dict, path, title=""):
+    """Token encoders, feature and value neurons and astrocyte Ca2+ across write and read phases.
+
+    ``raster``: arrays of spike times/indices per layer (``key_encoders``, ``value_encoders``,
+    ``features``, ``values``: (t, i) pairs), their population sizes, the astrocyte traces
+    (``astro_t``, ``ca_total``, ``signal``, ``process_ca``) and the phase windows.
+    """
+    fig, axes = plt.subplots(5, 1, figsize=(11, 10), sharex=True,
+                             gridspec_kw={"height_ratios": [1, 1, 2, 1.5, 1.5]})
+    t, i = raster["key_encoders"]
+    _spikes(axes[0], t, i, raster["encoders_per_channel"], "key/query\nencoders")
+    t, i = raster["value_encoders"]
+    _spikes(axes[1], t, i, raster["encoders_per_channel"], "value\nencoders")
+    t, i = raster["features"]
+    axes[2].scatter(t, i, s=0.5, color="k", marker="|", linewidths=0.4, rasterized=True)
+    axes[2].set_ylabel(f"feature neurons\n(first {raster['n_features_shown']})")
+    t, i = raster["values"]
+    _spikes(axes[3], t, i, raster["neurons_per_value"], "value neurons\n(red ON, blue OFF)")
+    ax = axes[4]
+    for trace in raster["process_ca"]:
+        ax.plot(raster["astro_t"], trace, lw=0.6, color="tab:green", alpha=0.6)
+    ax.set_ylabel("process Ca\n(green)")
+    ax2 = ax.twinx()
+    ax2.plot(raster["astro_t"], raster["ca_total"], color="tab:olive", lw=1.2, label="astrocyte total Ca")
+    ax2.plot(raster["astro_t"], raster["signal"], color="tab:purple", lw=0.8, label="gliotransmitter signal A")
+    ax2.legend(loc="upper left", fontsize=7)
+    ax.set_xlabel("time (s)   [yellow: write (learning), blue: read (query)]")
+    for ax in axes:
+        _shade_phases(ax, raster)
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def prediction_figure(y_true, estimates: dict, path, title=""):
+    """Scatter of each estimate's output elements against the true (softmax) output."""
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    lo = min(float(np.min(y_true)), *(float(np.min(e)) for e in estimates.values()))
+    hi = max(float(np.max(y_true)), *(float(np.max(e)) for e in estimates.values()))
+    ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
+    markers = iter("o^sxd")
+    for label, est in estimates.items():
+        ax.scatter(y_true.ravel(), est.ravel(), s=12, marker=next(markers), label=label, alpha=0.8)
+    ax.set_xlabel("softmax attention output")
+    ax.set_ylabel("estimate")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,74 @@
+"""Run folders: where experiments write, never overwriting an earlier run."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_ROOT = PROJECT_ROOT / "results"
+
+
+def new_run_dir(parent: Path, label: str) -> Path:
+    """Create and return a fresh folder ``parent/<UTC time>-<label>[-n]``; never reuses one."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        path = parent / (f"{stamp}-{label}" + (f"-{n}" if n else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run folder in {parent}")
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=_to_jsonable)
+        tmp = fh.name
+    os.replace(tmp, path)
+
+
+def _to_jsonable(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def versions() -> dict:
+    """Versions of the software a result depends on, and the git commit of this project."""
+    import brian2
+    import matplotlib
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {"python": platform.python_version(), "brian2": brian2.__version__, "numpy": np.__version__,
+            "matplotlib": matplotlib.__version__, "platform": platform.platform(),
+            "git_commit": commit, "git_dirty": dirty, "argv": sys.argv}
+
+
+def progress_reporter(label: str, stream=sys.stderr):
+    """A Brian2 ``report`` callback that prints simulated time, percentage and time left."""
+    def report(elapsed, completed, start, duration):
+        left = elapsed * (1 - completed) / completed if completed > 0 else float("nan")
+        print(f"[{label}] {float(completed) * 100:5.1f}% of {float(duration):.1f} s simulated, "
+              f"{float(elapsed):.0f} s elapsed, ~{left:.0f} s left", file=stream, flush=True)
+    return report
