@@ -15,9 +15,13 @@ error they imply, the bound the spiking output is compared against.
 import numpy as np
 
 
-def window_counts(times, indices, windows, n_neurons) -> np.ndarray:
-    """Spike counts (n_windows x n_neurons) of each neuron in each [start, stop) window (seconds)."""
-    times = np.asarray(times, dtype=float)
+def window_counts(times, indices, windows, n_neurons, dt) -> np.ndarray:
+    """Spike counts (n_windows x n_neurons) of each neuron in each [start, stop) window (seconds).
+
+    Spike times are multiples of the time step ``dt``; comparing them half a step early makes a
+    spike at exactly ``start`` count in the window whatever the floating-point rounding.
+    """
+    times = np.asarray(times, dtype=float) + 0.5 * dt
     indices = np.asarray(indices, dtype=int)
     counts = np.zeros((len(windows), n_neurons), dtype=np.int64)
     for w, (start, stop) in enumerate(windows):

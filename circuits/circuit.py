@@ -54,7 +54,7 @@ class AttentionCircuit:
         """Spike counts (n_queries x 2 d_v) of each ON/OFF value population in each read window."""
         mon = self.monitors["value_spikes"]
         n = len(self.groups["value_neurons"])
-        counts = window_counts(mon.t_[:], mon.i[:], self.schedule.read_windows(), n)
+        counts = window_counts(mon.t_[:], mon.i[:], self.schedule.read_windows(), n, float(self.params["dt"]))
         return counts.reshape(len(counts), -1, self.per_value).sum(axis=2)
 
     def decode(self) -> np.ndarray:
