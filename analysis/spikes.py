@@ -36,12 +36,12 @@ def decode_on_off(population_counts, gain) -> np.ndarray:
     return (population_counts[:, 0::2] - population_counts[:, 1::2]) / gain
 
 
-def expected_spike_error(write_rates, read_rates, values, output_gain) -> dict:
+def expected_spike_error(write_rates, read_rates, values, output_gain, write_noise=True) -> dict:
     """Delta-method variance of the decoded output of a kernel attention circuit.
 
     write_rates: (L x m) expected feature counts per learned token; read_rates: (Lq x m) expected
     feature counts per read; values: (L x d_v); output_gain: expected output count per unit of
-    (one polarity of) y. Returns the ideal output ``y`` and its positive/negative parts, the
+    (one polarity of) y. ``write_noise=False`` when write counts are deterministic (regular firing). Returns the ideal output ``y`` and its positive/negative parts, the
     per-element variances of each stage, and ``relative_error``: sqrt(sum var) / |y|_F.
     """
     lw = np.asarray(write_rates, dtype=float)
@@ -65,7 +65,7 @@ def expected_spike_error(write_rates, read_rates, values, output_gain) -> dict:
     # sum_t (v_ti - y_si)^2 sum_j lr_sj^2 lw_tj / W_s^2, W_s = sum_t kernel_st
     spread = lr ** 2 @ lw.T                               # Lq x L
     dev = v[None, :, :] - y[:, None, :]                   # Lq x L x d_v
-    var_write = np.einsum("st,sti->si", spread, dev ** 2) / total ** 2
+    var_write = np.einsum("st,sti->si", spread, dev ** 2) / total ** 2 if write_noise else np.zeros_like(y)
 
     var_total = var_output + var_read + var_write
     norm = np.linalg.norm(y)

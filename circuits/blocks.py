@@ -5,12 +5,50 @@ several circuits can coexist in one Python process.
 """
 
 import numpy as np
-from brian2 import NeuronGroup, StateMonitor, Synapses, linked_var
+from brian2 import Hz, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, TimedArray, linked_var
 
-from models.astrocytes import ASTROCYTE_EQS, PROCESS_READ_ON_PRE, PROCESS_SUMMED, process_model
-from models.encoders import encoder_model
+from models.astrocytes import ASTROCYTE_MODELS, ASTROCYTE_EQS, PROCESS_READ_ON_PRE, PROCESS_SUMMED, process_model
+from circuits.protocol import TABLE_BIN
+from models.encoders import ENCODER_KINDS, encoder_model, signed_rates
 from models.neurons import VALUE_NEURON_EQS, VALUE_NEURON_THRESHOLD
 from models.synapses import TEACHER_SYNAPSE_MODEL, TEACHER_SYNAPSE_ON_PRE
+
+
+def input_namespace(params, schedule, key_input, values):
+    """Namespaces of the key layer and of the value encoders: parameters plus TimedArrays.
+
+    key_input: (n_bins x d) vector presented to the key/query encoders in each bin; values: the
+    (L x d_v) values, presented to the value encoders while their token is written.
+    """
+    namespace = params.namespace()
+    namespace.update(
+        rate_table=TimedArray(signed_rates(key_input, float(params["key_enc_gain"])) * Hz, dt=TABLE_BIN),
+        write_phase=TimedArray(schedule.write_phase(), dt=TABLE_BIN),
+        read_phase=TimedArray(schedule.read_phase(), dt=TABLE_BIN),
+    )
+    rows = schedule.value_rows()
+    v_padded = np.concatenate([values, np.zeros((1, values.shape[1]))])      # row -1: no value shown
+    value_namespace = dict(namespace, rate_table=TimedArray(
+        signed_rates(v_padded[rows], float(params["value_enc_gain"])) * Hz, dt=TABLE_BIN))
+    return namespace, value_namespace
+
+
+def spike_monitors(groups, key_layer):
+    """SpikeMonitors of the encoders, the key layer (feature or key neurons) and the value neurons,
+    keyed ``<layer>_spikes``."""
+    return {f"{name}_spikes": SpikeMonitor(groups[name], name=f"{name}_spikes") for name in
+            ("key_encoders", "value_encoders", key_layer, "value_neurons")}
+
+
+def check_options(astrocyte, encoder, **sizes):
+    """Validate model choices and integer sizes (each >= 1); ValueError with one line otherwise."""
+    if astrocyte not in ASTROCYTE_MODELS:
+        raise ValueError(f"unknown astrocyte model {astrocyte!r}; choose one of {', '.join(ASTROCYTE_MODELS)}")
+    if encoder not in ENCODER_KINDS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODER_KINDS)}")
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def encoder_population(n_channels, per_channel, kind, namespace, dt, rng, name):

@@ -52,7 +52,7 @@ class AttentionCircuit:
 
     def population_counts(self) -> np.ndarray:
         """Spike counts (n_queries x 2 d_v) of each ON/OFF value population in each read window."""
-        mon = self.monitors["value_spikes"]
+        mon = self.monitors["value_neurons_spikes"]
         n = len(self.groups["value_neurons"])
         counts = window_counts(mon.t_[:], mon.i[:], self.schedule.read_windows(), n, float(self.params["dt"]))
         return counts.reshape(len(counts), -1, self.per_value).sum(axis=2)
@@ -77,13 +77,14 @@ class AttentionCircuit:
 
         astro = self.monitors["astrocyte_monitor"]
         proc = self.monitors["process_monitor"]
-        n_features = len(self.groups["features"])
+        n_features = len(self.groups[self.config["key_layer"]])
         return {
-            "key_encoders": spikes("key_encoder_spikes"),
-            "value_encoders": spikes("value_encoder_spikes"),
-            "features": spikes("feature_spikes", max_features),
-            "values": spikes("value_spikes"),
+            "key_encoders": spikes("key_encoders_spikes"),
+            "value_encoders": spikes("value_encoders_spikes"),
+            "features": spikes(f"{self.config['key_layer']}_spikes", max_features),
+            "values": spikes("value_neurons_spikes"),
             "n_features_shown": min(max_features, n_features),
+            "key_layer": self.config["key_layer"],
             "encoders_per_channel": self.config["encoders_per_dim"],
             "neurons_per_value": self.per_value,
             "astro_t": np.asarray(astro.t_[:]),

@@ -108,6 +108,24 @@ class Schedule:
     def read_phase(self) -> np.ndarray:
         return self.phase(self.query_windows())
 
+    def recruitment(self) -> np.ndarray:
+        """(n_bins x n_tokens) table: 1 while token t is being learned (its key neuron recruited)."""
+        out = np.zeros((self.n_bins(), self.n_tokens))
+        for t, (start, stop) in enumerate(self.learn_windows()):
+            a, b = self._bin_index([start, stop])
+            out[a:b, t] = 1.0
+        return out
+
+    def contrast(self) -> np.ndarray:
+        """+1 in the first half of each learning window, -1 in the second half, 0 elsewhere (the
+        two phases of the contrastive Hebbian rule); the input is mirrored where it is -1."""
+        out = np.zeros(self.n_bins())
+        for start, stop in self.learn_windows():
+            a, b = self._bin_index([start, stop])
+            half = a + (b - a) // 2
+            out[a:half], out[half:b] = 1.0, -1.0
+        return out
+
     def value_rows(self) -> np.ndarray:
         """For each bin, the token whose value is presented to the value neurons (-1: none)."""
         rows = np.full(self.n_bins(), -1, dtype=int)

@@ -16,32 +16,19 @@ astrocyte. exp(scale q.k) = E[phi(x_q)^T phi(x_k)], so the output approximates s
 """
 
 import numpy as np
-from brian2 import Network, SpikeMonitor, Synapses, TimedArray, NeuronGroup, Hz
+from brian2 import Network, NeuronGroup, Synapses, TimedArray
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.features import draw_feature_weights, positive_features
 from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit
-from circuits.protocol import PROTOCOL_PARAMETERS, TABLE_BIN, Schedule
-from models import model_parameters
-from models.encoders import ENCODER_KINDS, signed_rates
+from circuits import circuit_parameters
+from circuits.protocol import TABLE_BIN, Schedule
 from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_THRESHOLD
 from models.parameters import ParameterSet
 from models.synapses import (INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
                              TRIPARTITE_SYNAPSE_ON_PRE)
-from models.astrocytes import ASTROCYTE_MODELS
-
-
-def circuit_parameters(astrocyte="minimal", overrides=None) -> ParameterSet:
-    """Default parameters of the circuit (models + protocol), with overrides checked by name."""
-    return ParameterSet(model_parameters(astrocyte) + PROTOCOL_PARAMETERS).override(overrides or {})
-
-
-def _check_size(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons_per_value=32,
@@ -55,15 +42,10 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     average over queries (no per-query normalisation: the negative control).
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
-    n_features = _check_size("n_features", n_features)
-    neurons_per_value = _check_size("neurons_per_value", neurons_per_value)
-    encoders_per_dim = _check_size("encoders_per_dim", encoders_per_dim)
-    if astrocyte not in ASTROCYTE_MODELS:
-        raise ValueError(f"unknown astrocyte model {astrocyte!r}; choose one of {', '.join(ASTROCYTE_MODELS)}")
-    if encoder not in ENCODER_KINDS:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODER_KINDS)}")
+    blocks.check_options(astrocyte, encoder, n_features=n_features, neurons_per_value=neurons_per_value,
+                         encoders_per_dim=encoders_per_dim)
     if not isinstance(params, ParameterSet):
-        params = circuit_parameters(astrocyte, params)
+        params = circuit_parameters("random", astrocyte, params)
     schedule = Schedule.from_params(len(k), len(q), params)
     rng = np.random.default_rng(seed)
     weights = draw_feature_weights(n_features, q.shape[1], rng)
@@ -72,20 +54,9 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     dt = params["dt"]
 
     # Inputs and phase signals as TimedArrays, one row per 1 ms bin.
-    rows = schedule.input_rows()
-    x_all = np.concatenate([x_keys, x_queries])
-    value_rows = schedule.value_rows()
-    v_padded = np.concatenate([v, np.zeros((1, value_dim))])       # row -1: no value presented
-    namespace = params.namespace()
-    namespace.update(
-        rate_table=TimedArray(signed_rates(x_all[rows], float(params["key_enc_gain"])) * Hz,
-                              dt=TABLE_BIN),
-        feature_bias=TimedArray(-0.5 * np.sum(x_all[rows] ** 2, axis=1), dt=TABLE_BIN),
-        write_phase=TimedArray(schedule.write_phase(), dt=TABLE_BIN),
-        read_phase=TimedArray(schedule.read_phase(), dt=TABLE_BIN),
-    )
-    value_namespace = dict(namespace, rate_table=TimedArray(
-        signed_rates(v_padded[value_rows], float(params["value_enc_gain"])) * Hz, dt=TABLE_BIN))
+    x_rows = np.concatenate([x_keys, x_queries])[schedule.input_rows()]
+    namespace, value_namespace = blocks.input_namespace(params, schedule, x_rows, v)
+    namespace["feature_bias"] = TimedArray(-0.5 * np.sum(x_rows ** 2, axis=1), dt=TABLE_BIN)
 
     key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, namespace, dt, rng,
                                              "key_encoders")
@@ -117,19 +88,13 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     if not block_astrocyte:
         blocks.link_astrocyte(values, cell)
 
-    monitors = {
-        "key_encoder_spikes": SpikeMonitor(key_encoders, name="key_encoder_spikes"),
-        "value_encoder_spikes": SpikeMonitor(value_encoders, name="value_encoder_spikes"),
-        "feature_spikes": SpikeMonitor(features, name="feature_spikes"),
-        "value_spikes": SpikeMonitor(values, name="value_spikes"),
-        "astrocyte_monitor": astro_monitors[0],
-        "process_monitor": astro_monitors[1],
-    }
     groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "features": features,
               "value_neurons": values, "astrocyte": cell, "input_synapses": input_synapses,
               "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
+    monitors = {**blocks.spike_monitors(groups, "features"), "astrocyte_monitor": astro_monitors[0],
+                "process_monitor": astro_monitors[1]}
     network = Network(*groups.values(), *monitors.values())
-    config = {"circuit": "random", "n_features": n_features, "neurons_per_value": neurons_per_value,
+    config = {"circuit": "random", "key_layer": "features", "n_features": n_features, "neurons_per_value": neurons_per_value,
               "encoders_per_dim": encoders_per_dim, "astrocyte": astrocyte, "encoder": encoder,
               "block_astrocyte": bool(block_astrocyte), "scale": scale, "n_tokens": len(k),
               "n_queries": len(q), "dim": dim, "value_dim": value_dim}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.attention import check_qkv, relative_error, softmax_attention, synthetic_head, uniform_attention
+from circuits import CIRCUITS
 from models import ASTROCYTE_MODELS, ENCODER_KINDS
 from models.parameters import ParameterError, load_parameter_file, parse_assignments
 
@@ -34,8 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--value-dim", type=int, default=8, help="synthetic head: value dimension d_v")
     head.add_argument("--norm", type=float, default=0.7, help="synthetic head: |q|/d^(1/4) = |k|/d^(1/4)")
     circ = p.add_argument_group("circuit")
-    circ.add_argument("--circuit", choices=["random"], default="random", help="attention circuit")
-    circ.add_argument("--features", type=int, default=256, help="number of feature neurons m")
+    circ.add_argument("--circuit", choices=CIRCUITS, default="random",
+                      help="random: the paper's random-feature circuit; exact: one key population per token")
+    circ.add_argument("--features", type=int, default=256, help="random circuit: number of feature neurons m")
+    circ.add_argument("--neurons-per-key", type=int, default=8, help="exact circuit: key neurons per token")
+    circ.add_argument("--preload", action="store_true",
+                      help="exact circuit: set the afferent weights to k_t instead of writing them with spikes")
     circ.add_argument("--neurons-per-value", type=int, default=32,
                       help="value neurons per value dimension and polarity (ON/OFF)")
     circ.add_argument("--encoders-per-dim", type=int, default=4,
@@ -76,14 +81,14 @@ def load_qkv(path: Path):
 
 def prepare(args) -> dict:
     """Everything that can be checked before simulating: head, parameters, sizes."""
-    from circuits.random_feature import circuit_parameters
+    from circuits import circuit_parameters
 
     overrides = {}
     if args.params is not None:
         overrides.update(load_parameter_file(args.params))
     overrides.update(parse_assignments(args.overrides))
-    params = circuit_parameters(args.astrocyte, overrides)
-    for name in ("features", "neurons_per_value", "encoders_per_dim"):
+    params = circuit_parameters(args.circuit, args.astrocyte, overrides)
+    for name in ("features", "neurons_per_key", "neurons_per_value", "encoders_per_dim"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.qkv is not None:
@@ -104,22 +109,30 @@ def prepare(args) -> dict:
 
 def simulate(args, prepared) -> dict:
     """Build and run the circuit; return decoded outputs, references and the circuit."""
-    from circuits.random_feature import build_random_feature_circuit, rate_model
+    from circuits import exact_kernel, random_feature
     from experiments.runs import progress_reporter
 
     q, k, v, scale = prepared["q"], prepared["k"], prepared["v"], prepared["scale"]
     t0 = time.perf_counter()
-    circuit = build_random_feature_circuit(
-        q, k, v, scale=scale, n_features=args.features, neurons_per_value=args.neurons_per_value,
-        encoders_per_dim=args.encoders_per_dim, astrocyte=args.astrocyte, encoder=args.encoder,
-        block_astrocyte=args.block_astrocyte, params=prepared["params"], seed=args.seed)
+    common = dict(scale=scale, neurons_per_value=args.neurons_per_value, encoders_per_dim=args.encoders_per_dim,
+                  astrocyte=args.astrocyte, encoder=args.encoder, block_astrocyte=args.block_astrocyte,
+                  params=prepared["params"], seed=args.seed)
+    if args.circuit == "exact":
+        module = exact_kernel
+        circuit = exact_kernel.build_exact_kernel_circuit(q, k, v, neurons_per_key=args.neurons_per_key,
+                                                          preload=args.preload, **common)
+        size = f"{args.neurons_per_key} key neurons per token"
+    else:
+        module = random_feature
+        circuit = random_feature.build_random_feature_circuit(q, k, v, n_features=args.features, **common)
+        size = f"{args.features} feature neurons"
     if not args.quiet:
-        print(f"[{NAME}] built {args.circuit} circuit: {args.features} feature neurons, "
+        print(f"[{NAME}] built {args.circuit} circuit: {size}, "
               f"{len(k)} tokens, {len(q)} queries; compiling and running "
               f"{circuit.schedule.duration:.1f} s of biological time", file=sys.stderr, flush=True)
     circuit.run(report=None if args.quiet else progress_reporter(NAME))
     wall = time.perf_counter() - t0
-    ideal = rate_model(circuit)
+    ideal = module.rate_model(circuit)
     return {"circuit": circuit, "y_spike": circuit.decode(), "y_rate": ideal["y_rate"], "noise": ideal["noise"],
             "y_softmax": softmax_attention(q, k, v, scale), "y_uniform": uniform_attention(v, len(q)),
             "wall_seconds": wall}
@@ -163,8 +176,10 @@ def write_run(args, prepared, result, metrics) -> Path:
     if not args.no_figures:
         from experiments.plotting import prediction_figure, raster_figure
 
+        size = (f"m = {args.features}" if args.circuit == "random"
+                else f"{args.neurons_per_key} key neurons per token")
         raster_figure(circuit.raster_data(), run_dir / "raster.png",
-                      f"{args.circuit}-feature circuit, m = {args.features}, seed {args.seed}")
+                      f"{args.circuit} circuit, {size}, seed {args.seed}")
         prediction_figure(result["y_softmax"], {
             f"spikes ({metrics['rel_err_spike_vs_softmax']:.1%})": result["y_spike"],
             f"rate ideal ({metrics['rel_err_rate_vs_softmax']:.1%})": result["y_rate"],

@@ -41,7 +41,7 @@ def raster_figure(raster: dict, path, title=""):
     _spikes(axes[1], t, i, raster["encoders_per_channel"], "value\nencoders")
     t, i = raster["features"]
     axes[2].scatter(t, i, s=0.5, color="k", marker="|", linewidths=0.4, rasterized=True)
-    axes[2].set_ylabel(f"feature neurons\n(first {raster['n_features_shown']})")
+    axes[2].set_ylabel(f"{raster['key_layer'].replace('_', ' ')}\n(first {raster['n_features_shown']})")
     t, i = raster["values"]
     _spikes(axes[3], t, i, raster["neurons_per_value"], "value neurons\n(red ON, blue OFF)")
     ax = axes[4]

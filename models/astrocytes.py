@@ -21,7 +21,7 @@ Two process models share this interface (a dimensionless ``Ca`` read by the read
   Ca = C / (1 uM). It saturates and has a resting level, so it bends the ideal ratio.
 """
 
-from brian2 import Hz, mmolar, ms, second, umolar
+from brian2 import Hz, ms, second, umolar
 
 from models.parameters import Parameter
 

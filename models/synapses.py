@@ -38,3 +38,14 @@ TRIPARTITE_SYNAPSE_PARAMETERS = (
     Parameter("tau_hebb", 1e4 * second, second, "decay of the Hebbian efficacy (forgetting)",
               positive=True),
 )
+
+#: Encoder -> key neuron afferent synapse of the exact-kernel circuit. While its key neuron is
+#: recruited, each presynaptic spike changes the weight by +eta_key in the first half of the
+#: learning window (token k_t presented) and by -eta_key in the second half (its mirror -k_t), a
+#: two-phase contrastive Hebbian rule (cf. Movellan 1991). ON channel j then ends with weight
+#: proportional to +k_j and OFF channel j to -k_j, so the read drive is proportional to q . k.
+AFFERENT_SYNAPSE_MODEL = "w_aff : volt"
+AFFERENT_SYNAPSE_ON_PRE = """
+w_aff += eta_key * write_phase(t) * recruit_post * contrast(t)
+I_syn_post += w_aff * read_phase(t)
+"""

@@ -66,7 +66,7 @@ def test_circuit_state_matches_its_definition():
     """Hebbian weights and process calcium after the write phase are the counts the ideal assumes."""
     circuit, _ = run_small(seed=1)
     p, s = circuit.params, circuit.schedule
-    spikes = circuit.monitors["feature_spikes"]
+    spikes = circuit.monitors["features_spikes"]
     m = len(circuit.groups["features"])
     counts = window_counts(spikes.t_[:], spikes.i[:], s.learn_windows(), m, float(p["dt"])).sum(axis=0)
     # Calcium: kappa per learning spike (tau_ca >> run: decay below 1e-3).

@@ -8,7 +8,8 @@ from brian2.core.base import BrianObjectException
 from brian2.units.fundamentalunits import DimensionMismatchError
 
 from circuits import blocks
-from circuits.random_feature import build_random_feature_circuit, circuit_parameters
+from circuits import circuit_parameters
+from circuits.random_feature import build_random_feature_circuit
 from models.neurons import (FEATURE_NEURON_EQS, FEATURE_NEURON_THRESHOLD, LIF_NEURON_EQS,
                             LIF_NEURON_PARAMETERS, LIF_NEURON_RESET, LIF_NEURON_THRESHOLD)
 from models.encoders import encoder_model
@@ -55,7 +56,7 @@ def test_dimension_check_catches_a_wrong_unit(numpy_target):
 
 
 def _process_with_spikes(spike_times, overrides=None, write=1.0, read=0.0):
-    params = circuit_parameters("minimal", overrides)
+    params = circuit_parameters("random", "minimal", overrides)
     pre = SpikeGeneratorGroup(1, np.zeros(len(spike_times), dtype=int), spike_times * second, dt=DT)
     cell, processes, monitors = blocks.astrocyte(pre, "minimal", _namespace(params, write, read), DT,
                                                  params["record_dt"])

@@ -4,7 +4,7 @@ import math
 import pytest
 from brian2 import Hz, ms, mV, second
 
-from circuits.random_feature import circuit_parameters
+from circuits import circuit_parameters
 from models.parameters import (Parameter, ParameterError, ParameterSet, load_parameter_file,
                                parse_assignments, parse_quantity)
 
@@ -32,7 +32,7 @@ def test_defaults_carry_units_and_override_by_name():
 ])
 def test_bad_values_give_one_line_errors(name, value, message):
     with pytest.raises(ParameterError) as err:
-        circuit_parameters(overrides={name: value})
+        circuit_parameters("random", overrides={name: value})
     assert message in str(err.value)
     assert "\n" not in str(err.value)
 
