@@ -38,7 +38,7 @@ def afferent_learning_rate(params, encoders_per_dim):
     return params["delta_u"] / (encoders_per_dim * g ** 2 * (params["t_learn"] / 2) * params["tau_syn"])
 
 
-def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=8, neurons_per_value=32,
+def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
                                encoders_per_dim=4, astrocyte="minimal", encoder="regular",
                                block_astrocyte=False, preload=False, params=None, seed=0) -> AttentionCircuit:
     """Build the exact-kernel circuit for one head (see the module docstring).

@@ -19,6 +19,7 @@ import numpy as np
 
 from analysis.attention import check_qkv, relative_error, softmax_attention, synthetic_head, uniform_attention
 from circuits import CIRCUITS
+from experiments.runs import RESULTS_ROOT, new_run_dir, versions, write_json
 from models import ASTROCYTE_MODELS, ENCODER_KINDS
 from models.parameters import ParameterError, load_parameter_file, parse_assignments
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     circ.add_argument("--circuit", choices=CIRCUITS, default="random",
                       help="random: the paper's random-feature circuit; exact: one key population per token")
     circ.add_argument("--features", type=int, default=256, help="random circuit: number of feature neurons m")
-    circ.add_argument("--neurons-per-key", type=int, default=8, help="exact circuit: key neurons per token")
+    circ.add_argument("--neurons-per-key", type=int, default=16, help="exact circuit: key neurons per token")
     circ.add_argument("--preload", action="store_true",
                       help="exact circuit: set the afferent weights to k_t instead of writing them with spikes")
     circ.add_argument("--neurons-per-value", type=int, default=32,
@@ -159,14 +160,14 @@ def metrics_of(result) -> dict:
     }
 
 
-def write_run(args, prepared, result, metrics) -> Path:
-    from experiments.runs import RESULTS_ROOT, new_run_dir, versions, write_json
-
+def write_run(args, prepared, result, metrics, label="", experiment=NAME) -> Path:
+    """Write params.json, metrics.json, outputs.npz and figures into a new run folder under
+    ``args.out`` (default results/attention)."""
     circuit = result["circuit"]
     run_dir = new_run_dir(args.out if args.out is not None else RESULTS_ROOT / NAME,
-                          f"{args.circuit}-seed{args.seed}")
+                          "-".join(filter(None, [label, args.circuit, f"seed{args.seed}"])))
     write_json(run_dir / "params.json", {
-        "experiment": NAME, "seed": args.seed, "circuit": circuit.config, "source": prepared["source"],
+        "experiment": experiment, "seed": args.seed, "circuit": circuit.config, "source": prepared["source"],
         "parameters": prepared["params"].to_json(), "versions": versions()})
     np.savez_compressed(run_dir / "outputs.npz", y_spike=result["y_spike"], y_rate=result["y_rate"],
                         y_softmax=result["y_softmax"], y_uniform=result["y_uniform"], q=prepared["q"],
@@ -188,6 +189,13 @@ def write_run(args, prepared, result, metrics) -> Path:
     return run_dir
 
 
+def print_summary(metrics, label):
+    print(f"[{label}] spikes vs softmax {metrics['rel_err_spike_vs_softmax']:.3f} | spikes vs rate ideal "
+          f"{metrics['rel_err_spike_vs_rate']:.3f} (Poisson bound {metrics['poisson_bound']:.3f}) | "
+          f"rate ideal vs softmax {metrics['rel_err_rate_vs_softmax']:.3f} | uniform baseline "
+          f"{metrics['rel_err_uniform_vs_softmax']:.3f}", file=sys.stderr)
+
+
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -199,10 +207,7 @@ def main(argv=None) -> Path:
     metrics = metrics_of(result)
     run_dir = write_run(args, prepared, result, metrics)
     if not args.quiet:
-        print(f"[{NAME}] spikes vs softmax {metrics['rel_err_spike_vs_softmax']:.3f} | spikes vs rate ideal "
-              f"{metrics['rel_err_spike_vs_rate']:.3f} (Poisson bound {metrics['poisson_bound']:.3f}) | "
-              f"rate ideal vs softmax {metrics['rel_err_rate_vs_softmax']:.3f} | uniform baseline "
-              f"{metrics['rel_err_uniform_vs_softmax']:.3f}", file=sys.stderr)
+        print_summary(metrics, NAME)
     print(run_dir)
     return run_dir
 

@@ -77,3 +77,21 @@ def prediction_figure(y_true, estimates: dict, path, title=""):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def attention_map_figure(tokens, true_map, spike_map, path, title=""):
+    """The true attention map and (if given) the one measured from key-neuron spikes, tokens as labels."""
+    maps = [("softmax attention", true_map)] + ([("from key-neuron spikes", spike_map)] if spike_map is not None else [])
+    size = 2.5 + 0.28 * len(tokens)
+    fig, axes = plt.subplots(1, len(maps), figsize=(size * len(maps), size), squeeze=False)
+    for ax, (label, data) in zip(axes[0], maps):
+        im = ax.imshow(data, cmap="viridis", vmin=0, vmax=float(np.max(true_map)))
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+        ax.set_xlabel("key")
+        ax.set_ylabel("query")
+        ax.set_title(label, fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

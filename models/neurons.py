@@ -109,7 +109,7 @@ KEY_NEURON_PARAMETERS = (
     Parameter("rho_key", 20 * Hz, Hz, "key-neuron rate for score 0 and no inhibition", positive=True),
     Parameter("rho_recruit", 100 * Hz, Hz, "regular firing of a key neuron while its token is written",
               positive=True),
-    Parameter("R_key_target", 1000 * Hz, Hz, "total key-population rate that the global inhibition keeps",
+    Parameter("R_key_target", 2500 * Hz, Hz, "total key-population rate that the global inhibition keeps",
               positive=True),
     Parameter("tau_theta", 50 * ms, ms, "time constant of the global adaptive inhibition", positive=True),
 )
