@@ -1,11 +1,16 @@
 """Building blocks shared by the attention circuits: encoders, value layer, astrocyte.
 
-Each function creates Brian2 objects with an explicit namespace (parameters and TimedArrays), so
-several circuits can coexist in one Python process.
+Every Brian2 object is made by :func:`neuron_group` or :func:`synapses`, which declare each model
+parameter its code uses as a ``(shared, constant)`` variable of the object and set its value. The
+generated code then does not depend on parameter values: a new value needs no recompilation
+(runtime) and can be passed to an already built standalone network. The explicit namespaces hold
+only the TimedArrays (inputs and phase signals), so several circuits coexist in one process.
 """
 
 import numpy as np
 from brian2 import Hz, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, TimedArray, linked_var
+from brian2.units.fundamentalunits import DIMENSIONLESS
+from brian2.utils.stringtools import get_identifiers
 
 from models.astrocytes import ASTROCYTE_MODELS, ASTROCYTE_EQS, PROCESS_READ_ON_PRE, PROCESS_SUMMED, process_model
 from circuits.protocol import TABLE_BIN
@@ -14,14 +19,64 @@ from models.neurons import VALUE_NEURON_EQS, VALUE_NEURON_THRESHOLD
 from models.synapses import TEACHER_SYNAPSE_MODEL, TEACHER_SYNAPSE_ON_PRE
 
 
+#: Parameters that are not read by model code (they set the protocol or the recording).
+NOT_IN_CODE = {"dt", "t_settle", "t_learn", "t_read", "record_dt"}
+
+
+_BASE_UNITS = ("metre", "kilogram", "second", "amp", "kelvin", "mole", "candle")
+
+
+def _unit_string(value) -> str:
+    """The unit of ``value`` as an equation-unit string in base units, e.g. ``metre**-3 * mole``."""
+    dim = getattr(value, "dim", DIMENSIONLESS)
+    if dim is DIMENSIONLESS:
+        return "1"
+    return " * ".join(f"{base}**{exp:g}" for base, exp in zip(_BASE_UNITS, dim._dims) if exp)
+
+
+def _with_parameters(model, params, code, extra):
+    """``model`` plus (shared, constant) declarations of the parameters (and ``extra`` derived
+    constants) that ``code`` uses; and the values to set."""
+    used = set().union(*(get_identifiers(c) for c in code if isinstance(c, str)))
+    values = {n: params[n] for n in params if n in used and n not in NOT_IN_CODE}
+    values.update({n: v for n, v in (extra or {}).items() if n in used})
+    declarations = "\n".join(f"{n} : {_unit_string(v)} (shared, constant)" for n, v in sorted(values.items()))
+    return (model or "") + "\n" + declarations, values
+
+
+def neuron_group(n, model, params, namespace, name, threshold=None, reset=None, extra=None, **kwargs):
+    """A NeuronGroup whose parameters are shared constants (see the module docstring)."""
+    code = (model, threshold, reset, kwargs.get("refractory"))
+    model, values = _with_parameters(model, params, code, extra)
+    group = NeuronGroup(n, model, threshold=threshold, reset=reset, namespace=namespace, name=name,
+                        dt=params["dt"], **kwargs)
+    for var, value in values.items():
+        setattr(group, var, value)
+    return group
+
+
+def synapses(source, target, model, params, namespace, name, connect, on_pre=None, extra=None, **kwargs):
+    """A connected Synapses object whose parameters are shared constants (see the module docstring).
+
+    ``connect``: keyword arguments of ``Synapses.connect`` (``{}``: all to all).
+    """
+    pathways = on_pre.values() if isinstance(on_pre, dict) else (on_pre,)
+    model, values = _with_parameters(model, params, (model, *pathways), extra)
+    syn = Synapses(source, target, model, on_pre=on_pre, namespace=namespace, name=name, dt=params["dt"],
+                   **kwargs)
+    syn.connect(**connect)
+    for var, value in values.items():
+        setattr(syn, var, value)
+    return syn
+
+
 def input_namespace(params, schedule, key_input, values):
-    """Namespaces of the key layer and of the value encoders: parameters plus TimedArrays.
+    """Namespaces (TimedArrays) of the key layer and of the value encoders.
 
     key_input: (n_bins x d) vector presented to the key/query encoders in each bin; values: the
     (L x d_v) values, presented to the value encoders while their token is written.
     """
-    namespace = params.namespace()
-    namespace.update(
+    namespace = dict(
         rate_table=TimedArray(signed_rates(key_input, float(params["key_enc_gain"])) * Hz, dt=TABLE_BIN),
         write_phase=TimedArray(schedule.write_phase(), dt=TABLE_BIN),
         read_phase=TimedArray(schedule.read_phase(), dt=TABLE_BIN),
@@ -51,17 +106,17 @@ def check_options(astrocyte, encoder, **sizes):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def encoder_population(n_channels, per_channel, kind, namespace, dt, rng, name):
+def encoder_population(n_channels, per_channel, kind, params, namespace, rng, name):
     """``per_channel`` encoder neurons for each rate-table channel (ON/OFF of each dimension)."""
-    group = NeuronGroup(n_channels * per_channel, dt=dt, namespace=namespace, name=name,
-                        method="euler", **encoder_model(kind))
+    group = neuron_group(n_channels * per_channel, params=params, namespace=namespace, name=name,
+                         method="euler", **encoder_model(kind))
     group.channel = np.arange(n_channels * per_channel) // per_channel
     if kind == "regular":
         group.phase = rng.uniform(0, 1, size=len(group))
     return group
 
 
-def value_layer(value_dim, per_value, value_encoders, encoders_per_channel, namespace, dt,
+def value_layer(value_dim, per_value, value_encoders, encoders_per_channel, params, namespace,
                 blocked_signal=None):
     """ON/OFF value populations of ``per_value`` neurons per dimension, taught by the value encoders.
 
@@ -73,32 +128,31 @@ def value_layer(value_dim, per_value, value_encoders, encoders_per_channel, name
     eqs = VALUE_NEURON_EQS
     if blocked_signal is not None:
         eqs = eqs.replace("A : 1 (linked)", "A : 1 (constant)")
-    values = NeuronGroup(n_channels * per_value, eqs, threshold=VALUE_NEURON_THRESHOLD, dt=dt,
-                         namespace=namespace, name="value_neurons", method="exact")
+    values = neuron_group(n_channels * per_value, eqs, params, namespace, "value_neurons",
+                          threshold=VALUE_NEURON_THRESHOLD, method="exact")
     if blocked_signal is not None:
         values.A = blocked_signal
     pre_channel = np.arange(len(value_encoders)) // encoders_per_channel
     post_channel = np.arange(len(values)) // per_value
     ii, jj = np.nonzero(pre_channel[:, None] == post_channel[None, :])
-    teacher = Synapses(value_encoders, values, TEACHER_SYNAPSE_MODEL, on_pre=TEACHER_SYNAPSE_ON_PRE,
-                       dt=dt, namespace=namespace, name="teacher_synapses")
-    teacher.connect(i=ii, j=jj)
-    teacher.w_teach = 1.0 / (encoders_per_channel * namespace["value_enc_gain"] * namespace["tau_syn"])
+    teacher = synapses(value_encoders, values, TEACHER_SYNAPSE_MODEL, params, namespace, "teacher_synapses",
+                       {"i": ii, "j": jj}, on_pre=TEACHER_SYNAPSE_ON_PRE)
+    teacher.w_teach = 1.0 / (encoders_per_channel * params["value_enc_gain"] * params["tau_syn"])
     return values, teacher
 
 
-def astrocyte(presynaptic, kind, namespace, dt, record_dt, n_recorded_processes=8):
+def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8):
     """One astrocyte with one process per presynaptic neuron, and monitors of its calcium.
 
     Returns (astrocyte group, processes, [monitors]).
     """
     spec = process_model(kind)
-    cell = NeuronGroup(1, ASTROCYTE_EQS, dt=dt, namespace=namespace, name="astrocyte", method="exact")
-    processes = Synapses(presynaptic, cell, spec["model"] + PROCESS_SUMMED,
+    record_dt = params["record_dt"]
+    cell = neuron_group(1, ASTROCYTE_EQS, params, namespace, "astrocyte", method="exact")
+    processes = synapses(presynaptic, cell, spec["model"] + PROCESS_SUMMED, params, namespace, "astro_processes",
+                         {"i": np.arange(len(presynaptic)), "j": 0},
                          on_pre={"write": spec["on_write"], "read": PROCESS_READ_ON_PRE},
-                         dt=dt, namespace=namespace, name="astro_processes",
                          method="exact" if kind == "minimal" else "rk2")
-    processes.connect(i=np.arange(len(presynaptic)), j=0)
     for var, value in spec["initial"].items():
         setattr(processes, var, value)
     monitors = [

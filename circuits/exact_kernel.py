@@ -17,7 +17,7 @@ rho_value * sum_t w_ti n_t / sum_t Ca_t n_t: softmax attention up to spike noise
 """
 
 import numpy as np
-from brian2 import Network, NeuronGroup, Synapses, TimedArray, linked_var
+from brian2 import Network, TimedArray, linked_var
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
@@ -58,7 +58,6 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     rng = np.random.default_rng(seed)
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
-    dt = params["dt"]
 
     # The key encoders show k_t, then its mirror -k_t, while token t is learned; then the queries.
     contrast = schedule.contrast()
@@ -66,30 +65,29 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     x_rows = np.where(contrast[:, None] < 0, -x_rows, x_rows)
     namespace, value_namespace = blocks.input_namespace(params, schedule, x_rows, v)
     namespace.update(recruit_table=TimedArray(schedule.recruitment(), dt=TABLE_BIN),
-                     contrast=TimedArray(contrast, dt=TABLE_BIN),
-                     eta_key=afferent_learning_rate(params, encoders_per_dim))
+                     contrast=TimedArray(contrast, dt=TABLE_BIN))
 
-    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, namespace, dt, rng,
+    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, rng,
                                              "key_encoders")
-    value_encoders = blocks.encoder_population(2 * value_dim, encoders_per_dim, encoder, value_namespace,
-                                               dt, rng, "value_encoders")
-    keys = NeuronGroup(n_tokens * neurons_per_key, KEY_NEURON_EQS, threshold=KEY_NEURON_THRESHOLD,
-                       reset=KEY_NEURON_RESET, dt=dt, namespace=namespace, name="key_neurons", method="euler")
+    value_encoders = blocks.encoder_population(2 * value_dim, encoders_per_dim, encoder, params, value_namespace,
+                                               rng, "value_encoders")
+    keys = blocks.neuron_group(n_tokens * neurons_per_key, KEY_NEURON_EQS, params, namespace, "key_neurons",
+                               threshold=KEY_NEURON_THRESHOLD, reset=KEY_NEURON_RESET, method="euler")
     keys.v = params["v_rest"]
     keys.token = np.arange(len(keys)) // neurons_per_key
     # Random pacing phases: the population samples the value neurons' depolarisation at many phases.
     keys.phase = rng.uniform(0, 1, size=len(keys))
-    inhibition = NeuronGroup(1, GLOBAL_INHIBITION_EQS, dt=dt, namespace=namespace, name="global_inhibition",
-                             method="euler")
+    inhibition = blocks.neuron_group(1, GLOBAL_INHIBITION_EQS, params, namespace, "global_inhibition",
+                                     method="euler")
     keys.theta = linked_var(inhibition, "theta", index=np.zeros(len(keys), dtype=int))
-    inhibition_synapses = Synapses(keys, inhibition, on_pre=GLOBAL_INHIBITION_ON_PRE, dt=dt,
-                                   namespace=namespace, name="inhibition_synapses")
-    inhibition_synapses.connect()
+    inhibition_synapses = blocks.synapses(keys, inhibition, None, params, namespace, "inhibition_synapses", {},
+                                          on_pre=GLOBAL_INHIBITION_ON_PRE)
 
-    afferents = Synapses(key_encoders, keys, AFFERENT_SYNAPSE_MODEL, on_pre=AFFERENT_SYNAPSE_ON_PRE, dt=dt,
-                         namespace=namespace, name="afferent_synapses")
     pre, post = np.meshgrid(np.arange(len(key_encoders)), np.arange(len(keys)), indexing="ij")
-    afferents.connect(i=pre.ravel(), j=post.ravel())
+    afferents = blocks.synapses(key_encoders, keys, AFFERENT_SYNAPSE_MODEL, params, namespace,
+                                "afferent_synapses", {"i": pre.ravel(), "j": post.ravel()},
+                                on_pre=AFFERENT_SYNAPSE_ON_PRE,
+                                extra={"eta_key": afferent_learning_rate(params, encoders_per_dim)})
     if preload:
         afferents.w_aff = preloaded_afferents(x_keys, pre.ravel(), post.ravel(), encoders_per_dim,
                                               neurons_per_key, params)
@@ -98,11 +96,10 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     if block_astrocyte:
         blocked_signal = expected_astrocyte_signal(params, schedule, n_tokens * neurons_per_key)
     values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
-                                         namespace, dt, blocked_signal)
-    tripartite = Synapses(keys, values, TRIPARTITE_SYNAPSE_MODEL, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, dt=dt,
-                          namespace=namespace, name="tripartite_synapses", method="exact")
-    tripartite.connect()
-    cell, processes, astro_monitors = blocks.astrocyte(keys, astrocyte, namespace, dt, params["record_dt"])
+                                         params, namespace, blocked_signal)
+    tripartite = blocks.synapses(keys, values, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses",
+                                 {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
+    cell, processes, astro_monitors = blocks.astrocyte(keys, astrocyte, params, namespace)
     if not block_astrocyte:
         blocks.link_astrocyte(values, cell)
 

@@ -16,7 +16,7 @@ astrocyte. exp(scale q.k) = E[phi(x_q)^T phi(x_k)], so the output approximates s
 """
 
 import numpy as np
-from brian2 import Network, NeuronGroup, Synapses, TimedArray
+from brian2 import Network, TimedArray
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.features import draw_feature_weights, positive_features
@@ -51,25 +51,24 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     weights = draw_feature_weights(n_features, q.shape[1], rng)
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     dim, value_dim = q.shape[1], v.shape[1]
-    dt = params["dt"]
 
     # Inputs and phase signals as TimedArrays, one row per 1 ms bin.
     x_rows = np.concatenate([x_keys, x_queries])[schedule.input_rows()]
     namespace, value_namespace = blocks.input_namespace(params, schedule, x_rows, v)
     namespace["feature_bias"] = TimedArray(-0.5 * np.sum(x_rows ** 2, axis=1), dt=TABLE_BIN)
 
-    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, namespace, dt, rng,
+    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, rng,
                                              "key_encoders")
-    value_encoders = blocks.encoder_population(2 * value_dim, encoders_per_dim, encoder, value_namespace,
-                                               dt, rng, "value_encoders")
+    value_encoders = blocks.encoder_population(2 * value_dim, encoders_per_dim, encoder, params, value_namespace,
+                                               rng, "value_encoders")
 
-    features = NeuronGroup(n_features, FEATURE_NEURON_EQS, threshold=FEATURE_NEURON_THRESHOLD, dt=dt,
-                           namespace=namespace, name="features", method="exact")
+    features = blocks.neuron_group(n_features, FEATURE_NEURON_EQS, params, namespace, "features",
+                                   threshold=FEATURE_NEURON_THRESHOLD, method="exact")
     features.v = params["v_rest"]
-    input_synapses = Synapses(key_encoders, features, INPUT_SYNAPSE_MODEL, on_pre=INPUT_SYNAPSE_ON_PRE,
-                              dt=dt, namespace=namespace, name="input_synapses")
     pre, post = np.meshgrid(np.arange(len(key_encoders)), np.arange(n_features), indexing="ij")
-    input_synapses.connect(i=pre.ravel(), j=post.ravel())
+    input_synapses = blocks.synapses(key_encoders, features, INPUT_SYNAPSE_MODEL, params, namespace,
+                                     "input_synapses", {"i": pre.ravel(), "j": post.ravel()},
+                                     on_pre=INPUT_SYNAPSE_ON_PRE)
     channel = pre.ravel() // encoders_per_dim
     sign = np.where(channel % 2 == 0, 1.0, -1.0)                   # ON: +w, OFF: -w
     unit_weight = params["delta_u"] / (encoders_per_dim * params["key_enc_gain"] * params["tau_syn"])
@@ -79,12 +78,10 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     if block_astrocyte:
         blocked_signal = expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule).mean()
     values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
-                                         namespace, dt, blocked_signal)
-    tripartite = Synapses(features, values, TRIPARTITE_SYNAPSE_MODEL, on_pre=TRIPARTITE_SYNAPSE_ON_PRE,
-                          dt=dt, namespace=namespace, name="tripartite_synapses", method="exact")
-    tripartite.connect()
-    cell, processes, astro_monitors = blocks.astrocyte(features, astrocyte, namespace, dt,
-                                                       params["record_dt"])
+                                         params, namespace, blocked_signal)
+    tripartite = blocks.synapses(features, values, TRIPARTITE_SYNAPSE_MODEL, params, namespace,
+                                 "tripartite_synapses", {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
+    cell, processes, astro_monitors = blocks.astrocyte(features, astrocyte, params, namespace)
     if not block_astrocyte:
         blocks.link_astrocyte(values, cell)
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from brian2 import (Hz, Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, Synapses, TimedArray,
+from brian2 import (Hz, Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, TimedArray,
                     ms, mV, second)
 from brian2.core.base import BrianObjectException
 from brian2.units.fundamentalunits import DimensionMismatchError
@@ -19,11 +19,9 @@ from models.synapses import TRIPARTITE_SYNAPSE_MODEL, TRIPARTITE_SYNAPSE_ON_PRE
 DT = 0.1 * ms
 
 
-def _namespace(params, write=1.0, read=0.0, **tables):
-    ns = params.namespace()
-    ns.update(write_phase=TimedArray([write], dt=1 * second), read_phase=TimedArray([read], dt=1 * second))
-    ns.update(tables)
-    return ns
+def _phases(write=1.0, read=0.0):
+    """A namespace with constant write/read phase signals."""
+    return {"write_phase": TimedArray([write], dt=1 * second), "read_phase": TimedArray([read], dt=1 * second)}
 
 
 @pytest.mark.parametrize("astrocyte", ["minimal", "gchi"])
@@ -45,10 +43,9 @@ def test_every_equation_has_consistent_dimensions(numpy_target, astrocyte, encod
 
 def test_dimension_check_catches_a_wrong_unit(numpy_target):
     """The check above can fail: a current in Hz added to a voltage is refused."""
-    params = circuit_parameters().namespace()
-    params["feature_bias"] = TimedArray([0.0], dt=1 * second)
-    group = NeuronGroup(1, FEATURE_NEURON_EQS.replace("+ I_syn) / tau_m", "+ I_syn * Hz) / tau_m"),
-                        threshold=FEATURE_NEURON_THRESHOLD, namespace=params)
+    group = blocks.neuron_group(1, FEATURE_NEURON_EQS.replace("+ I_syn) / tau_m", "+ I_syn * Hz) / tau_m"),
+                                circuit_parameters(), {"feature_bias": TimedArray([0.0], dt=1 * second)},
+                                "broken", threshold=FEATURE_NEURON_THRESHOLD)
     with pytest.raises(BrianObjectException) as err:
         Network(group).run(1 * ms)
     cause = err.value.__cause__ or err.value.__context__
@@ -58,8 +55,7 @@ def test_dimension_check_catches_a_wrong_unit(numpy_target):
 def _process_with_spikes(spike_times, overrides=None, write=1.0, read=0.0):
     params = circuit_parameters("random", "minimal", overrides)
     pre = SpikeGeneratorGroup(1, np.zeros(len(spike_times), dtype=int), spike_times * second, dt=DT)
-    cell, processes, monitors = blocks.astrocyte(pre, "minimal", _namespace(params, write, read), DT,
-                                                 params["record_dt"])
+    cell, processes, monitors = blocks.astrocyte(pre, "minimal", params, _phases(write, read))
     net = Network(pre, cell, processes, *monitors)
     return net, cell, processes, params
 
@@ -103,11 +99,9 @@ def test_hebbian_weight_matches_pre_times_postsynaptic_depolarisation(numpy_targ
     pre_times = np.array([0.005, 0.0125, 0.020, 0.031, 0.060])
     teacher = SpikeGeneratorGroup(2, np.zeros(len(teacher_times), dtype=int), teacher_times * second, dt=DT)
     pre = SpikeGeneratorGroup(1, np.zeros(len(pre_times), dtype=int), pre_times * second, dt=DT)
-    ns = _namespace(params)
-    values, teacher_syn = blocks.value_layer(1, 1, teacher, 1, ns, DT, blocked_signal=1.0)
-    hebb = Synapses(pre, values, TRIPARTITE_SYNAPSE_MODEL, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, dt=DT,
-                    namespace=ns, method="exact")
-    hebb.connect()
+    values, teacher_syn = blocks.value_layer(1, 1, teacher, 1, params, _phases(), blocked_signal=1.0)
+    hebb = blocks.synapses(pre, values, TRIPARTITE_SYNAPSE_MODEL, params, _phases(), "hebb", {},
+                           on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
     Network(teacher, pre, values, teacher_syn, hebb).run(0.1 * second)
 
     w_teach = 1.0 / (float(params["value_enc_gain"]) * float(params["tau_syn"]))
@@ -151,10 +145,8 @@ def test_feature_neuron_rate_is_exponential_in_its_drive(numpy_target):
     """rho = rho_feature * exp(bias) for a constant global offset (no encoder input)."""
     params = circuit_parameters()
     n, duration, bias = 400, 1.0, 0.8
-    ns = params.namespace()
-    ns["feature_bias"] = TimedArray([bias], dt=10 * second)
-    group = NeuronGroup(n, FEATURE_NEURON_EQS, threshold=FEATURE_NEURON_THRESHOLD, namespace=ns, dt=DT,
-                        method="exact")
+    group = blocks.neuron_group(n, FEATURE_NEURON_EQS, params, {"feature_bias": TimedArray([bias], dt=10 * second)},
+                                "features", threshold=FEATURE_NEURON_THRESHOLD, method="exact")
     group.v = params["v_rest"] + params["delta_u"] * bias                     # start settled
     mon = SpikeMonitor(group)
     Network(group, mon).run(duration * second)
