@@ -10,6 +10,12 @@ from circuits.protocol import Schedule
 from models.parameters import ParameterSet
 
 
+def calcium_fading(params, age):
+    """Fading of process calcium after ``age`` seconds: exp(-age/tau_ca) for the minimal process;
+    None (no linear fading to speak of) for G-ChI, whose calcium follows its own dynamics."""
+    return np.exp(-age / float(params["tau_ca"])) if "tau_ca" in params else None
+
+
 @dataclass
 class AttentionCircuit:
     """A built key-query-value circuit, ready to run once.

@@ -22,7 +22,7 @@ from brian2 import Network, TimedArray, linked_var
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
 from circuits import blocks, circuit_parameters
-from circuits.circuit import AttentionCircuit
+from circuits.circuit import AttentionCircuit, calcium_fading
 from circuits.protocol import TABLE_BIN, Schedule
 from models.neurons import (GLOBAL_INHIBITION_EQS, GLOBAL_INHIBITION_ON_PRE, KEY_NEURON_EQS,
                             KEY_NEURON_RESET, KEY_NEURON_THRESHOLD)
@@ -153,7 +153,7 @@ def rate_model(circuit: AttentionCircuit) -> dict:
     identity = np.eye(len(inp["x_keys"]))
     y_rate = kernel_attention(kernel, identity, inp["values"],
                               numerator_decay=np.exp(-age / float(p["tau_hebb"])),
-                              denominator_decay=np.exp(-age / float(p["tau_ca"])))
+                              denominator_decay=calcium_fading(p, age))
     weights = kernel / kernel.sum(axis=1, keepdims=True)
     read_counts = float(p["R_key_target"]) * s.t_read * weights
     write_counts = write_spikes_per_key(p) * circuit.config["neurons_per_key"] * identity

@@ -22,7 +22,7 @@ from analysis.attention import check_qkv, kernel_attention
 from analysis.features import draw_feature_weights, positive_features
 from analysis.spikes import expected_spike_error
 from circuits import blocks
-from circuits.circuit import AttentionCircuit
+from circuits.circuit import AttentionCircuit, calcium_fading
 from circuits import circuit_parameters
 from circuits.protocol import TABLE_BIN, Schedule
 from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_THRESHOLD
@@ -125,7 +125,7 @@ def rate_model(circuit: AttentionCircuit) -> dict:
     age = s.age_at_reads()
     y_rate = kernel_attention(phi_q, phi_k, inp["values"],
                               numerator_decay=np.exp(-age / float(p["tau_hebb"])),
-                              denominator_decay=np.exp(-age / float(p["tau_ca"])))
+                              denominator_decay=calcium_fading(p, age))
     noise = expected_spike_error(_feature_counts(weights, inp["x_keys"], rate, s.t_learn),
                                  _feature_counts(weights, inp["x_queries"], rate, s.t_read),
                                  inp["values"], circuit.output_gain())

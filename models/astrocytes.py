@@ -102,6 +102,10 @@ GCHI_PROCESS_PARAMETERS = (
     Parameter("glu_release", 5 * umolar, umolar, "glutamate reaching the process per presynaptic spike",
               positive=True),
     Parameter("tau_glu", 5 * ms, ms, "glutamate clearance time constant", _S, positive=True),
+    # G-ChI has no calcium-per-spike constant; the decoder still needs one to turn counts into
+    # outputs (see experiments.astrocyte_models for a calibration and how far G-ChI bends the ratio).
+    Parameter("kappa", 0.01, 1, "decoder's reference: process Ca (in uM) per presynaptic write spike",
+              positive=True),
 )
 
 ASTROCYTE_MODELS = ("minimal", "gchi")

@@ -135,6 +135,9 @@ class ParameterSet(Mapping):
             self.spec(name)
         return self._values[name]
 
+    def __contains__(self, name) -> bool:
+        return name in self._values
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 

@@ -46,6 +46,13 @@ def test_quantity_values_are_checked_like_strings():
         ParameterSet([Parameter("x", 1.0, 1, "x", nonnegative=True)]).override(x=-1)
 
 
+def test_membership_follows_the_astrocyte_model():
+    assert "tau_ca" in circuit_parameters("random", "minimal")
+    assert "tau_ca" not in circuit_parameters("random", "gchi")
+    assert "O_beta" in circuit_parameters("exact", "gchi")
+    assert "rho_feature" not in circuit_parameters("exact")
+
+
 def test_json_lists_every_parameter_with_unit():
     data = circuit_parameters().to_json()
     assert data["tau_ca"]["unit"] == "s" and data["rho_value"]["unit"] == "Hz"
