@@ -55,8 +55,11 @@ def kernel_attention(phi_q, phi_k, v, numerator_decay=None, denominator_decay=No
     return (num @ v) / den.sum(axis=1, keepdims=True)
 
 
-def uniform_attention(v, n_queries) -> np.ndarray:
-    """The uniform-attention baseline: every query returns the mean of V."""
+def uniform_attention(v, n_queries, causal=False) -> np.ndarray:
+    """The uniform-attention baseline: every query returns the mean of V (causal: of the values
+    written so far, query s averaging v_0..v_s)."""
+    if causal:
+        return np.cumsum(v, axis=0) / np.arange(1, len(v) + 1)[:, None]
     return np.repeat(v.mean(axis=0, keepdims=True), n_queries, axis=0)
 
 

@@ -36,18 +36,21 @@ def decode_on_off(population_counts, gain) -> np.ndarray:
     return (population_counts[:, 0::2] - population_counts[:, 1::2]) / gain
 
 
-def expected_spike_error(write_rates, read_rates, values, output_gain, write_noise=True) -> dict:
+def expected_spike_error(write_rates, read_rates, values, output_gain, write_noise=True, memory=None) -> dict:
     """Delta-method variance of the decoded output of a kernel attention circuit.
 
     write_rates: (L x m) expected feature counts per learned token; read_rates: (Lq x m) expected
     feature counts per read; values: (L x d_v); output_gain: expected output count per unit of
-    (one polarity of) y. ``write_noise=False`` when write counts are deterministic (regular firing). Returns the ideal output ``y`` and its positive/negative parts, the
+    (one polarity of) y. ``write_noise=False`` when write counts are deterministic (regular firing).
+    ``memory`` (Lq x L, default all ones) weights token t at read s: 0 for tokens not yet written
+    (causal reads). Returns the ideal output ``y`` and its positive/negative parts, the
     per-element variances of each stage, and ``relative_error``: sqrt(sum var) / |y|_F.
     """
     lw = np.asarray(write_rates, dtype=float)
     lr = np.asarray(read_rates, dtype=float)
     v = np.asarray(values, dtype=float)
-    kernel = lr @ lw.T                                   # Lq x L, unnormalised attention weights
+    memory = np.ones((len(lr), len(lw))) if memory is None else np.asarray(memory, dtype=float)
+    kernel = (lr @ lw.T) * memory                        # Lq x L, unnormalised attention weights
     total = kernel.sum(axis=1, keepdims=True)
     y_pos = kernel @ np.maximum(v, 0) / total
     y_neg = kernel @ np.maximum(-v, 0) / total
@@ -55,16 +58,16 @@ def expected_spike_error(write_rates, read_rates, values, output_gain, write_noi
 
     var_output = (y_pos + y_neg) / output_gain
 
-    hebb = lw.T @ v                                       # m x d_v   (H, Hebbian weights)
-    calcium = lw.sum(axis=0)                              # m         (z, process calcium)
-    denom = lr @ calcium                                  # Lq
-    # sum_j (H_ji - y_si z_j)^2 lr_sj / denom_s^2
-    resid = hebb[None, :, :] - y[:, None, :] * calcium[None, :, None]        # Lq x m x d_v
+    # Read stage: numerator sum_j H_sji n_j over denominator sum_j z_sj n_j with the same feature
+    # counts n_j; to first order the variance is sum_j (H_sji - y_si z_sj)^2 lr_sj / denom_s^2, and
+    # H_sji - y_si z_sj = sum_t memory_st lw_tj (v_ti - y_si).
+    dev = v[None, :, :] - y[:, None, :]                   # Lq x L x d_v
+    resid = np.einsum("st,tj,sti->sji", memory, lw, dev)  # Lq x m x d_v
+    denom = np.einsum("st,tj,sj->s", memory, lw, lr)
     var_read = np.einsum("sj,sji->si", lr, resid ** 2) / denom[:, None] ** 2
 
-    # sum_t (v_ti - y_si)^2 sum_j lr_sj^2 lw_tj / W_s^2, W_s = sum_t kernel_st
-    spread = lr ** 2 @ lw.T                               # Lq x L
-    dev = v[None, :, :] - y[:, None, :]                   # Lq x L x d_v
+    # Write stage: sum_t (v_ti - y_si)^2 sum_j lr_sj^2 lw_tj / W_s^2, W_s = sum_t kernel_st
+    spread = (lr ** 2 @ lw.T) * memory ** 2               # Lq x L
     var_write = np.einsum("st,sti->si", spread, dev ** 2) / total ** 2 if write_noise else np.zeros_like(y)
 
     var_total = var_output + var_read + var_write
@@ -77,3 +80,15 @@ def expected_spike_error(write_rates, read_rates, values, output_gain, write_noi
         "relative_error_read": float(np.sqrt(var_read.sum()) / norm),
         "relative_error_write": float(np.sqrt(var_write.sum()) / norm),
     }
+
+
+def tolerance_ratio(noise, n_sigma=4.0) -> float:
+    """Largest plausible (measured / expected) relative error under ``expected_spike_error``.
+
+    The squared error is a sum of scaled chi-square terms; with n_eff = (sum var)^2 / sum var^2
+    effective degrees of freedom its ratio to the expectation has standard deviation
+    sqrt(2 / n_eff). Allowing ``n_sigma`` of those gives sqrt(1 + n_sigma * sqrt(2 / n_eff)).
+    """
+    var = noise["var_output"] + noise["var_read"] + noise["var_write"]
+    n_eff = var.sum() ** 2 / np.sum(var ** 2)
+    return float(np.sqrt(1 + n_sigma * np.sqrt(2 / n_eff)))

@@ -10,10 +10,15 @@ from circuits.protocol import Schedule
 from models.parameters import ParameterSet
 
 
-def calcium_fading(params, age):
-    """Fading of process calcium after ``age`` seconds: exp(-age/tau_ca) for the minimal process;
-    None (no linear fading to speak of) for G-ChI, whose calcium follows its own dynamics."""
-    return np.exp(-age / float(params["tau_ca"])) if "tau_ca" in params else None
+def memory_weights(params, age):
+    """How much of each token the circuit holds at each read, for the numerator (Hebbian weights,
+    fading with tau_hebb) and the denominator (process calcium, fading with tau_ca; no linear
+    fading for G-ChI, whose calcium follows its own dynamics). Tokens not yet written (age <= 0,
+    causal reads) count zero."""
+    written = (age > 0).astype(float)
+    numerator = written * np.exp(-np.maximum(age, 0) / float(params["tau_hebb"]))
+    denominator = written * (np.exp(-np.maximum(age, 0) / float(params["tau_ca"])) if "tau_ca" in params else 1.0)
+    return numerator, denominator
 
 
 @dataclass

@@ -22,7 +22,7 @@ from brian2 import Network, TimedArray, linked_var
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
 from circuits import blocks, circuit_parameters
-from circuits.circuit import AttentionCircuit, calcium_fading
+from circuits.circuit import AttentionCircuit, memory_weights
 from circuits.protocol import TABLE_BIN, Schedule
 from models.neurons import (GLOBAL_INHIBITION_EQS, GLOBAL_INHIBITION_ON_PRE, KEY_NEURON_EQS,
                             KEY_NEURON_RESET, KEY_NEURON_THRESHOLD)
@@ -40,18 +40,20 @@ def afferent_learning_rate(params, encoders_per_dim):
 
 def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
                                encoders_per_dim=4, astrocyte="minimal", encoder="regular",
-                               block_astrocyte=False, preload=False, params=None, seed=0) -> AttentionCircuit:
+                               block_astrocyte=False, preload=False, causal=False, params=None,
+                               seed=0) -> AttentionCircuit:
     """Build the exact-kernel circuit for one head (see the module docstring).
 
     ``preload`` sets the afferent weights to k_t directly instead of writing them with spikes
-    (isolates the read phase's error). Other arguments as in ``build_random_feature_circuit``.
+    (isolates the read phase's error). Other arguments (``causal`` included) as in
+    ``build_random_feature_circuit``.
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
     blocks.check_options(astrocyte, encoder, neurons_per_key=neurons_per_key,
                          neurons_per_value=neurons_per_value, encoders_per_dim=encoders_per_dim)
     if not isinstance(params, ParameterSet):
         params = circuit_parameters("exact", astrocyte, params)
-    schedule = Schedule.from_params(len(k), len(q), params)
+    schedule = Schedule.from_params(len(k), len(q), params, causal)
     half = float(params["t_learn"] / TABLE_BIN) / 2
     if half != int(half):
         raise ParameterError(f"t_learn must be an even number of {TABLE_BIN} for the two learning phases")
@@ -112,7 +114,7 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     network = Network(*groups.values(), *monitors.values())
     config = {"circuit": "exact", "key_layer": "key_neurons", "neurons_per_key": neurons_per_key,
               "neurons_per_value": neurons_per_value, "encoders_per_dim": encoders_per_dim,
-              "astrocyte": astrocyte, "encoder": encoder, "block_astrocyte": bool(block_astrocyte),
+              "astrocyte": astrocyte, "encoder": encoder, "block_astrocyte": bool(block_astrocyte), "causal": bool(causal),
               "preload": bool(preload), "scale": scale, "n_tokens": n_tokens, "n_queries": len(q), "dim": dim,
               "value_dim": value_dim}
     inputs = {"x_keys": x_keys, "x_queries": x_queries, "values": v}
@@ -147,16 +149,15 @@ def rate_model(circuit: AttentionCircuit) -> dict:
     expected spike-count error around it: read counts of each key population are Poisson with mean
     R_key_target * t_read * attention weight; write counts are regular (no write noise)."""
     p, s, inp = circuit.params, circuit.schedule, circuit.inputs
-    scores = inp["x_queries"] @ inp["x_keys"].T
+    numerator, denominator = memory_weights(p, s.age_at_reads())
+    # Key populations of tokens not yet written (causal reads) have zero afferent weights: score 0.
+    scores = np.where(denominator > 0, inp["x_queries"] @ inp["x_keys"].T, 0.0)
     kernel = np.exp(scores - scores.max(axis=1, keepdims=True))
-    age = s.age_at_reads()
     identity = np.eye(len(inp["x_keys"]))
-    y_rate = kernel_attention(kernel, identity, inp["values"],
-                              numerator_decay=np.exp(-age / float(p["tau_hebb"])),
-                              denominator_decay=calcium_fading(p, age))
-    weights = kernel / kernel.sum(axis=1, keepdims=True)
-    read_counts = float(p["R_key_target"]) * s.t_read * weights
+    y_rate = kernel_attention(kernel, identity, inp["values"], numerator, denominator)
+    # The inhibition shares R_key_target among all key populations, written or not.
+    read_counts = float(p["R_key_target"]) * s.t_read * kernel / kernel.sum(axis=1, keepdims=True)
     write_counts = write_spikes_per_key(p) * circuit.config["neurons_per_key"] * identity
     noise = expected_spike_error(write_counts, read_counts, inp["values"], circuit.output_gain(),
-                                 write_noise=False)
+                                 write_noise=False, memory=denominator)
     return {"y_rate": y_rate, "noise": noise}

@@ -4,7 +4,9 @@ Write phase: token t is presented for ``t_settle + t_learn``; plasticity and cal
 are on (``write_phase`` = 1) only for the last ``t_learn``, after the input filters have settled.
 Read phase: query s is presented for ``t_settle + t_read``; transmission through the astrocyte-
 gated synapses is on (``read_phase`` = 1) for the whole window and the output is counted in the
-last ``t_read``. Inputs and phases are stored per time bin and handed to Brian2 as TimedArrays.
+last ``t_read``. By default all tokens are written, then all queries read; with ``causal`` the read
+of query s follows the write of token s (autoregressive attention: query s sees tokens 0..s).
+Inputs and phases are stored per time bin and handed to Brian2 as TimedArrays.
 """
 
 from dataclasses import dataclass
@@ -29,23 +31,28 @@ TABLE_BIN = 1 * ms
 
 @dataclass(frozen=True)
 class Schedule:
-    """Timing of a write phase over ``n_tokens`` followed by ``n_queries`` reads (all in seconds)."""
+    """Timing of ``n_tokens`` writes and ``n_queries`` reads (all in seconds): every write first,
+    or, if ``causal``, write token s then read query s."""
 
     n_tokens: int
     n_queries: int
     t_settle: float
     t_learn: float
     t_read: float
+    causal: bool = False
     bin: float = float(TABLE_BIN)
 
     @classmethod
-    def from_params(cls, n_tokens, n_queries, params) -> "Schedule":
+    def from_params(cls, n_tokens, n_queries, params, causal=False) -> "Schedule":
         for name in ("t_settle", "t_learn", "t_read"):
             ratio = float(params[name] / TABLE_BIN)
             if abs(ratio - round(ratio)) > 1e-9:
                 raise ParameterError(f"{name} must be a multiple of {TABLE_BIN}, got {params[name]}")
+        if causal and n_queries != n_tokens:
+            raise ValueError(f"causal attention needs one query per token, got {n_queries} queries "
+                             f"for {n_tokens} tokens")
         return cls(n_tokens, n_queries, float(params["t_settle"]), float(params["t_learn"]),
-                   float(params["t_read"]))
+                   float(params["t_read"]), bool(causal))
 
     @property
     def token_period(self) -> float:
@@ -56,20 +63,30 @@ class Schedule:
         return self.t_settle + self.t_read
 
     @property
-    def write_end(self) -> float:
-        return self.n_tokens * self.token_period
+    def write_end(self) -> float | None:
+        """End of the write phase (None if causal: writes and reads alternate)."""
+        return None if self.causal else self.n_tokens * self.token_period
 
     @property
     def duration(self) -> float:
-        return self.write_end + self.n_queries * self.read_period
+        return self.n_tokens * self.token_period + self.n_queries * self.read_period
+
+    def token_windows(self) -> np.ndarray:
+        """Whole write windows (settling included), one per token."""
+        step = self.token_period + self.read_period if self.causal else self.token_period
+        start = np.arange(self.n_tokens) * step
+        return np.stack([start, start + self.token_period], axis=1)
 
     def learn_windows(self) -> np.ndarray:
-        start = np.arange(self.n_tokens) * self.token_period + self.t_settle
+        start = self.token_windows()[:, 0] + self.t_settle
         return np.stack([start, start + self.t_learn], axis=1)
 
     def query_windows(self) -> np.ndarray:
         """Whole read windows (settling included), one per query."""
-        start = self.write_end + np.arange(self.n_queries) * self.read_period
+        if self.causal:
+            start = self.token_windows()[:, 1]
+        else:
+            start = self.write_end + np.arange(self.n_queries) * self.read_period
         return np.stack([start, start + self.read_period], axis=1)
 
     def read_windows(self) -> np.ndarray:
@@ -86,8 +103,8 @@ class Schedule:
     def input_rows(self) -> np.ndarray:
         """For each bin, the row of ``concat(keys, queries)`` presented to the feature layer."""
         rows = np.empty(self.n_bins(), dtype=int)
-        for t in range(self.n_tokens):
-            a, b = self._bin_index([t * self.token_period, (t + 1) * self.token_period])
+        for t, (start, stop) in enumerate(self.token_windows()):
+            a, b = self._bin_index([start, stop])
             rows[a:b] = t
         for s, (start, stop) in enumerate(self.query_windows()):
             a, b = self._bin_index([start, stop])
@@ -129,12 +146,15 @@ class Schedule:
     def value_rows(self) -> np.ndarray:
         """For each bin, the token whose value is presented to the value neurons (-1: none)."""
         rows = np.full(self.n_bins(), -1, dtype=int)
-        rows[: self._bin_index(self.write_end)] = self.input_rows()[: self._bin_index(self.write_end)]
+        for t, (start, stop) in enumerate(self.token_windows()):
+            a, b = self._bin_index([start, stop])
+            rows[a:b] = t
         return rows
 
     def age_at_reads(self) -> np.ndarray:
         """(n_queries x n_tokens) time from the middle of each token's learning window to the
-        middle of each read's counting window (for the fading of weights and calcium)."""
+        middle of each read's counting window (for the fading of weights and calcium); negative
+        for tokens written after the read (causal)."""
         learn_mid = self.learn_windows().mean(axis=1)
         read_mid = self.read_windows().mean(axis=1)
         return read_mid[:, None] - learn_mid[None, :]

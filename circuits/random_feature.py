@@ -22,7 +22,7 @@ from analysis.attention import check_qkv, kernel_attention
 from analysis.features import draw_feature_weights, positive_features
 from analysis.spikes import expected_spike_error
 from circuits import blocks
-from circuits.circuit import AttentionCircuit, calcium_fading
+from circuits.circuit import AttentionCircuit, memory_weights
 from circuits import circuit_parameters
 from circuits.protocol import TABLE_BIN, Schedule
 from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_THRESHOLD
@@ -33,20 +33,21 @@ from models.synapses import (INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE, TRIPARTI
 
 def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons_per_value=32,
                                  encoders_per_dim=4, astrocyte="minimal", encoder="regular",
-                                 block_astrocyte=False, params=None, seed=0) -> AttentionCircuit:
+                                 block_astrocyte=False, causal=False, params=None, seed=0) -> AttentionCircuit:
     """Build the random-feature circuit for one head.
 
     q: (Lq x d) queries, k: (L x d) keys, v: (L x d_v) values; the kernel is exp(scale q.k)
     (default scale 1/sqrt(d)). ``params``: a ParameterSet from :func:`circuit_parameters` or a
     mapping of overrides. ``block_astrocyte`` replaces the astrocyte's per-query signal by its
-    average over queries (no per-query normalisation: the negative control).
+    average over queries (no per-query normalisation: the negative control). ``causal``: read
+    query s right after writing token s (autoregressive attention; needs one query per token).
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
     blocks.check_options(astrocyte, encoder, n_features=n_features, neurons_per_value=neurons_per_value,
                          encoders_per_dim=encoders_per_dim)
     if not isinstance(params, ParameterSet):
         params = circuit_parameters("random", astrocyte, params)
-    schedule = Schedule.from_params(len(k), len(q), params)
+    schedule = Schedule.from_params(len(k), len(q), params, causal)
     rng = np.random.default_rng(seed)
     weights = draw_feature_weights(n_features, q.shape[1], rng)
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
@@ -93,7 +94,7 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     network = Network(*groups.values(), *monitors.values())
     config = {"circuit": "random", "key_layer": "features", "n_features": n_features, "neurons_per_value": neurons_per_value,
               "encoders_per_dim": encoders_per_dim, "astrocyte": astrocyte, "encoder": encoder,
-              "block_astrocyte": bool(block_astrocyte), "scale": scale, "n_tokens": len(k),
+              "block_astrocyte": bool(block_astrocyte), "causal": bool(causal), "scale": scale, "n_tokens": len(k),
               "n_queries": len(q), "dim": dim, "value_dim": value_dim}
     inputs = {"x_keys": x_keys, "x_queries": x_queries, "values": v, "feature_weights": weights}
     return AttentionCircuit("random", network, groups, monitors, schedule, params, config, inputs, seed)
@@ -122,11 +123,9 @@ def rate_model(circuit: AttentionCircuit) -> dict:
     weights, rate = inp["feature_weights"], float(p["rho_feature"])
     phi_k = positive_features(inp["x_keys"], weights)
     phi_q = positive_features(inp["x_queries"], weights)
-    age = s.age_at_reads()
-    y_rate = kernel_attention(phi_q, phi_k, inp["values"],
-                              numerator_decay=np.exp(-age / float(p["tau_hebb"])),
-                              denominator_decay=calcium_fading(p, age))
+    numerator, denominator = memory_weights(p, s.age_at_reads())
+    y_rate = kernel_attention(phi_q, phi_k, inp["values"], numerator, denominator)
     noise = expected_spike_error(_feature_counts(weights, inp["x_keys"], rate, s.t_learn),
                                  _feature_counts(weights, inp["x_queries"], rate, s.t_read),
-                                 inp["values"], circuit.output_gain())
+                                 inp["values"], circuit.output_gain(), memory=denominator)
     return {"y_rate": y_rate, "noise": noise}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.spikes import tolerance_ratio
 from analysis.attention import check_qkv, relative_error, softmax_attention, synthetic_head, uniform_attention
 from circuits import CIRCUITS
 from experiments.runs import RESULTS_ROOT, new_run_dir, versions, write_json
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="encoder neurons per input dimension and polarity")
     circ.add_argument("--astrocyte", choices=ASTROCYTE_MODELS, default="minimal", help="astrocyte process model")
     circ.add_argument("--encoder", choices=ENCODER_KINDS, default="regular", help="token spike generator")
+    circ.add_argument("--causal", action="store_true",
+                      help="autoregressive attention: read query s right after writing token s")
     circ.add_argument("--block-astrocyte", action="store_true",
                       help="negative control: replace the astrocyte's per-query signal by its mean")
     run = p.add_argument_group("run")
@@ -105,6 +108,8 @@ def prepare(args) -> dict:
         q, k, v, scale = check_qkv(q, k, v)
         source = {"synthetic": {"tokens": args.tokens, "dim": args.dim, "value_dim": args.value_dim,
                                 "norm": args.norm, "seed": args.seed}}
+    if args.causal and len(q) != len(k):
+        raise ValueError(f"--causal needs one query per token, got {len(q)} queries and {len(k)} keys")
     return {"q": q, "k": k, "v": v, "scale": scale, "params": params, "source": source}
 
 
@@ -117,7 +122,7 @@ def simulate(args, prepared) -> dict:
     t0 = time.perf_counter()
     common = dict(scale=scale, neurons_per_value=args.neurons_per_value, encoders_per_dim=args.encoders_per_dim,
                   astrocyte=args.astrocyte, encoder=args.encoder, block_astrocyte=args.block_astrocyte,
-                  params=prepared["params"], seed=args.seed)
+                  causal=args.causal, params=prepared["params"], seed=args.seed)
     if args.circuit == "exact":
         module = exact_kernel
         circuit = exact_kernel.build_exact_kernel_circuit(q, k, v, neurons_per_key=args.neurons_per_key,
@@ -135,7 +140,8 @@ def simulate(args, prepared) -> dict:
     wall = time.perf_counter() - t0
     ideal = module.rate_model(circuit)
     return {"circuit": circuit, "y_spike": circuit.decode(), "y_rate": ideal["y_rate"], "noise": ideal["noise"],
-            "y_softmax": softmax_attention(q, k, v, scale), "y_uniform": uniform_attention(v, len(q)),
+            "y_softmax": softmax_attention(q, k, v, scale, causal=args.causal),
+            "y_uniform": uniform_attention(v, len(q), causal=args.causal),
             "wall_seconds": wall}
 
 
@@ -150,6 +156,7 @@ def metrics_of(result) -> dict:
         "rel_err_uniform_vs_softmax": relative_error(yu, yt),
         "spike_vs_rate_over_bound": relative_error(ys, yr) / noise["relative_error"],
         "poisson_bound": noise["relative_error"],
+        "bound_tolerance_ratio": tolerance_ratio(noise),
         "poisson_bound_output": noise["relative_error_output"],
         "poisson_bound_read": noise["relative_error_read"],
         "poisson_bound_write": noise["relative_error_write"],

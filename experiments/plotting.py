@@ -15,7 +15,8 @@ def _shade_phases(ax, raster):
         ax.axvspan(start, stop, color=WRITE_COLOR, lw=0, zorder=0)
     for start, stop in raster["read_windows"]:
         ax.axvspan(start, stop, color=READ_COLOR, lw=0, zorder=0)
-    ax.axvline(raster["write_end"], color="k", lw=0.8, ls="--")
+    if raster["write_end"] is not None:                    # causal runs alternate writes and reads
+        ax.axvline(raster["write_end"], color="k", lw=0.8, ls="--")
 
 
 def _spikes(ax, times, indices, per_channel, label):

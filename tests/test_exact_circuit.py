@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from analysis.attention import relative_error, softmax_attention, synthetic_head
-from analysis.spikes import window_counts
+from analysis.spikes import tolerance_ratio, window_counts
 from circuits import exact_kernel, random_feature
-from tests.test_circuit import tolerance_ratio
 
 PROTOCOL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
 # A peaky head: |q|/d^(1/4) = 2.5, attention weights far from uniform.
