@@ -1,0 +1,126 @@
+"""Multi-head attention: h heads over one token stream, each its own circuit, outputs concatenated.
+
+    python -m experiments.multi_head                 # 4 heads of the random-feature circuit
+    python -m experiments.multi_head --circuit exact --heads 2 --quick
+
+Token embeddings X (L x D) are projected by per-head random matrices into q_h, k_h (d) and v_h
+(d_v); the projections are scaled so that |q|/d^(1/4) is about ``--norm``. Every head is a complete
+circuit (its own feature or key neurons, tripartite synapses and astrocyte) driven by the same
+token schedule; heads do not interact, so they are simulated one after another with the same
+timing. The output is the concatenation [y_1 ... y_h] (L x h d_v). Writes metrics.json (per head
+and for the concatenation), outputs.npz and multi_head.png (error per head).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from analysis.attention import relative_error
+from experiments import attention
+from experiments.runs import RESULTS_ROOT, new_run_dir, versions, write_json
+from models.parameters import ParameterError
+
+NAME = "multi_head"
+QUICK = ["--features", "64", "--neurons-per-key", "4", "--neurons-per-value", "16", "--set", "t_settle=100*ms",
+         "--set", "t_learn=200*ms", "--set", "t_read=400*ms"]
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n\n")[0])
+    p.add_argument("--heads", type=int, default=4, help="number of heads h")
+    p.add_argument("--tokens", type=int, default=12, help="sequence length L")
+    p.add_argument("--model-dim", type=int, default=32, help="token embedding dimension D")
+    p.add_argument("--dim", type=int, default=8, help="per-head key/query dimension d")
+    p.add_argument("--value-dim", type=int, default=4, help="per-head value dimension d_v")
+    p.add_argument("--norm", type=float, default=0.7, help="typical |q|/d^(1/4) of every head")
+    p.add_argument("--circuit", choices=("random", "exact"), default="random")
+    p.add_argument("--quick", action="store_true", help="small circuits and short windows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help=f"parent folder (default results/{NAME})")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--no-figures", action="store_true")
+    return p
+
+
+def project_heads(n_heads, n_tokens, model_dim, dim, value_dim, norm, rng):
+    """Token embeddings and per-head Q/K/V: X ~ N(0, 1), W ~ N(0, 1/D) rescaled so that the mean
+    |q|/d^(1/4) (and |k|/d^(1/4)) of each head equals ``norm``."""
+    x = rng.standard_normal((n_tokens, model_dim))
+    heads = []
+    for _ in range(n_heads):
+        w_q, w_k, w_v = (rng.standard_normal((model_dim, n)) / np.sqrt(model_dim) for n in (dim, dim, value_dim))
+        q, k = x @ w_q, x @ w_k
+        q *= norm * dim ** 0.25 / np.linalg.norm(q, axis=1).mean()
+        k *= norm * dim ** 0.25 / np.linalg.norm(k, axis=1).mean()
+        heads.append((q, k, x @ w_v))
+    return x, heads
+
+
+def plot(per_head, concat, path):
+    from experiments.plotting import plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    idx = np.arange(len(per_head))
+    width = 0.27
+    for offset, key, label in ((-width, "rel_err_spike_vs_softmax", "spikes"),
+                               (0, "rel_err_rate_vs_softmax", "rate ideal"),
+                               (width, "rel_err_uniform_vs_softmax", "uniform baseline")):
+        ax.bar(idx + offset, [m[key] for m in per_head], width, label=label)
+    ax.axhline(concat["rel_err_spike_vs_softmax"], color="k", ls="--", lw=0.8,
+               label="spikes, concatenated heads")
+    ax.set_xticks(idx, [f"head {h}" for h in idx])
+    ax.set_ylabel("relative error vs softmax")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> Path:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("heads", "tokens", "model_dim", "dim", "value_dim"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    _, heads = project_heads(args.heads, args.tokens, args.model_dim, args.dim, args.value_dim, args.norm,
+                             np.random.default_rng(args.seed))
+    run_dir = new_run_dir(args.out if args.out is not None else RESULTS_ROOT / NAME, f"{args.circuit}-seed{args.seed}")
+    results, metrics = [], []
+    for h, (q, k, v) in enumerate(heads):
+        path = run_dir / f"head{h}_qkv.npz"
+        np.savez(path, q=q, k=k, v=v)
+        exp_args = attention.build_parser().parse_args(
+            ["--qkv", str(path), "--circuit", args.circuit, "--seed", str(args.seed + h), "--quiet"]
+            + (QUICK if args.quick else []))
+        try:
+            prepared = attention.prepare(exp_args)
+        except (ParameterError, ValueError) as exc:
+            parser.error(str(exc))
+        if not args.quiet:
+            print(f"[{NAME}] head {h + 1}/{args.heads}", file=sys.stderr, flush=True)
+        results.append(attention.simulate(exp_args, prepared))
+        metrics.append(attention.metrics_of(results[-1]))
+    concat = {key: np.concatenate([r[key] for r in results], axis=1)
+              for key in ("y_spike", "y_rate", "y_softmax", "y_uniform")}
+    summary = {f"rel_err_{name}_vs_softmax": relative_error(concat[f"y_{name}"], concat["y_softmax"])
+               for name in ("spike", "rate", "uniform")}
+    write_json(run_dir / "params.json", {
+        "experiment": NAME, "seed": args.seed, "heads": args.heads, "circuit": results[0]["circuit"].config,
+        "parameters": prepared["params"].to_json(), "versions": versions(),
+        "source": {k: getattr(args, k) for k in ("tokens", "model_dim", "dim", "value_dim", "norm")}})
+    write_json(run_dir / "metrics.json", {"concatenated": summary, "heads": metrics})
+    np.savez_compressed(run_dir / "outputs.npz", **concat)
+    if not args.no_figures:
+        plot(metrics, summary, run_dir / "multi_head.png")
+    if not args.quiet:
+        print(f"[{NAME}] concatenated output: spikes {summary['rel_err_spike_vs_softmax']:.3f}, rate ideal "
+              f"{summary['rel_err_rate_vs_softmax']:.3f}, uniform {summary['rel_err_uniform_vs_softmax']:.3f}",
+              file=sys.stderr)
+    print(run_dir)
+    return run_dir
+
+
+if __name__ == "__main__":
+    main()
