@@ -83,12 +83,45 @@ def expected_spike_error(write_rates, read_rates, values, output_gain, write_noi
 
 
 def tolerance_ratio(noise, n_sigma=4.0) -> float:
-    """Largest plausible (measured / expected) relative error under ``expected_spike_error``.
-
-    The squared error is a sum of scaled chi-square terms; with n_eff = (sum var)^2 / sum var^2
-    effective degrees of freedom its ratio to the expectation has standard deviation
-    sqrt(2 / n_eff). Allowing ``n_sigma`` of those gives sqrt(1 + n_sigma * sqrt(2 / n_eff)).
-    """
+    """Largest plausible (measured / expected) relative error under ``expected_spike_error``, with
+    the per-element variances taken as independent (n_eff = (sum var)^2 / sum var^2)."""
     var = noise["var_output"] + noise["var_read"] + noise["var_write"]
-    n_eff = var.sum() ** 2 / np.sum(var ** 2)
+    return chi_square_tolerance(var.sum() ** 2 / np.sum(var ** 2), n_sigma)
+
+
+def chi_square_tolerance(n_eff, n_sigma=4.0) -> float:
+    """Largest plausible (measured / expected) relative error when the squared error is a sum of
+    scaled chi-square(1) terms with ``n_eff`` effective degrees of freedom: its ratio to the
+    expectation has standard deviation sqrt(2 / n_eff); allowing ``n_sigma`` of those gives
+    sqrt(1 + n_sigma * sqrt(2 / n_eff))."""
     return float(np.sqrt(1 + n_sigma * np.sqrt(2 / n_eff)))
+
+
+def effective_dof(cov) -> float:
+    """Effective degrees of freedom (tr C)^2 / tr(C^2) of a squared error whose elements have
+    covariance C."""
+    cov = np.asarray(cov, float)
+    return float(np.trace(cov) ** 2 / np.sum(cov * cov))
+
+
+def output_covariance(write_counts, read_counts, values, var_output) -> np.ndarray:
+    """Delta-method covariance ((n_queries d_v) x (n_queries d_v), query-major) of a kernel-attention
+    circuit's output from Poisson write counts n (L x m), read counts r (n_queries x m) -- used as
+    their own means -- and independent output-count variances ``var_output`` (n_queries x d_v);
+    the Jacobians are
+    written out in ``experiments.paper_common.noise_dof``."""
+    n, r = np.asarray(write_counts, float), np.asarray(read_counts, float)
+    v = np.asarray(values, float)
+    hebb, z = n.T @ v, n.sum(axis=0)
+    denom = r @ z
+    y = (r @ hebb) / denom[:, None]
+    n_q, d_v = y.shape
+    # Write stage: columns (t, j) of the Jacobian scaled by the Poisson sd sqrt(n_tj).
+    jac_w = np.einsum("sj,sti->sitj", r, v[None, :, :] - y[:, None, :]) / denom[:, None, None, None]
+    jac_w = (jac_w * np.sqrt(n)[None, None]).reshape(n_q * d_v, -1)
+    cov = jac_w @ jac_w.T
+    # Read stage: block-diagonal in the query s.
+    for s in range(n_q):
+        resid = (hebb - y[s][None, :] * z[:, None]) / denom[s]                                # m x d_v
+        cov[s * d_v:(s + 1) * d_v, s * d_v:(s + 1) * d_v] += resid.T @ (r[s][:, None] * resid)
+    return cov + np.diag(np.ravel(var_output))

@@ -10,13 +10,15 @@ ON_COLOR, OFF_COLOR = "tab:red", "tab:blue"
 WRITE_COLOR, READ_COLOR = "#fff3d6", "#e3f0ff"
 
 
-def _shade_phases(ax, raster):
-    for start, stop in raster["learn_windows"]:
+def shade_phases(ax, learn_windows, read_windows, write_end=None):
+    """Shade learning (write) windows yellow and counting (read) windows blue; a dashed line at the
+    end of the write phase (None in causal runs, which alternate writes and reads)."""
+    for start, stop in learn_windows:
         ax.axvspan(start, stop, color=WRITE_COLOR, lw=0, zorder=0)
-    for start, stop in raster["read_windows"]:
+    for start, stop in read_windows:
         ax.axvspan(start, stop, color=READ_COLOR, lw=0, zorder=0)
-    if raster["write_end"] is not None:                    # causal runs alternate writes and reads
-        ax.axvline(raster["write_end"], color="k", lw=0.8, ls="--")
+    if write_end is not None:
+        ax.axvline(write_end, color="k", lw=0.8, ls="--")
 
 
 def _spikes(ax, times, indices, per_channel, label):
@@ -55,7 +57,7 @@ def raster_figure(raster: dict, path, title=""):
     ax2.legend(loc="upper left", fontsize=7)
     ax.set_xlabel("time (s)   [yellow: write (learning), blue: read (query)]")
     for ax in axes:
-        _shade_phases(ax, raster)
+        shade_phases(ax, raster["learn_windows"], raster["read_windows"], raster["write_end"])
     axes[0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
