@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed of the head, the random features and the spikes")
     run.add_argument("--out", type=Path, default=None, help="parent folder of the run folder "
                      f"(default results/{NAME})")
+    run.add_argument("--device", choices=("runtime", "cpp_standalone"), default="runtime",
+                     help="Brian2 device; cpp_standalone compiles once per circuit structure (cached) and "
+                          "re-runs the binary for new inputs and parameter values")
+    run.add_argument("--standalone-cache", type=Path, default=None,
+                     help="folder of compiled standalone projects (default ~/.cache/astro-transformer/standalone)")
     run.add_argument("--no-figures", action="store_true", help="skip the figures")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     return p
@@ -124,25 +129,37 @@ def simulate(args, prepared) -> dict:
                   astrocyte=args.astrocyte, encoder=args.encoder, block_astrocyte=args.block_astrocyte,
                   causal=args.causal, params=prepared["params"], seed=args.seed)
     if args.circuit == "exact":
-        module = exact_kernel
-        circuit = exact_kernel.build_exact_kernel_circuit(q, k, v, neurons_per_key=args.neurons_per_key,
-                                                          preload=args.preload, **common)
+        module, builder = exact_kernel, exact_kernel.build_exact_kernel_circuit
+        common.update(neurons_per_key=args.neurons_per_key, preload=args.preload)
         size = f"{args.neurons_per_key} key neurons per token"
     else:
-        module = random_feature
-        circuit = random_feature.build_random_feature_circuit(q, k, v, n_features=args.features, **common)
+        module, builder = random_feature, random_feature.build_random_feature_circuit
+        common.update(n_features=args.features)
         size = f"{args.features} feature neurons"
-    if not args.quiet:
-        print(f"[{NAME}] built {args.circuit} circuit: {size}, "
-              f"{len(k)} tokens, {len(q)} queries; compiling and running "
-              f"{circuit.schedule.duration:.1f} s of biological time", file=sys.stderr, flush=True)
-    circuit.run(report=None if args.quiet else progress_reporter(NAME))
+    standalone = None
+    if getattr(args, "device", "runtime") == "cpp_standalone":
+        from circuits.standalone import StandaloneCircuits
+
+        # Holds Brian2's global device until main() closes it after writing the run (the monitors
+        # are read from the compiled project's results).
+        standalone = StandaloneCircuits(args.circuit, root=args.standalone_cache)
+        if not args.quiet:
+            print(f"[{NAME}] {args.circuit} circuit on cpp_standalone: {size}, {len(k)} tokens, "
+                  f"{len(q)} queries", file=sys.stderr, flush=True)
+        circuit = standalone.run(q, k, v, **common)
+    else:
+        circuit = builder(q, k, v, **common)
+        if not args.quiet:
+            print(f"[{NAME}] built {args.circuit} circuit: {size}, "
+                  f"{len(k)} tokens, {len(q)} queries; compiling and running "
+                  f"{circuit.schedule.duration:.1f} s of biological time", file=sys.stderr, flush=True)
+        circuit.run(report=None if args.quiet else progress_reporter(NAME))
     wall = time.perf_counter() - t0
     ideal = module.rate_model(circuit)
     return {"circuit": circuit, "y_spike": circuit.decode(), "y_rate": ideal["y_rate"], "noise": ideal["noise"],
             "y_softmax": softmax_attention(q, k, v, scale, causal=args.causal),
             "y_uniform": uniform_attention(v, len(q), causal=args.causal),
-            "wall_seconds": wall}
+            "wall_seconds": wall, "standalone": standalone}
 
 
 def metrics_of(result) -> dict:
@@ -213,6 +230,8 @@ def main(argv=None) -> Path:
     result = simulate(args, prepared)
     metrics = metrics_of(result)
     run_dir = write_run(args, prepared, result, metrics)
+    if result["standalone"] is not None:
+        result["standalone"].close()
     if not args.quiet:
         print_summary(metrics, NAME)
     print(run_dir)

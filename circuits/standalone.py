@@ -1,0 +1,209 @@
+"""Attention circuits on Brian2's C++ standalone device: compile once per structure, re-run many times.
+
+Every model parameter is a ``(shared, constant)`` variable of the object that uses it, inputs and
+phase signals are ``TimedArray`` s and random weights are synaptic variables (``circuits.blocks``), so
+the generated C++ code depends only on the circuit's *structure*: circuit kind, sizes, model
+choices and protocol lengths (which fix the tables' shapes). :class:`StandaloneCircuits` compiles a
+project once per structure and runs the binary again with ``device.run(run_args=...)`` for new
+heads, parameter values and seeds::
+
+    circuits = StandaloneCircuits("random")
+    first = circuits.run(q1, k1, v1, n_features=256, seed=0)    # generates code and compiles
+    second = circuits.run(q2, k2, v2, n_features=256, seed=1)   # same binary, new run_args
+    y = second.decode()
+    circuits.close()                                            # back to the runtime device
+
+What a re-run passes. The same builder is called on the runtime device (no simulation, no
+compilation beyond Brian2's cached synapse generators), which computes every initial value for
+the new call exactly as a fresh build would (random features, encoder phases, parameters...);
+the initial value of every user-visible state variable and the contents of every TimedArray
+the code reads are then handed to the compiled binary. The spike generator's seed is read from
+the environment variable :data:`SEED_ENV` by the generated ``main`` (see :func:`_seed_expression`),
+so a new seed needs no recompilation either. A re-run therefore gives exactly the spikes of a
+fresh standalone build with the same inputs and seed (``tests/test_standalone.py``); it does not
+give the spikes of the runtime device, whose random-number streams differ.
+
+Brian2's device is global to the process: while a :class:`StandaloneCircuits` is in use, objects
+built elsewhere in the process are built for the standalone device too, and only one
+:class:`StandaloneCircuits` owns the compiled network at a time (another one that runs rebuilds).
+:meth:`StandaloneCircuits.close` (or leaving a ``with`` block) resets Brian2 to the runtime device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import brian2
+from brian2 import Quantity, TimedArray, set_device
+from brian2.core.variables import ArrayVariable
+from brian2.devices.device import all_devices
+
+from circuits.circuit import AttentionCircuit
+
+#: Environment variable from which the compiled binary reads the seed of its random numbers.
+SEED_ENV = "ASTRO_TRANSFORMER_SEED"
+
+#: Default parent folder of the compiled projects, one sub-folder per structure.
+DEFAULT_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astro-transformer" / "standalone"
+
+
+class _SeedExpression:
+    """Stands in for the integer seed in Brian2's generated ``main``.
+
+    Brian2 writes ``brian::_random_generators[_i].seed(<repr(seed)>L + _i);``. This object's repr is a
+    C expression that reads :data:`SEED_ENV` (0 if unset) and ends in ``+ 0`` so that the appended
+    ``L`` suffix stays valid C++; ``stdlib.h`` (getenv, strtoul) is included by Brian2's ``main.cpp``.
+    """
+
+    def __repr__(self):
+        return f'(getenv("{SEED_ENV}") ? strtoul(getenv("{SEED_ENV}"), NULL, 10) : 0UL) + 0'
+
+
+def _builder(kind):
+    """The circuit builder of ``kind`` ("random" or "exact")."""
+    from circuits.exact_kernel import build_exact_kernel_circuit
+    from circuits.random_feature import build_random_feature_circuit
+
+    builders = {"random": build_random_feature_circuit, "exact": build_exact_kernel_circuit}
+    if kind not in builders:
+        raise ValueError(f"unknown circuit {kind!r}; choose one of {', '.join(builders)}")
+    return builders[kind]
+
+
+def structure_key(circuit: AttentionCircuit) -> tuple:
+    """Everything the generated code depends on: the circuit's configuration without its values
+    (the kernel scale only scales inputs), the table and clock resolutions, the number of table
+    bins, the parameter names (they become declared variables) and the Brian2 version."""
+    config = {name: value for name, value in circuit.config.items() if name != "scale"}
+    params = circuit.params
+    return (circuit.kind, tuple(sorted(config.items())), circuit.schedule.n_bins(),
+            float(params["dt"]), float(params["record_dt"]), tuple(sorted(params)), brian2.__version__)
+
+
+def _owned_state_variables(group) -> dict:
+    """Name -> Variable of the writable state variables a group owns (parameters included; linked,
+    read-only and internal variables excluded)."""
+    return {name: var for name, var in group.variables.items()
+            if isinstance(var, ArrayVariable) and not var.read_only and not name.startswith("_")
+            and getattr(var.owner, "name", None) == group.name}
+
+
+def run_args_for(compiled: AttentionCircuit, fresh: AttentionCircuit, used_timed_arrays) -> dict:
+    """``run_args`` that give the compiled circuit the initial state and inputs of ``fresh``, the same
+    structure built on the runtime device: every owned state variable and every TimedArray the
+    compiled code reads (``used_timed_arrays``)."""
+    run_args = {}
+    for name, group in compiled.groups.items():
+        source = fresh.groups[name]
+        for var_name, var in _owned_state_variables(group).items():
+            value = source.variables[var_name].get_value()
+            run_args[getattr(group, var_name)] = Quantity(value, dim=var.dim, copy=True)
+        for key, table in group.namespace.items():
+            if isinstance(table, TimedArray) and table in used_timed_arrays:
+                new = source.namespace[key]
+                run_args[table] = Quantity(new.values, dim=new.dim, copy=True)
+    return run_args
+
+
+def _mark_values_only(circuit: AttentionCircuit):
+    """Mark the objects of a runtime build that only supplied values: they are never simulated,
+    which Brian2 would otherwise report as a likely mistake when they are garbage-collected."""
+    for obj in circuit.network.objects:
+        obj._network = "values only"
+
+
+class StandaloneCircuits:
+    """Attention circuits of one kind on the C++ standalone device, compiled once per structure.
+
+    ``root``: parent folder of the projects (default :data:`DEFAULT_ROOT`); each structure gets the
+    sub-folder named by the hash of :func:`structure_key`, so compiled objects are reused across
+    processes (Brian2 rewrites only changed files and ``make`` recompiles only those).
+    ``builds`` counts code generations + compilations; ``timings`` holds the last call's seconds:
+    ``prepare`` (runtime build of the values, run_args), ``build`` (code generation and
+    compilation, 0 for a re-run), ``run`` (the binary, with reading its results) and ``binary``
+    (the binary alone, Brian2's timer).
+    """
+
+    #: The instance whose network the standalone device holds (the device is global).
+    _owner: StandaloneCircuits | None = None
+
+    def __init__(self, kind="random", root=None):
+        self.builder = _builder(kind)
+        self.kind = kind
+        self.root = Path(root) if root is not None else DEFAULT_ROOT
+        self.builds = 0
+        self.key = None
+        self.directory = None
+        self.timings = {}
+        self._compiled = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def run(self, q, k, v, *, seed=0, **options) -> AttentionCircuit:
+        """Simulate one head; returns a circuit whose ``decode()``, ``population_counts()``,
+        ``raster_data()`` and monitors hold this run's results.
+
+        ``options``: keyword arguments of the builder (``n_features``, ``neurons_per_value``,
+        ``params``...). A new structure (see :func:`structure_key`) compiles a new project first.
+        The returned circuit reads the compiled network's monitors: it holds this run's results
+        until the next call (read what you need before running again).
+        """
+        device = all_devices["cpp_standalone"]
+        t0 = time.perf_counter()
+        # The runtime build computes every initial value and input as a fresh build would.
+        set_device("runtime")
+        fresh = self.builder(q, k, v, seed=seed, **options)
+        key = structure_key(fresh)
+        rebuild = StandaloneCircuits._owner is not self or key != self.key
+        t1 = time.perf_counter()
+        if rebuild:
+            self._build(q, k, v, seed, options, key)
+            run_args = {}                        # this call's values are compiled in
+        else:
+            set_device(device, build_on_run=False)
+            run_args = run_args_for(self._compiled, fresh, device.timed_arrays)
+        t2 = time.perf_counter()
+        # Inherited by the binary; set here rather than in Brian2's run_environment_variables, which
+        # logs every change of value.
+        os.environ[SEED_ENV] = str(int(seed))
+        device.run(str(self.directory), with_output=False, run_args=run_args)
+        self.timings = {"prepare": t1 - t0 + (0.0 if rebuild else t2 - t1),
+                        "build": t2 - t1 if rebuild else 0.0,
+                        "run": time.perf_counter() - t2, "binary": device.timers["run_binary"]}
+        _mark_values_only(fresh)
+        return dataclasses.replace(fresh, network=self._compiled.network, groups=self._compiled.groups,
+                                   monitors=self._compiled.monitors, has_run=True)
+
+    def _build(self, q, k, v, seed, options, key):
+        """Generate and compile the project of ``key`` with this call's values (no run)."""
+        device = all_devices["cpp_standalone"]
+        device.reinit()                          # forget any network built before (by any owner)
+        set_device(device, build_on_run=False)
+        circuit = self.builder(q, k, v, seed=seed, **options)
+        device.seed(_SeedExpression())
+        # An empty run namespace: identifiers must resolve in the objects' own namespaces, not in
+        # this function's locals (q, k, v would clash with model variables).
+        circuit.network.run(circuit.schedule.duration * brian2.second, namespace={})
+        digest = hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
+        self.directory = self.root / digest
+        device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
+        self.key, self._compiled, self.builds = key, circuit, self.builds + 1
+        StandaloneCircuits._owner = self
+
+    def close(self):
+        """Release the standalone device and make Brian2 use the runtime device again."""
+        if StandaloneCircuits._owner is self:
+            all_devices["cpp_standalone"].reinit()
+            StandaloneCircuits._owner = None
+        self._compiled = None
+        self.key = None
+        set_device("runtime")

@@ -1,0 +1,107 @@
+"""The C++ standalone device: one compilation per structure, re-runs through run_args.
+
+All runs share one module fixture (Brian2's device is global to the process, so the order of
+builds and re-runs is fixed there); each test checks one property of the results. Fresh builds
+share the cache folder, so their code is regenerated with the values compiled in but ``make``
+recompiles only the files that changed.
+"""
+
+import numpy as np
+import pytest
+from brian2 import get_device
+from brian2.devices.device import runtime_device
+
+from analysis.attention import relative_error, synthetic_head
+from analysis.spikes import tolerance_ratio
+from circuits.random_feature import rate_model
+from circuits.standalone import StandaloneCircuits
+
+SMALL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
+FASTER_VALUES = dict(SMALL, rho_value="400*Hz")
+OPTIONS = dict(n_features=64, neurons_per_value=16, encoders_per_dim=4)
+
+
+def head(seed, n_tokens=6):
+    return synthetic_head(n_tokens, 4, 4, 1.2, np.random.default_rng(seed))
+
+
+def spikes(circuit):
+    """Every spike monitor's (times, indices), keyed by monitor name."""
+    return {name: (np.asarray(mon.t_[:]).copy(), np.asarray(mon.i[:]).copy())
+            for name, mon in circuit.monitors.items() if name.endswith("_spikes")}
+
+
+def summary(circuit):
+    """What the tests compare, read while the compiled network still holds this run's results."""
+    return {"spikes": spikes(circuit), "y": circuit.decode(), "ideal": rate_model(circuit)}
+
+
+def fresh_build(root, q, k, v, params, seed):
+    """A new StandaloneCircuits (so a new build, values compiled in) for one run."""
+    with StandaloneCircuits("random", root=root) as fresh:
+        result = summary(fresh.run(q, k, v, params=params, seed=seed, **OPTIONS))
+        assert fresh.builds == 1
+    return result
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("standalone")
+    out = {}
+    with StandaloneCircuits("random", root=root) as cached:
+        out["first"] = summary(cached.run(*head(0), params=SMALL, seed=0, **OPTIONS))
+        out["new_inputs"] = summary(cached.run(*head(1), params=SMALL, seed=0, **OPTIONS))
+        out["new_value"] = summary(cached.run(*head(0), params=FASTER_VALUES, seed=0, **OPTIONS))
+        out["builds"] = cached.builds
+    out["device_after_close"] = get_device()
+    out["fresh_new_inputs"] = fresh_build(root, *head(1), SMALL, 0)
+    out["fresh_new_value"] = fresh_build(root, *head(0), FASTER_VALUES, 0)
+    return out
+
+
+def assert_same_spikes(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name][0], b[name][0], err_msg=name)
+        np.testing.assert_array_equal(a[name][1], b[name][1], err_msg=name)
+
+
+def test_rerun_with_new_inputs_equals_fresh_build(runs):
+    assert_same_spikes(runs["new_inputs"]["spikes"], runs["fresh_new_inputs"]["spikes"])
+    # ... and the inputs did change the spikes.
+    assert not np.array_equal(runs["new_inputs"]["y"], runs["first"]["y"])
+
+
+def test_rerun_with_new_parameter_value_equals_fresh_build(runs):
+    assert_same_spikes(runs["new_value"]["spikes"], runs["fresh_new_value"]["spikes"])
+    first, faster = runs["first"]["spikes"], runs["new_value"]["spikes"]
+    assert len(faster["value_neurons_spikes"][0]) > 1.3 * len(first["value_neurons_spikes"][0])
+
+
+def test_same_structure_compiles_once(runs):
+    assert runs["builds"] == 1
+
+
+@pytest.mark.slow
+def test_structure_change_rebuilds(tmp_path):
+    """A new number of tokens changes the tables' shapes: a second project (a full compilation,
+    about a minute on two busy cores, hence slow)."""
+    with StandaloneCircuits("random", root=tmp_path) as circuits:
+        circuits.run(*head(0), params=SMALL, seed=0, **OPTIONS)
+        first = circuits.directory
+        circuits.run(*head(0, n_tokens=5), params=SMALL, seed=0, **OPTIONS)
+        assert circuits.builds == 2
+        assert circuits.directory != first
+
+
+def test_close_restores_runtime_device(runs):
+    assert runs["device_after_close"] is runtime_device
+
+
+@pytest.mark.parametrize("name", ["first", "new_inputs", "new_value"])
+def test_standalone_output_within_spike_count_bound_of_rate_ideal(runs, name):
+    """The same statistical check as the runtime circuit's (tests/test_circuit.py)."""
+    result = runs[name]
+    noise = result["ideal"]["noise"]
+    measured = relative_error(result["y"], result["ideal"]["y_rate"])
+    assert measured <= tolerance_ratio(noise) * noise["relative_error"], (measured, noise["relative_error"])
