@@ -70,6 +70,15 @@ def synapses(source, target, model, params, namespace, name, connect, on_pre=Non
     return syn
 
 
+def table(values, name) -> TimedArray:
+    """A TimedArray of one row per protocol bin (TABLE_BIN), with a fixed name.
+
+    The name appears in the generated code: a fixed one lets every build of the same structure
+    reuse Brian2's compiled code (an automatic ``_timedarray_N`` differs from build to build and
+    forces a new compilation each time). Names must differ within one circuit."""
+    return TimedArray(values, dt=TABLE_BIN, name=name)
+
+
 def input_namespace(params, schedule, key_input, values):
     """Namespaces (TimedArrays) of the key layer and of the value encoders.
 
@@ -77,14 +86,14 @@ def input_namespace(params, schedule, key_input, values):
     (L x d_v) values, presented to the value encoders while their token is written.
     """
     namespace = dict(
-        rate_table=TimedArray(signed_rates(key_input, float(params["key_enc_gain"])) * Hz, dt=TABLE_BIN),
-        write_phase=TimedArray(schedule.write_phase(), dt=TABLE_BIN),
-        read_phase=TimedArray(schedule.read_phase(), dt=TABLE_BIN),
+        rate_table=table(signed_rates(key_input, float(params["key_enc_gain"])) * Hz, "key_rate_table"),
+        write_phase=table(schedule.write_phase(), "write_phase_table"),
+        read_phase=table(schedule.read_phase(), "read_phase_table"),
     )
     rows = schedule.value_rows()
     v_padded = np.concatenate([values, np.zeros((1, values.shape[1]))])      # row -1: no value shown
-    value_namespace = dict(namespace, rate_table=TimedArray(
-        signed_rates(v_padded[rows], float(params["value_enc_gain"])) * Hz, dt=TABLE_BIN))
+    value_namespace = dict(namespace, rate_table=table(
+        signed_rates(v_padded[rows], float(params["value_enc_gain"])) * Hz, "value_rate_table"))
     return namespace, value_namespace
 
 

@@ -17,7 +17,7 @@ rho_value * sum_t w_ti n_t / sum_t Ca_t n_t: softmax attention up to spike noise
 """
 
 import numpy as np
-from brian2 import Network, TimedArray, linked_var
+from brian2 import Network, linked_var
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
@@ -66,8 +66,8 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     x_rows = np.concatenate([x_keys, x_queries])[schedule.input_rows()]
     x_rows = np.where(contrast[:, None] < 0, -x_rows, x_rows)
     namespace, value_namespace = blocks.input_namespace(params, schedule, x_rows, v)
-    namespace.update(recruit_table=TimedArray(schedule.recruitment(), dt=TABLE_BIN),
-                     contrast=TimedArray(contrast, dt=TABLE_BIN))
+    namespace.update(recruit_table=blocks.table(schedule.recruitment(), "recruit_table"),
+                     contrast=blocks.table(contrast, "contrast_table"))
 
     key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, rng,
                                              "key_encoders")

@@ -16,7 +16,7 @@ astrocyte. exp(scale q.k) = E[phi(x_q)^T phi(x_k)], so the output approximates s
 """
 
 import numpy as np
-from brian2 import Network, TimedArray
+from brian2 import Network
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.features import draw_feature_weights, positive_features
@@ -24,7 +24,7 @@ from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights
 from circuits import circuit_parameters
-from circuits.protocol import TABLE_BIN, Schedule
+from circuits.protocol import Schedule
 from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_THRESHOLD
 from models.parameters import ParameterSet
 from models.synapses import (INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
@@ -56,7 +56,7 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     # Inputs and phase signals as TimedArrays, one row per 1 ms bin.
     x_rows = np.concatenate([x_keys, x_queries])[schedule.input_rows()]
     namespace, value_namespace = blocks.input_namespace(params, schedule, x_rows, v)
-    namespace["feature_bias"] = TimedArray(-0.5 * np.sum(x_rows ** 2, axis=1), dt=TABLE_BIN)
+    namespace["feature_bias"] = blocks.table(-0.5 * np.sum(x_rows ** 2, axis=1), "feature_bias_table")
 
     key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, rng,
                                              "key_encoders")
