@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import brian2
-from brian2 import Quantity, TimedArray, set_device
+from brian2 import Quantity, TimedArray, prefs, set_device
 from brian2.core.variables import ArrayVariable
 from brian2.devices.device import all_devices
 
@@ -121,8 +121,10 @@ class StandaloneCircuits:
     """Attention circuits of one kind on the C++ standalone device, compiled once per structure.
 
     ``root``: parent folder of the projects (default :data:`DEFAULT_ROOT`); each structure gets the
-    sub-folder named by the hash of :func:`structure_key`, so compiled objects are reused across
-    processes (Brian2 rewrites only changed files and ``make`` recompiles only those).
+    sub-folder named by the hash of :func:`structure_key` and ``threads``, so compiled objects are
+    reused across processes (Brian2 rewrites only changed files and ``make`` recompiles only those).
+    ``threads``: OpenMP threads of the binary (0: none, single-threaded). Spikes are reproducible for
+    a given number of threads; a different number draws other random numbers.
     ``builds`` counts code generations + compilations; ``timings`` holds the last call's seconds:
     ``prepare`` (runtime build of the values, run_args), ``build`` (code generation and
     compilation, 0 for a re-run), ``run`` (the binary, with reading its results) and ``binary``
@@ -132,9 +134,12 @@ class StandaloneCircuits:
     #: The instance whose network the standalone device holds (the device is global).
     _owner: StandaloneCircuits | None = None
 
-    def __init__(self, kind="random", root=None):
+    def __init__(self, kind="random", root=None, threads=0):
+        if int(threads) != threads or threads < 0:
+            raise ValueError(f"threads must be a non-negative integer, got {threads!r}")
         self.builder = _builder(kind)
         self.kind = kind
+        self.threads = int(threads)
         self.root = Path(root) if root is not None else DEFAULT_ROOT
         self.builds = 0
         self.key = None
@@ -162,7 +167,7 @@ class StandaloneCircuits:
         # The runtime build computes every initial value and input as a fresh build would.
         set_device("runtime")
         fresh = self.builder(q, k, v, seed=seed, **options)
-        key = structure_key(fresh)
+        key = structure_key(fresh) + (("openmp_threads", self.threads),)
         rebuild = StandaloneCircuits._owner is not self or key != self.key
         t1 = time.perf_counter()
         if rebuild:
@@ -188,6 +193,7 @@ class StandaloneCircuits:
         device = all_devices["cpp_standalone"]
         device.reinit()                          # forget any network built before (by any owner)
         set_device(device, build_on_run=False)
+        prefs.devices.cpp_standalone.openmp_threads = self.threads
         circuit = self.builder(q, k, v, seed=seed, **options)
         device.seed(_SeedExpression())
         # An empty run namespace: identifiers must resolve in the objects' own namespaces, not in

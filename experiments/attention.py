@@ -60,14 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed of the head, the random features and the spikes")
     run.add_argument("--out", type=Path, default=None, help="parent folder of the run folder "
                      f"(default results/{NAME})")
-    run.add_argument("--device", choices=("runtime", "cpp_standalone"), default="runtime",
-                     help="Brian2 device; cpp_standalone compiles once per circuit structure (cached) and "
-                          "re-runs the binary for new inputs and parameter values")
-    run.add_argument("--standalone-cache", type=Path, default=None,
-                     help="folder of compiled standalone projects (default ~/.cache/astro-transformer/standalone)")
+    add_device_options(run)
     run.add_argument("--no-figures", action="store_true", help="skip the figures")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     return p
+
+
+def add_device_options(parser) -> None:
+    """--device, --threads and --standalone-cache, shared by the experiments that run their circuits
+    through :func:`simulate`; :func:`device_argv` passes them on."""
+    parser.add_argument("--device", choices=("runtime", "cpp_standalone"), default="runtime",
+                        help="Brian2 device; cpp_standalone compiles once per circuit structure (cached) and "
+                             "re-runs the binary for new inputs and parameter values")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OpenMP threads of the cpp_standalone binary (0: single-threaded)")
+    parser.add_argument("--standalone-cache", type=Path, default=None,
+                        help="folder of compiled standalone projects (default ~/.cache/astro-transformer/standalone)")
+
+
+def device_argv(args) -> list:
+    """The device options of ``args`` as command-line arguments of this experiment."""
+    argv = ["--device", args.device, "--threads", str(args.threads)]
+    return argv + (["--standalone-cache", str(args.standalone_cache)] if args.standalone_cache else [])
 
 
 def load_qkv(path: Path):
@@ -113,13 +127,20 @@ def prepare(args) -> dict:
         q, k, v, scale = check_qkv(q, k, v)
         source = {"synthetic": {"tokens": args.tokens, "dim": args.dim, "value_dim": args.value_dim,
                                 "norm": args.norm, "seed": args.seed}}
+    if args.threads < 0 or (args.threads and args.device != "cpp_standalone"):
+        raise ValueError(f"--threads must be >= 0 and needs --device cpp_standalone, "
+                         f"got {args.threads} on {args.device}")
     if args.causal and len(q) != len(k):
         raise ValueError(f"--causal needs one query per token, got {len(q)} queries and {len(k)} keys")
     return {"q": q, "k": k, "v": v, "scale": scale, "params": params, "source": source}
 
 
-def simulate(args, prepared) -> dict:
-    """Build and run the circuit; return decoded outputs, references and the circuit."""
+def simulate(args, prepared, standalone=None) -> dict:
+    """Build and run the circuit; return decoded outputs, references and the circuit.
+
+    ``standalone``: a ``circuits.standalone.StandaloneCircuits`` to run on with ``--device
+    cpp_standalone`` (default: a new one, returned as ``result["standalone"]`` for the caller to
+    close)."""
     from circuits import exact_kernel, random_feature
     from experiments.runs import progress_reporter
 
@@ -136,13 +157,13 @@ def simulate(args, prepared) -> dict:
         module, builder = random_feature, random_feature.build_random_feature_circuit
         common.update(n_features=args.features)
         size = f"{args.features} feature neurons"
-    standalone = None
-    if getattr(args, "device", "runtime") == "cpp_standalone":
+    if args.device == "cpp_standalone":
         from circuits.standalone import StandaloneCircuits
 
-        # Holds Brian2's global device until main() closes it after writing the run (the monitors
-        # are read from the compiled project's results).
-        standalone = StandaloneCircuits(args.circuit, root=args.standalone_cache)
+        # Holds Brian2's global device until the caller closes it (result["standalone"]) once it has
+        # read the monitors; a caller running several heads of one structure passes its own.
+        if standalone is None:
+            standalone = StandaloneCircuits(args.circuit, root=args.standalone_cache, threads=args.threads)
         if not args.quiet:
             print(f"[{NAME}] {args.circuit} circuit on cpp_standalone: {size}, {len(k)} tokens, "
                   f"{len(q)} queries", file=sys.stderr, flush=True)
@@ -192,7 +213,9 @@ def write_run(args, prepared, result, metrics, label="", experiment=NAME) -> Pat
                           "-".join(filter(None, [label, args.circuit, f"seed{args.seed}"])))
     write_json(run_dir / "params.json", {
         "experiment": experiment, "seed": args.seed, "circuit": circuit.config, "source": prepared["source"],
-        "parameters": prepared["params"].to_json(), "versions": versions()})
+        "parameters": prepared["params"].to_json(),
+        "device": {"name": args.device, "openmp_threads": args.threads},
+        "versions": versions()})
     np.savez_compressed(run_dir / "outputs.npz", y_spike=result["y_spike"], y_rate=result["y_rate"],
                         y_softmax=result["y_softmax"], y_uniform=result["y_uniform"], q=prepared["q"],
                         k=prepared["k"], v=prepared["v"], scale=prepared["scale"],

@@ -33,6 +33,7 @@ def build_parser():
     p.add_argument("--out", type=Path, default=None, help=f"parent folder (default results/{NAME})")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--no-figures", action="store_true")
+    attention.add_device_options(p)
     return p
 
 
@@ -43,11 +44,15 @@ def row_errors(estimate, reference) -> np.ndarray:
 
 def run_circuit(circuit, args, extra) -> dict:
     """One circuit through the attention experiment's pipeline, causally."""
-    argv = ["--circuit", circuit, "--causal", "--seed", str(args.seed), "--quiet"] + extra
+    argv = (["--circuit", circuit, "--causal", "--seed", str(args.seed), "--quiet"] + extra
+            + attention.device_argv(args))
     exp_args = attention.build_parser().parse_args(argv)
     prepared = attention.prepare(exp_args)
     result = attention.simulate(exp_args, prepared)
-    return {"prepared": prepared, "result": result, "metrics": attention.metrics_of(result)}
+    metrics = attention.metrics_of(result)
+    if result["standalone"] is not None:          # outputs are read; the next circuit may rebuild
+        result["standalone"].close()
+    return {"prepared": prepared, "result": result, "metrics": metrics}
 
 
 def plot(runs, path):

@@ -41,6 +41,7 @@ def build_parser():
     p.add_argument("--out", type=Path, default=None, help=f"parent folder (default results/{NAME})")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--no-figures", action="store_true")
+    attention.add_device_options(p)
     return p
 
 
@@ -88,20 +89,28 @@ def main(argv=None) -> Path:
                              np.random.default_rng(args.seed))
     run_dir = new_run_dir(args.out if args.out is not None else RESULTS_ROOT / NAME, f"{args.circuit}-seed{args.seed}")
     results, metrics = [], []
+    # Heads share one structure: on cpp_standalone they share one compiled binary.
+    standalone = None
+    if args.device == "cpp_standalone":
+        from circuits.standalone import StandaloneCircuits
+
+        standalone = StandaloneCircuits(args.circuit, root=args.standalone_cache, threads=args.threads)
     for h, (q, k, v) in enumerate(heads):
         path = run_dir / f"head{h}_qkv.npz"
         np.savez(path, q=q, k=k, v=v)
         exp_args = attention.build_parser().parse_args(
             ["--qkv", str(path), "--circuit", args.circuit, "--seed", str(args.seed + h), "--quiet"]
-            + (QUICK if args.quick else []))
+            + (QUICK if args.quick else []) + attention.device_argv(args))
         try:
             prepared = attention.prepare(exp_args)
         except (ParameterError, ValueError) as exc:
             parser.error(str(exc))
         if not args.quiet:
             print(f"[{NAME}] head {h + 1}/{args.heads}", file=sys.stderr, flush=True)
-        results.append(attention.simulate(exp_args, prepared))
+        results.append(attention.simulate(exp_args, prepared, standalone))
         metrics.append(attention.metrics_of(results[-1]))
+    if standalone is not None:
+        standalone.close()
     concat = {key: np.concatenate([r[key] for r in results], axis=1)
               for key in ("y_spike", "y_rate", "y_softmax", "y_uniform")}
     summary = {f"rel_err_{name}_vs_softmax": relative_error(concat[f"y_{name}"], concat["y_softmax"])

@@ -98,6 +98,8 @@ def main(argv=None):
     metrics["max_attention_weight_mean"] = float(true_map.max(axis=1).mean())
     run_dir = attention.write_run(args, prepared, result, metrics, label=f"L{args.layer}H{args.head}",
                                  experiment=NAME)
+    if result["standalone"] is not None:      # the run folder has read the monitors
+        result["standalone"].close()
     if not args.no_figures:
         from experiments.plotting import attention_map_figure
 
