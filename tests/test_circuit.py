@@ -39,6 +39,14 @@ def test_spiking_output_matches_rate_ideal_within_spike_count_bound():
     assert measured >= bound / tolerance_ratio(ideal["noise"]), (measured, bound)
 
 
+@pytest.mark.slow
+def test_cython_target_matches_rate_ideal(cython_target):
+    """The compiled runtime path (the experiments' default; the session runs numpy, see conftest)."""
+    circuit, ideal = run_small(seed=2)
+    bound = ideal["noise"]["relative_error"]
+    assert relative_error(circuit.decode(), ideal["y_rate"]) <= tolerance_ratio(ideal["noise"]) * bound
+
+
 def test_blocking_the_astrocyte_fails_the_comparison():
     """Negative control: a constant gain (the astrocyte's mean signal) instead of the per-query
     normalisation. The design is checked first: the expected deviation must exceed the tolerance."""

@@ -26,7 +26,7 @@ def _phases(write=1.0, read=0.0):
 
 @pytest.mark.parametrize("astrocyte", ["minimal", "gchi"])
 @pytest.mark.parametrize("encoder", ["regular", "poisson"])
-def test_every_equation_has_consistent_dimensions(numpy_target, astrocyte, encoder):
+def test_every_equation_has_consistent_dimensions(astrocyte, encoder):
     """Brian2 checks the units of every equation, reset and pathway before a run."""
     rng = np.random.default_rng(0)
     q, k, v = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 2))
@@ -41,7 +41,7 @@ def test_every_equation_has_consistent_dimensions(numpy_target, astrocyte, encod
     Network(lif).run(1 * ms)
 
 
-def test_dimension_check_catches_a_wrong_unit(numpy_target):
+def test_dimension_check_catches_a_wrong_unit():
     """The check above can fail: a current in Hz added to a voltage is refused."""
     group = blocks.neuron_group(1, FEATURE_NEURON_EQS.replace("+ I_syn) / tau_m", "+ I_syn * Hz) / tau_m"),
                                 circuit_parameters(), {"feature_bias": TimedArray([0.0], dt=1 * second)},
@@ -60,7 +60,7 @@ def _process_with_spikes(spike_times, overrides=None, write=1.0, read=0.0):
     return net, cell, processes, params
 
 
-def test_minimal_process_integrates_presynaptic_spikes_linearly(numpy_target):
+def test_minimal_process_integrates_presynaptic_spikes_linearly():
     calcium = []
     for n in (5, 10, 20):
         net, cell, processes, params = _process_with_spikes(0.01 + 0.02 * np.arange(n))
@@ -73,7 +73,7 @@ def test_minimal_process_integrates_presynaptic_spikes_linearly(numpy_target):
     np.testing.assert_allclose(calcium, kappa * np.array([5, 10, 20]), rtol=1e-4)
 
 
-def test_minimal_process_forgets_with_tau_ca(numpy_target):
+def test_minimal_process_forgets_with_tau_ca():
     times = np.array([0.05, 0.1, 0.3, 0.7])
     net, cell, processes, params = _process_with_spikes(times, {"tau_ca": "0.5*second"})
     net.run(1 * second)
@@ -82,7 +82,7 @@ def test_minimal_process_forgets_with_tau_ca(numpy_target):
     assert float(processes.Ca[0]) == pytest.approx(expected, rel=1e-3)
 
 
-def test_read_signal_is_calcium_times_presynaptic_activity(numpy_target):
+def test_read_signal_is_calcium_times_presynaptic_activity():
     """In the read phase every spike adds the process's Ca to A, which decays with tau_read."""
     times = np.array([0.01, 0.012, 0.03])
     net, cell, processes, params = _process_with_spikes(times, write=0.0, read=1.0)
@@ -93,7 +93,7 @@ def test_read_signal_is_calcium_times_presynaptic_activity(numpy_target):
     assert float(cell.A[0]) == pytest.approx(expected, rel=2 * float(DT) / tau)
 
 
-def test_hebbian_weight_matches_pre_times_postsynaptic_depolarisation(numpy_target):
+def test_hebbian_weight_matches_pre_times_postsynaptic_depolarisation():
     params = circuit_parameters()
     teacher_times = np.array([0.002, 0.010, 0.011, 0.030])           # ON channel of value dim 0
     pre_times = np.array([0.005, 0.0125, 0.020, 0.031, 0.060])
@@ -116,7 +116,7 @@ def test_hebbian_weight_matches_pre_times_postsynaptic_depolarisation(numpy_targ
     assert w[1] == 0.0
 
 
-def test_lif_rate_matches_analytic_f_i_curve(numpy_target):
+def test_lif_rate_matches_analytic_f_i_curve():
     params = ParameterSet(LIF_NEURON_PARAMETERS).namespace()
     params.update(v_rest=-65 * mV, tau_m=20 * ms, tau_syn=1e6 * second)      # constant input current
     lif = NeuronGroup(1, LIF_NEURON_EQS, threshold=LIF_NEURON_THRESHOLD, reset=LIF_NEURON_RESET,
@@ -130,7 +130,7 @@ def test_lif_rate_matches_analytic_f_i_curve(numpy_target):
     np.testing.assert_allclose(measured, isi, atol=float(DT))
 
 
-def test_regular_encoder_counts_err_by_at_most_one_spike(numpy_target):
+def test_regular_encoder_counts_err_by_at_most_one_spike():
     rates = np.array([[3.0, 17.0, 52.5, 0.0]])
     group = NeuronGroup(4, namespace={"rate_table": TimedArray(rates * Hz, dt=1 * second)}, dt=DT,
                         method="euler", **encoder_model("regular"))
@@ -141,7 +141,7 @@ def test_regular_encoder_counts_err_by_at_most_one_spike(numpy_target):
     assert np.all(np.abs(np.asarray(mon.count[:]) - rates[0] * 0.8) <= 1)
 
 
-def test_feature_neuron_rate_is_exponential_in_its_drive(numpy_target):
+def test_feature_neuron_rate_is_exponential_in_its_drive():
     """rho = rho_feature * exp(bias) for a constant global offset (no encoder input)."""
     params = circuit_parameters()
     n, duration, bias = 400, 1.0, 0.8
