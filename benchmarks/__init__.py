@@ -1,0 +1,1 @@
+"""Speed and scale benchmarks of the attention circuits (``python -m benchmarks.attention``)."""
