@@ -93,13 +93,14 @@ def run_point(point) -> dict:
     numpy_s = time.perf_counter() - t0
     row = {}
     if device == "runtime":
-        from circuits.standalone import _builder
+        from circuits import builder
 
         t0 = time.perf_counter()
-        circuit = _builder(circuit_kind)(q, k, v, seed=0, **options)
+        circuit = builder(circuit_kind)(q, k, v, seed=0, **options)
         t1 = time.perf_counter()
         circuit.run()
         row.update(build_s=t1 - t0, run_s=time.perf_counter() - t1)
+        stats = (neuron_updates(circuit), synaptic_events(circuit))
     else:
         from circuits.standalone import StandaloneCircuits
 
@@ -118,8 +119,6 @@ def run_point(point) -> dict:
         row["rerun_setup_s"] = row["rerun_s"] - circuits.timings["binary"]
         row["rebuild_over_rerun"] = (row["build_s"] + row["run_s"]) / row["rerun_s"]
         row["compile_over_rerun_setup"] = row["build_s"] / row["rerun_setup_s"]
-    if device == "runtime":
-        stats = (neuron_updates(circuit), synaptic_events(circuit))
     simulated = circuit.schedule.duration
     row.update(circuit=circuit_kind, device=device, threads=point["threads"] if device != "runtime" else "",
                L=L, m=m if circuit_kind == "random" else "", d=d,

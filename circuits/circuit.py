@@ -63,10 +63,13 @@ class AttentionCircuit:
 
     def population_counts(self) -> np.ndarray:
         """Spike counts (n_queries x 2 d_v) of each ON/OFF value population in each read window."""
-        mon = self.monitors["value_neurons_spikes"]
-        n = len(self.groups["value_neurons"])
-        counts = window_counts(mon.t_[:], mon.i[:], self.schedule.read_windows(), n, float(self.params["dt"]))
+        counts = self.window_counts("value_neurons", self.schedule.read_windows())
         return counts.reshape(len(counts), -1, self.per_value).sum(axis=2)
+
+    def window_counts(self, group, windows) -> np.ndarray:
+        """(n_windows x n_neurons) spike counts of the monitored group ``group`` in each window."""
+        mon = self.monitors[f"{group}_spikes"]
+        return window_counts(mon.t_[:], mon.i[:], windows, len(self.groups[group]), float(self.params["dt"]))
 
     def decode(self) -> np.ndarray:
         """The spiking output ŷ (n_queries x d_v): ON minus OFF counts over the known gain."""

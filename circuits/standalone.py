@@ -43,6 +43,7 @@ from brian2 import Quantity, TimedArray, prefs, set_device
 from brian2.core.variables import ArrayVariable
 from brian2.devices.device import all_devices
 
+from circuits import builder
 from circuits.circuit import AttentionCircuit
 
 #: Environment variable from which the compiled binary reads the seed of its random numbers.
@@ -62,17 +63,6 @@ class _SeedExpression:
 
     def __repr__(self):
         return f'(getenv("{SEED_ENV}") ? strtoul(getenv("{SEED_ENV}"), NULL, 10) : 0UL) + 0'
-
-
-def _builder(kind):
-    """The circuit builder of ``kind`` ("random" or "exact")."""
-    from circuits.exact_kernel import build_exact_kernel_circuit
-    from circuits.random_feature import build_random_feature_circuit
-
-    builders = {"random": build_random_feature_circuit, "exact": build_exact_kernel_circuit}
-    if kind not in builders:
-        raise ValueError(f"unknown circuit {kind!r}; choose one of {', '.join(builders)}")
-    return builders[kind]
 
 
 def structure_key(circuit: AttentionCircuit) -> tuple:
@@ -137,7 +127,7 @@ class StandaloneCircuits:
     def __init__(self, kind="random", root=None, threads=0):
         if int(threads) != threads or threads < 0:
             raise ValueError(f"threads must be a non-negative integer, got {threads!r}")
-        self.builder = _builder(kind)
+        self.builder = builder(kind)
         self.kind = kind
         self.threads = int(threads)
         self.root = Path(root) if root is not None else DEFAULT_ROOT

@@ -29,7 +29,7 @@ import numpy as np
 from analysis.attention import (kernel_attention, relative_error, softmax_attention, synthetic_head,
                                 uniform_attention)
 from analysis.features import positive_features
-from analysis.spikes import decode_on_off, window_counts
+from analysis.spikes import decode_on_off
 from experiments import paper_common as fp
 from experiments.plotting import shade_phases
 
@@ -76,9 +76,7 @@ def simulate(args, sizes) -> dict:
 
 def write_counts(circuit) -> np.ndarray:
     """(L x m) spikes of each feature neuron while each token was learned."""
-    mon = circuit.monitors["features_spikes"]
-    m = len(circuit.groups["features"])
-    return window_counts(mon.t_[:], mon.i[:], circuit.schedule.learn_windows(), m, float(circuit.params["dt"]))
+    return circuit.window_counts("features", circuit.schedule.learn_windows())
 
 
 def window_means(t, traces, windows) -> np.ndarray:

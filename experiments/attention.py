@@ -78,6 +78,21 @@ def add_device_options(parser) -> None:
                         help="folder of compiled standalone projects (default ~/.cache/astro-transformer/standalone)")
 
 
+def new_standalone(args):
+    """A ``circuits.standalone.StandaloneCircuits`` for ``args`` (``--device cpp_standalone``), else None."""
+    if args.device != "cpp_standalone":
+        return None
+    from circuits.standalone import StandaloneCircuits
+
+    return StandaloneCircuits(args.circuit, root=args.standalone_cache, threads=args.threads)
+
+
+def release_device(result) -> None:
+    """Close the standalone circuits a :func:`simulate` result holds (call once its monitors are read)."""
+    if result["standalone"] is not None:
+        result["standalone"].close()
+
+
 def device_argv(args) -> list:
     """The device options of ``args`` as command-line arguments of this experiment."""
     argv = ["--device", args.device, "--threads", str(args.threads)]
@@ -158,12 +173,9 @@ def simulate(args, prepared, standalone=None) -> dict:
         common.update(n_features=args.features)
         size = f"{args.features} feature neurons"
     if args.device == "cpp_standalone":
-        from circuits.standalone import StandaloneCircuits
-
-        # Holds Brian2's global device until the caller closes it (result["standalone"]) once it has
+        # Holds Brian2's global device until the caller releases it (release_device) once it has
         # read the monitors; a caller running several heads of one structure passes its own.
-        if standalone is None:
-            standalone = StandaloneCircuits(args.circuit, root=args.standalone_cache, threads=args.threads)
+        standalone = standalone or new_standalone(args)
         if not args.quiet:
             print(f"[{NAME}] {args.circuit} circuit on cpp_standalone: {size}, {len(k)} tokens, "
                   f"{len(q)} queries", file=sys.stderr, flush=True)
@@ -253,8 +265,7 @@ def main(argv=None) -> Path:
     result = simulate(args, prepared)
     metrics = metrics_of(result)
     run_dir = write_run(args, prepared, result, metrics)
-    if result["standalone"] is not None:
-        result["standalone"].close()
+    release_device(result)
     if not args.quiet:
         print_summary(metrics, NAME)
     print(run_dir)

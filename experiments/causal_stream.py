@@ -50,8 +50,7 @@ def run_circuit(circuit, args, extra) -> dict:
     prepared = attention.prepare(exp_args)
     result = attention.simulate(exp_args, prepared)
     metrics = attention.metrics_of(result)
-    if result["standalone"] is not None:          # outputs are read; the next circuit may rebuild
-        result["standalone"].close()
+    attention.release_device(result)          # outputs are read; the next circuit may rebuild
     return {"prepared": prepared, "result": result, "metrics": metrics}
 
 

@@ -32,7 +32,6 @@ Writes results/forgetting/<run>/ with params.json, metrics.json and forgetting.p
 import numpy as np
 
 from analysis.attention import relative_error, synthetic_head
-from analysis.spikes import window_counts
 from experiments import paper_common as fp
 
 NAME = "forgetting"
@@ -45,12 +44,6 @@ QUICK = {"taus_s": [1.0], "tokens": 6, "lengths": [2, 6], "queries": 2, "dim": 4
 
 def build_parser():
     return fp.experiment_parser(NAME, __doc__)
-
-
-def feature_counts(circuit, windows) -> np.ndarray:
-    """(n_windows x m) spike counts of the feature neurons in each window."""
-    mon = circuit.monitors["features_spikes"]
-    return window_counts(mon.t_[:], mon.i[:], windows, len(circuit.groups["features"]), float(circuit.params["dt"]))
 
 
 # --------------------------------------------------------------------------------- (a) recency
@@ -114,8 +107,8 @@ def analyse_recency(run) -> dict:
     delta = learn_mid[-1] - learn_mid                          # age relative to the newest token
     y_spike, y_rate = c.decode(), rate_model(c)["y_rate"]       # n_reads x L
     w_measured, w_predicted = y_spike.mean(axis=0), y_rate.mean(axis=0)
-    per_token = feature_counts(c, s.learn_windows()).mean(axis=0)      # lambda_j (identical keys)
-    reads = feature_counts(c, s.read_windows()).mean(axis=0)           # r_j
+    per_token = c.window_counts("features", s.learn_windows()).mean(axis=0)      # lambda_j (identical keys)
+    reads = c.window_counts("features", s.read_windows()).mean(axis=0)           # r_j
     write_rel_var = float(np.sum(per_token * reads ** 2) / np.sum(per_token * reads) ** 2)
     var = recency_weight_variance(w_predicted, c.output_gain(), len(y_spike), write_rel_var)
     fit = fit_exponential(delta, w_measured, var)
@@ -179,8 +172,8 @@ def analyse_block(runs) -> list[dict]:
         signal = expected_astrocyte_signal(inp["feature_weights"], inp["x_keys"], inp["x_queries"], block_c.params, s)
         predicted = signal / run["a_ref"]                      # y_rate = 1 for values 1
         y_block = block_c.decode()[:, 0]
-        se = blocked_mean_relative_se(feature_counts(block_c, s.learn_windows()).sum(axis=0),
-                                      feature_counts(block_c, s.read_windows()),
+        se = blocked_mean_relative_se(block_c.window_counts("features", s.learn_windows()).sum(axis=0),
+                                      block_c.window_counts("features", s.read_windows()),
                                       block_c.population_counts()[:, 0])
         rows.append({"length": run["length"], "normalised_mean": float(y_norm.mean()),
                      "normalised_vs_ideal": relative_error(y_norm, ideal["y_rate"]),

@@ -90,11 +90,7 @@ def main(argv=None) -> Path:
     run_dir = new_run_dir(args.out if args.out is not None else RESULTS_ROOT / NAME, f"{args.circuit}-seed{args.seed}")
     results, metrics = [], []
     # Heads share one structure: on cpp_standalone they share one compiled binary.
-    standalone = None
-    if args.device == "cpp_standalone":
-        from circuits.standalone import StandaloneCircuits
-
-        standalone = StandaloneCircuits(args.circuit, root=args.standalone_cache, threads=args.threads)
+    standalone = attention.new_standalone(args)
     for h, (q, k, v) in enumerate(heads):
         path = run_dir / f"head{h}_qkv.npz"
         np.savez(path, q=q, k=k, v=v)

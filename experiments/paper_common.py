@@ -103,13 +103,11 @@ def noise_dof(circuit, noise: dict) -> float:
     (n: L x m write counts, r: n_queries x m read counts of the key layer) plus the independent
     output-count variances ``noise['var_output']``. ``noise`` is ``rate_model(circuit)['noise']``.
     """
-    from analysis.spikes import effective_dof, output_covariance, window_counts
+    from analysis.spikes import effective_dof, output_covariance
 
     layer = circuit.config["key_layer"]
-    mon, size = circuit.monitors[f"{layer}_spikes"], len(circuit.groups[layer])
-    dt, sched = float(circuit.params["dt"]), circuit.schedule
-    n = window_counts(mon.t_[:], mon.i[:], sched.learn_windows(), size, dt)
-    r = window_counts(mon.t_[:], mon.i[:], sched.read_windows(), size, dt)
+    n = circuit.window_counts(layer, circuit.schedule.learn_windows())
+    r = circuit.window_counts(layer, circuit.schedule.read_windows())
     return effective_dof(output_covariance(n, r, circuit.inputs["values"], noise["var_output"]))
 
 

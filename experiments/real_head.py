@@ -67,11 +67,7 @@ def measured_attention(circuit) -> np.ndarray | None:
     (exact circuit), or None for circuits without per-token neurons."""
     if circuit.kind != "exact":
         return None
-    from analysis.spikes import window_counts
-
-    mon = circuit.monitors["key_neurons_spikes"]
-    n = len(circuit.groups["key_neurons"])
-    counts = window_counts(mon.t_[:], mon.i[:], circuit.schedule.read_windows(), n, float(circuit.params["dt"]))
+    counts = circuit.window_counts("key_neurons", circuit.schedule.read_windows())
     per_token = counts.reshape(len(counts), circuit.config["n_tokens"], -1).sum(axis=2)
     return per_token / np.maximum(per_token.sum(axis=1, keepdims=True), 1)
 
@@ -98,8 +94,7 @@ def main(argv=None):
     metrics["max_attention_weight_mean"] = float(true_map.max(axis=1).mean())
     run_dir = attention.write_run(args, prepared, result, metrics, label=f"L{args.layer}H{args.head}",
                                  experiment=NAME)
-    if result["standalone"] is not None:      # the run folder has read the monitors
-        result["standalone"].close()
+    attention.release_device(result)          # the run folder has read the monitors
     if not args.no_figures:
         from experiments.plotting import attention_map_figure
 
