@@ -43,11 +43,11 @@ COLUMNS = ("circuit", "device", "threads", "L", "m", "d", "neurons", "synapses",
 BYTES_PER_SYNAPSE = 120      # several float64 variables, indices and Brian2's per-synapse bookkeeping
 
 
-def estimated_synapses(circuit, L, m, d, per_value=32, encoders=4) -> int:
-    """Synapse count of one point (the memory they need dominates at scale)."""
+def estimated_synapses(circuit, L, m, d, encoders=4) -> int:
+    """Synapse count of one point (the memory they need dominates at scale): input, tripartite (one
+    per key-layer neuron and value population), astrocyte processes and teacher synapses."""
     key_layer = m if circuit == "random" else NEURONS_PER_KEY * L
-    values = 2 * d * per_value
-    return 2 * d * encoders * key_layer + key_layer * values + key_layer + 2 * d * encoders * per_value
+    return 2 * d * encoders * key_layer + key_layer * 2 * d + key_layer + 2 * d * encoders
 
 
 def synaptic_events(circuit) -> float:

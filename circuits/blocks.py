@@ -15,7 +15,7 @@ from brian2.utils.stringtools import get_identifiers
 from models.astrocytes import ASTROCYTE_MODELS, ASTROCYTE_EQS, PROCESS_READ_ON_PRE, PROCESS_SUMMED, process_model
 from circuits.protocol import TABLE_BIN
 from models.encoders import ENCODER_KINDS, encoder_model, signed_rates
-from models.neurons import VALUE_NEURON_EQS, VALUE_NEURON_THRESHOLD
+from models.neurons import VALUE_DRIVE_EQS, VALUE_NEURON_EQS, VALUE_NEURON_THRESHOLD
 from models.synapses import TEACHER_SYNAPSE_MODEL, TEACHER_SYNAPSE_ON_PRE
 
 
@@ -129,25 +129,30 @@ def value_layer(value_dim, per_value, value_encoders, encoders_per_channel, para
                 blocked_signal=None):
     """ON/OFF value populations of ``per_value`` neurons per dimension, taught by the value encoders.
 
-    Neuron ``(2*i + pol) * per_value + p`` is neuron p of polarity pol (0: ON, 1: OFF) of value
-    dimension i. With ``blocked_signal`` the astrocyte is blocked: the divisive gain uses that
-    constant instead of the astrocyte's signal.
+    Returns (drive, neurons, teacher synapses). ``drive`` holds the synaptic drives of the
+    ``2 * value_dim`` populations (index ``2*i + pol``, pol 0: ON, 1: OFF, of value dimension i): it
+    is the postsynaptic target of the teacher and tripartite synapses, and neuron
+    ``(2*i + pol) * per_value + p`` reads the drives of population ``2*i + pol`` (see
+    ``models.neurons``). With ``blocked_signal`` the astrocyte is blocked: the divisive gain uses
+    that constant instead of the astrocyte's signal.
     """
     n_channels = 2 * value_dim
+    drive = neuron_group(n_channels, VALUE_DRIVE_EQS, params, namespace, "value_drive", method="exact")
     eqs = VALUE_NEURON_EQS
     if blocked_signal is not None:
         eqs = eqs.replace("A : 1 (linked)", "A : 1 (constant)")
     values = neuron_group(n_channels * per_value, eqs, params, namespace, "value_neurons",
-                          threshold=VALUE_NEURON_THRESHOLD, method="exact")
+                          threshold=VALUE_NEURON_THRESHOLD)
+    population = np.arange(len(values)) // per_value
+    values.I_num = linked_var(drive, "I_num", index=population)
+    values.I_teach = linked_var(drive, "I_teach", index=population)
     if blocked_signal is not None:
         values.A = blocked_signal
-    pre_channel = np.arange(len(value_encoders)) // encoders_per_channel
-    post_channel = np.arange(len(values)) // per_value
-    ii, jj = np.nonzero(pre_channel[:, None] == post_channel[None, :])
-    teacher = synapses(value_encoders, values, TEACHER_SYNAPSE_MODEL, params, namespace, "teacher_synapses",
-                       {"i": ii, "j": jj}, on_pre=TEACHER_SYNAPSE_ON_PRE)
+    channel = np.arange(len(value_encoders)) // encoders_per_channel
+    teacher = synapses(value_encoders, drive, TEACHER_SYNAPSE_MODEL, params, namespace, "teacher_synapses",
+                       {"i": np.arange(len(value_encoders)), "j": channel}, on_pre=TEACHER_SYNAPSE_ON_PRE)
     teacher.w_teach = 1.0 / (encoders_per_channel * params["value_enc_gain"] * params["tau_syn"])
-    return values, teacher
+    return drive, values, teacher
 
 
 def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8):

@@ -97,16 +97,16 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     blocked_signal = None
     if block_astrocyte:
         blocked_signal = expected_astrocyte_signal(params, schedule, n_tokens * neurons_per_key)
-    values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
+    drive, values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
                                          params, namespace, blocked_signal)
-    tripartite = blocks.synapses(keys, values, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses",
+    tripartite = blocks.synapses(keys, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses",
                                  {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
     cell, processes, astro_monitors = blocks.astrocyte(keys, astrocyte, params, namespace)
     if not block_astrocyte:
         blocks.link_astrocyte(values, cell)
 
     groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "key_neurons": keys,
-              "global_inhibition": inhibition, "value_neurons": values, "astrocyte": cell,
+              "global_inhibition": inhibition, "value_drive": drive, "value_neurons": values, "astrocyte": cell,
               "afferent_synapses": afferents, "inhibition_synapses": inhibition_synapses,
               "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
     monitors = {**blocks.spike_monitors(groups, "key_neurons"), "astrocyte_monitor": astro_monitors[0],

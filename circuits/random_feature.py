@@ -78,16 +78,16 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     blocked_signal = None
     if block_astrocyte:
         blocked_signal = expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule).mean()
-    values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
+    drive, values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
                                          params, namespace, blocked_signal)
-    tripartite = blocks.synapses(features, values, TRIPARTITE_SYNAPSE_MODEL, params, namespace,
+    tripartite = blocks.synapses(features, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace,
                                  "tripartite_synapses", {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
     cell, processes, astro_monitors = blocks.astrocyte(features, astrocyte, params, namespace)
     if not block_astrocyte:
         blocks.link_astrocyte(values, cell)
 
     groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "features": features,
-              "value_neurons": values, "astrocyte": cell, "input_synapses": input_synapses,
+              "value_drive": drive, "value_neurons": values, "astrocyte": cell, "input_synapses": input_synapses,
               "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
     monitors = {**blocks.spike_monitors(groups, "features"), "astrocyte_monitor": astro_monitors[0],
                 "process_monitor": astro_monitors[1]}

@@ -18,11 +18,18 @@ rate does not depend on the neuron's own spike history.
 Value neurons are linear Poisson neurons with two drives gated by the neuromodulatory phase
 signals ``write_phase(t)`` and ``read_phase(t)``:
 
-* write phase: the value encoders depolarise them by ``u_teach`` ~ v_t (one polarity), which is
+* write phase: the value encoders depolarise them by ``I_teach`` ~ v_t (one polarity), which is
   the postsynaptic factor of the Hebbian rule;
 * read phase: the Hebbian-weighted feature spikes ``I_num`` divided by the astrocyte's
   gliotransmitter signal ``A`` (linked from the astrocyte), i.e. an explicit divisive gain.
   ``A_floor`` only avoids 0/0 before the first spike of a read.
+
+The P neurons of one ON/OFF value population see the same presynaptic spikes and the same teacher,
+so their tripartite synapses carry identical weights and their drives are identical. The drives
+are therefore integrated once per population (``VALUE_DRIVE_EQS``, the target of the teacher and
+tripartite synapses) and each neuron links to its population's (``I_teach``, ``I_num`` linked):
+the spike statistics are those of P neurons with synapses of their own, at 1/P of the synaptic
+events. The neurons differ only in their escape-noise draws.
 
 Key neurons (exact-kernel circuit, SCIENCE.md §3) have the same escape noise, but their drive is
 the score x_q . x_k through afferent weights written to k_t, so their rate is proportional to
@@ -55,9 +62,15 @@ FEATURE_NEURON_PARAMETERS = (
     Parameter("tau_m", 20 * ms, ms, "membrane time constant", "Stimberg et al. 2019", positive=True),
 )
 
-VALUE_NEURON_EQS = """
+#: Synaptic drive shared by the neurons of one value population (see the module docstring).
+VALUE_DRIVE_EQS = """
 dI_num/dt = -I_num / tau_read : 1
 dI_teach/dt = -I_teach / tau_syn : 1
+"""
+
+VALUE_NEURON_EQS = """
+I_num : 1 (linked)
+I_teach : 1 (linked)
 A : 1 (linked)
 rate = rho_value * (write_phase(t) * I_teach + read_phase(t) * I_num / (A + A_floor)) : Hz
 """

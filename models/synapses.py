@@ -1,16 +1,17 @@
 """Synapses: encoder input, value teacher and the tripartite Hebbian synapse.
 
-The tripartite synapse (feature neuron j -> value neuron i, wrapped by an astrocyte process) has a
-Hebbian efficacy ``w``. In the write phase each presynaptic spike adds ``eta_hebb`` times the
-postsynaptic depolarisation ``u_teach`` (a voltage-based Hebbian rule, cf. Clopath et al. 2010),
+The tripartite synapse (feature neuron j -> value population i, wrapped by an astrocyte process) has
+a Hebbian efficacy ``w``. In the write phase each presynaptic spike adds ``eta_hebb`` times the
+postsynaptic depolarisation ``I_teach`` (a voltage-based Hebbian rule, cf. Clopath et al. 2010),
 so after a sequence of tokens
 
     w_ij = eta_hebb * sum_t n_j(t) * v_t,i      (n_j(t): spikes of feature j during token t)
 
 which is proportional to S = sum_t phi(k_t) v_t^T of linear attention (SCIENCE.md §1-2). The
 efficacy fades with ``tau_hebb`` (default: far longer than any sequence). In the read phase each
-presynaptic spike delivers ``w`` to the value neuron's numerator drive ``I_num``; the
-astrocyte's divisive gain acts on that drive (see ``models.neurons``).
+presynaptic spike delivers ``w`` to the value population's numerator drive ``I_num``; the
+astrocyte's divisive gain acts on that drive (see ``models.neurons``: one synapse per feature and
+population stands for the identical synapses of the population's neurons).
 """
 
 from brian2 import second

@@ -74,7 +74,7 @@ def test_circuit_state_matches_its_definition():
     ca = np.asarray(circuit.groups["astro_processes"].Ca[:])
     np.testing.assert_allclose(ca, float(p["kappa"]) * counts, rtol=2e-3)
     # Hebbian weights ~ eta * counts * value of the polarity: their per-feature ratio to calcium is a
-    # count-weighted average of v+ (ON neuron of dim 0), between min and max of v+.
+    # count-weighted average of v+ (ON population of dim 0), between min and max of v+.
     w = np.asarray(circuit.groups["tripartite_synapses"].w[:]).reshape(m, -1)
     v_on = np.maximum(circuit.inputs["values"][:, 0], 0)
     ratio = (w[:, 0] / float(p["eta_hebb"]))[counts > 0] / counts[counts > 0]

@@ -75,8 +75,8 @@ def test_written_efferent_weights_match_the_values(exact_run):
     enc_t, enc_channel = np.asarray(enc.t_[:]), np.asarray(enc.i[:]) // cfg["encoders_per_dim"]
     keys = circuit.monitors["key_neurons_spikes"]
     key_t, key_i = np.asarray(keys.t_[:]), np.asarray(keys.i[:])
-    n_keys, per_key, per_value = len(circuit.groups["key_neurons"]), cfg["neurons_per_key"], cfg["neurons_per_value"]
-    weights = np.asarray(circuit.groups["tripartite_synapses"].w[:]).reshape(n_keys, -1)
+    n_keys, per_key = len(circuit.groups["key_neurons"]), cfg["neurons_per_key"]
+    weights = np.asarray(circuit.groups["tripartite_synapses"].w[:]).reshape(n_keys, -1)    # key x population
     eta = float(p["eta_hebb"])
     for n in range(0, n_keys, 3):                                  # a sample of key neurons
         start, stop = s.learn_windows()[n // per_key]
@@ -87,13 +87,13 @@ def test_written_efferent_weights_match_the_values(exact_run):
             # teacher spikes of the same time step are delivered before the Hebbian update
             depol = [w_teach * np.sum(np.exp(-(t - train[train < t + dt / 2]) / tau_syn)) for t in spikes]
             # exact Hebbian formula, up to one step of synaptic decay per pairing (dt/tau_syn)
-            assert weights[n, channel * per_value] == pytest.approx(eta * np.sum(depol), rel=2 * dt / tau_syn)
+            assert weights[n, channel] == pytest.approx(eta * np.sum(depol), rel=2 * dt / tau_syn)
 
     # Learned values: ON minus OFF weights of a key population, per write spike, against v_t. The
     # regular value encoders' ripple is sampled at a few phases per key neuron (aliasing), which leaves
     # a few per cent of systematic error; the exact circuit's 10 % accuracy target bounds it.
     per_spike = weights / (eta * exact_kernel.write_spikes_per_key(p))
-    per_token = per_spike.reshape(len(circuit.inputs["values"]), per_key, -1, per_value).mean(axis=(1, 3))
+    per_token = per_spike.reshape(len(circuit.inputs["values"]), per_key, -1).mean(axis=1)
     learned = per_token[:, 0::2] - per_token[:, 1::2]
     assert relative_error(learned, circuit.inputs["values"]) < 0.1
 
