@@ -13,10 +13,11 @@ softmax reference. Standalone points compile into a fresh project folder (unless
 also time a re-run with new inputs and seed through run_args against that full rebuild: in total
 (``rebuild_over_rerun`` = (compile + run) / re-run, bounded by the simulation both must do) and in
 what each adds to the simulation (``compile_over_rerun_setup``). Runtime points' ``run_s``
-includes Brian2's first-time Cython compilation unless its cache already holds the code. The exact circuit has no m: its key layer is 16 neurons per token, and it
-is run once per L. Points whose estimated memory exceeds ``--max-gb`` are skipped with the reason
-printed. Writes ``results.csv``, ``results.md`` and ``scaling.png`` (run wall time vs L and vs m*d)
-to a new ``results/benchmarks/<UTC time>/``.
+includes Brian2's first-time Cython compilation unless its cache already holds the code. The exact
+circuit has no m: its key layer is 16 neurons per token, and it is run once per L. Points whose
+estimated memory exceeds ``--max-gb`` are skipped with the reason printed. After each point, writes
+``results.csv``, ``results.md`` and ``scaling.png`` (run wall time vs L and vs m*d) to a new
+``results/benchmarks/<UTC time>/``, so a stopped grid keeps the points it finished.
 """
 
 import argparse
@@ -167,15 +168,18 @@ def fmt(value) -> str:
     return str(value)
 
 
-def write_tables(rows, out: Path):
+def write_tables(rows, out: Path) -> str:
+    """Write results.csv and results.md (whole files, so a killed grid keeps every finished point);
+    return the markdown table."""
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows({c: r.get(c, "") for c in COLUMNS} for r in rows)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(table)
+    return table
 
 
 def scaling_figure(rows, path: Path):
@@ -237,10 +241,16 @@ def main(argv=None):
         if getattr(args, name) is None:
             setattr(args, name, value)
     out = new_run_dir(ROOT, "quick" if args.quick else "grid")
-    rows = [row for point in points(args) if (row := measure(point, args.max_gb)) is not None]
-    write_tables(rows, out)
-    if rows:
-        scaling_figure(rows, out / "scaling.png")
+    rows, grid = [], points(args)
+    for n, point in enumerate(grid, 1):
+        row = measure(point, args.max_gb)
+        if row is not None:
+            rows.append(row)
+            table = write_tables(rows, out)
+            scaling_figure(rows, out / "scaling.png")
+            print(f"done {n}/{len(grid)}: run {row['run_s']:.1f} s, real-time factor {row['realtime_factor']:.2f}",
+                  file=sys.stderr, flush=True)
+    print(table if rows else "no point finished")
     print(out)
     return out
 
