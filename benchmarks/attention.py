@@ -187,7 +187,8 @@ def write_tables(rows, out: Path) -> str:
 
 def scaling_figure(rows, path: Path):
     """Run wall time against L (one line per circuit, device and m) and against m*d (one line per
-    device and L), log-log with a slope-1 guide: linear scaling runs parallel to the guide."""
+    device and L), log-log with a slope-1 guide: linear scaling runs parallel to the guide. The
+    exact circuit grows with L (a key population per token), so its run time goes as L²."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,6 +211,9 @@ def scaling_figure(rows, path: Path):
             x = np.array(ax.get_xlim())
             y0 = min(min(line.get_ydata()) for line in ax.lines)
             ax.loglog(x, y0 * x / x[0], "k:", lw=0.8, label="slope 1 (linear)")
+            if ax is ax_l and any(r["circuit"] == "exact" for r in rows):
+                # the exact circuit has a key population per token: L populations x L steps of input
+                ax.loglog(x, y0 * (x / x[0]) ** 2, "k--", lw=0.8, label="slope 2 (exact circuit: L²)")
             ax.legend(fontsize=6)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("run wall time (s)")
