@@ -23,7 +23,4 @@ def test_estimated_synapses_match_built_circuit(circuit):
         n_synapses = sum(len(g) for g in built.groups.values() if isinstance(g, Synapses))
         del built
         gc.collect()
-    key_layer = m if circuit == "random" else NEURONS_PER_KEY * L
-    # the exact circuit's global inhibition adds one synapse per key neuron, which the guard ignores
-    extra = key_layer if circuit == "exact" else 0
-    assert n_synapses == estimated_synapses(circuit, L, m, d) + extra
+    assert n_synapses == estimated_synapses(circuit, L, m, d)
