@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.runs import new_run_dir
+from runs.folders import new_run_dir
 
 ROOT = Path("results/benchmarks")
 QUICK_PROTOCOL = {"t_settle": "50*ms", "t_learn": "100*ms", "t_read": "200*ms"}

@@ -20,7 +20,7 @@ import numpy as np
 from analysis.spikes import tolerance_ratio
 from analysis.attention import check_qkv, relative_error, softmax_attention, synthetic_head, uniform_attention
 from circuits import CIRCUITS
-from experiments.runs import RESULTS_ROOT, new_run_dir, versions, write_json
+from runs.folders import RESULTS_ROOT, new_run_dir, versions, write_json
 from models import ASTROCYTE_MODELS, ENCODER_KINDS
 from models.parameters import ParameterError, load_parameter_file, parse_assignments
 
@@ -157,7 +157,7 @@ def simulate(args, prepared, standalone=None) -> dict:
     cpp_standalone`` (default: a new one, returned as ``result["standalone"]`` for the caller to
     close)."""
     from circuits import exact_kernel, random_feature
-    from experiments.runs import progress_reporter
+    from runs.folders import progress_reporter
 
     q, k, v, scale = prepared["q"], prepared["k"], prepared["v"], prepared["scale"]
     t0 = time.perf_counter()

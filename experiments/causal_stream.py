@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import attention
-from experiments.runs import RESULTS_ROOT, new_run_dir, versions, write_json
+from runs.folders import RESULTS_ROOT, new_run_dir, versions, write_json
 from models.parameters import ParameterError
 
 NAME = "causal_stream"

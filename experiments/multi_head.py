@@ -19,7 +19,7 @@ import numpy as np
 
 from analysis.attention import relative_error
 from experiments import attention
-from experiments.runs import RESULTS_ROOT, new_run_dir, versions, write_json
+from runs.folders import RESULTS_ROOT, new_run_dir, versions, write_json
 from models.parameters import ParameterError
 
 NAME = "multi_head"

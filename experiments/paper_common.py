@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
-from experiments.runs import RESULTS_ROOT, new_run_dir, progress_reporter, versions, write_json  # noqa: E402
+from runs.folders import RESULTS_ROOT, new_run_dir, progress_reporter, versions, write_json  # noqa: E402
 
 #: Protocol of the paper experiments: 100 ms settling (5 membrane time constants of the feature
 #: neurons), 200 ms learning per token and 400 ms counting per query -- shorter than the default

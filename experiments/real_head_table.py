@@ -19,7 +19,7 @@ import numpy as np
 
 from analysis.attention import kernel_attention, relative_error, softmax_attention, uniform_attention
 from analysis.features import draw_feature_weights, positive_features
-from experiments.runs import RESULTS_ROOT, new_run_dir, write_json
+from runs.folders import RESULTS_ROOT, new_run_dir, write_json
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",

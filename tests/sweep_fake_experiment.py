@@ -10,7 +10,7 @@ import random
 import time
 from pathlib import Path
 
-from experiments.runs import new_run_dir, write_json
+from runs.folders import new_run_dir, write_json
 
 NAME = "fake"
 SET_NAMES = ("gain", "offset")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import sweep
-from experiments.sweep import SweepError, load_experiment, make_points, run_sweep
+from runs import sweep
+from runs.sweep import SweepError, load_experiment, make_points, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = "tests.sweep_fake_experiment"

@@ -1,0 +1,6 @@
+"""Run folders, sweeps and data export: the infrastructure under the experiments (no model code).
+
+``runs.folders``: new run folders that never overwrite, atomic JSON, ``params.json`` composition,
+software versions, progress lines. ``runs.sweep``: one experiment over a grid x seeds in parallel
+processes, resumable.
+"""
