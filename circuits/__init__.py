@@ -1,23 +1,91 @@
-"""Circuit builders: wire the models into key-query-value tripartite networks."""
+"""Circuit builders: wire the models into key-query-value tripartite networks.
 
-from circuits.protocol import PROTOCOL_PARAMETERS
-from models import model_parameters
+Circuit kinds are registered once, in :data:`CIRCUITS`: each names its builder and rate ideal, its
+key layer and that layer's model parameters. Everything else (parameter sets, the head API,
+the standalone device, the experiments' ``--circuit`` choices) reads this registry.
+"""
+
+import importlib
+from dataclasses import dataclass
+
+from circuits.protocol import PROTOCOL_PARAMETERS, check_resolution
+from models import process_model
+from models.encoders import ENCODER_PARAMETERS
+from models.neurons import FEATURE_NEURON_PARAMETERS, KEY_NEURON_PARAMETERS, VALUE_NEURON_PARAMETERS
 from models.parameters import ParameterSet
+from models.synapses import TRIPARTITE_SYNAPSE_PARAMETERS
 
-CIRCUITS = ("random", "exact")
+
+@dataclass(frozen=True)
+class CircuitKind:
+    """One kind of attention circuit.
+
+    ``module`` holds ``builder_name`` (q, k, v, **options -> AttentionCircuit) and ``rate_model``
+    (the circuit's ideal without spike noise); ``key_layer`` names the group that carries the
+    kernel (feature or key neurons) and ``key_layer_parameters`` its model parameters;
+    ``size_option`` is the builder option that sets the key layer's size (``size_format`` says it
+in words from the circuit's config); ``population_rates``
+    maps parameters that are total rates of a population to the option giving the number of
+    neurons one score drives.
+    """
+
+    name: str
+    module: str
+    builder_name: str
+    key_layer: str
+    key_layer_parameters: tuple
+    size_option: str
+    size_format: str
+    description: str
+    population_rates: tuple = ()
+
+    def _module(self):
+        return importlib.import_module(self.module)
+
+    @property
+    def builder(self):
+        return getattr(self._module(), self.builder_name)
+
+    @property
+    def rate_model(self):
+        return self._module().rate_model
+
+    def size_label(self, config) -> str:
+        """The key layer's size in words, e.g. ``m = 256 feature neurons``."""
+        return self.size_format.format(**config)
+
+
+CIRCUITS = {
+    "random": CircuitKind(
+        "random", "circuits.random_feature", "build_random_feature_circuit", "features",
+        FEATURE_NEURON_PARAMETERS, "n_features", "m = {n_features} feature neurons",
+        "the paper's random-feature circuit: m feature neurons carry positive random features"),
+    "exact": CircuitKind(
+        "exact", "circuits.exact_kernel", "build_exact_kernel_circuit", "key_neurons",
+        tuple(p for p in FEATURE_NEURON_PARAMETERS if p.name != "rho_feature") + KEY_NEURON_PARAMETERS,
+        "neurons_per_key", "{neurons_per_key} key neurons per token", "one key population per stored token (exact softmax kernel)",
+        population_rates=(("R_key_target", "neurons_per_key"),)),
+}
+
+
+def circuit_kind(name) -> CircuitKind:
+    """The registered kind ``name``; ValueError with one line for another name."""
+    if name not in CIRCUITS:
+        raise ValueError(f"unknown circuit {name!r}; choose one of {', '.join(CIRCUITS)}")
+    return CIRCUITS[name]
 
 
 def circuit_parameters(circuit="random", astrocyte="minimal", overrides=None) -> ParameterSet:
-    """Default parameters of a circuit (models + protocol), with overrides checked by name."""
-    return ParameterSet(model_parameters(circuit, astrocyte) + PROTOCOL_PARAMETERS).override(overrides or {})
+    """Default parameters of a circuit (models + protocol), with overrides checked by name, unit,
+    sign and against the time step (``circuits.protocol.check_resolution``)."""
+    kind = circuit_kind(circuit)
+    params = ParameterSet(ENCODER_PARAMETERS + kind.key_layer_parameters + VALUE_NEURON_PARAMETERS
+                          + TRIPARTITE_SYNAPSE_PARAMETERS + process_model(astrocyte)["parameters"]
+                          + PROTOCOL_PARAMETERS).override(overrides or {})
+    check_resolution(params, exclude=[name for name, _ in kind.population_rates])
+    return params
 
 
 def builder(circuit):
     """The builder function of ``circuit`` ("random" or "exact"); ValueError for another name."""
-    from circuits.exact_kernel import build_exact_kernel_circuit
-    from circuits.random_feature import build_random_feature_circuit
-
-    builders = {"random": build_random_feature_circuit, "exact": build_exact_kernel_circuit}
-    if circuit not in builders:
-        raise ValueError(f"unknown circuit {circuit!r}; choose one of {', '.join(builders)}")
-    return builders[circuit]
+    return circuit_kind(circuit).builder

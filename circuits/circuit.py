@@ -1,12 +1,13 @@
 """The object a circuit builder returns: the Brian2 network plus the handles an experiment needs."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import brian2
 import numpy as np
 
 from analysis.spikes import decode_on_off, window_counts
 from circuits.protocol import Schedule
+from circuits.seeds import SeedStreams
 from models.parameters import ParameterSet
 
 
@@ -21,34 +22,106 @@ def memory_weights(params, age):
     return numerator, denominator
 
 
+@dataclass(frozen=True)
+class SpikeData:
+    """What a SpikeMonitor recorded, as plain arrays: spike times ``t_`` (s) and neuron indices ``i``."""
+
+    t_: np.ndarray
+    i: np.ndarray
+
+    @property
+    def num_spikes(self) -> int:
+        return len(self.i)
+
+
+class StateData:
+    """What a StateMonitor recorded, as plain arrays: sample times ``t_`` (s) and one
+    (n_recorded x n_samples) array per variable, read as attributes like the monitor's."""
+
+    def __init__(self, t_, variables: dict):
+        self.t_ = t_
+        self.variables = variables
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["variables"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getstate__(self):
+        return self.__dict__
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+
+@dataclass(frozen=True)
+class GroupData:
+    """Size and wiring of a Brian2 group or Synapses object of a run circuit, without its state."""
+
+    size: int
+    synapses: bool = False
+    source: str | None = None       # Synapses: name of the presynaptic group
+    n_pathways: int = 0             # Synapses: number of on_pre pathways
+
+    def __len__(self):
+        return self.size
+
+
+def freeze_monitor(monitor):
+    """A plain-array copy of a SpikeMonitor's or StateMonitor's data."""
+    if isinstance(monitor, brian2.SpikeMonitor):
+        return SpikeData(np.array(monitor.t_[:]), np.array(monitor.i[:]))
+    return StateData(np.array(monitor.t_[:]),
+                     {name: np.array(getattr(monitor, name)) for name in monitor.record_variables})
+
+
+def freeze_group(group) -> GroupData:
+    if isinstance(group, brian2.Synapses):
+        return GroupData(len(group), True, group.source.name, len(group._pathways))
+    return GroupData(len(group))
+
+
 @dataclass
 class AttentionCircuit:
     """A built key-query-value circuit, ready to run once.
 
     ``groups`` and ``monitors`` map names to Brian2 objects (``features``, ``value_neurons``,
-    ``astrocyte``...; ``value_spikes``, ``feature_spikes``, ``astrocyte_monitor``...). ``inputs``
-    holds the scaled keys/queries (``x_keys``, ``x_queries``) and ``values`` that were presented.
+    ``astrocyte``...; ``value_neurons_spikes``, ``features_spikes``, ``astrocyte_monitor``...). ``inputs``
+    holds the scaled keys/queries (``x_keys``, ``x_queries``) and ``values`` that were presented;
+    ``seeds`` the random streams of the build and the spikes (``circuits.seeds``).
+
+    After a run, :meth:`freeze` gives a copy that holds plain arrays instead of Brian2 objects
+    (monitors as :class:`SpikeData`/:class:`StateData`, groups as :class:`GroupData`): it can be
+    pickled, outlives the device, and answers the same read-out methods.
     """
 
     kind: str
-    network: brian2.Network
+    network: brian2.Network | None
     groups: dict
     monitors: dict
     schedule: Schedule
     params: ParameterSet
     config: dict
     inputs: dict
-    seed: int
+    seeds: SeedStreams
     has_run: bool = field(default=False)
 
     def run(self, report=None, report_period=10 * brian2.second):
         """Simulate the whole write and read protocol (once)."""
         if self.has_run:
             raise RuntimeError("this circuit has already run; build a new one")
-        brian2.seed(self.seed)
+        brian2.seed(self.seeds.spikes)
         self.network.run(self.schedule.duration * brian2.second, report=report,
-                         report_period=report_period)
+                         report_period=report_period, namespace={})
         self.has_run = True
+
+    def freeze(self) -> "AttentionCircuit":
+        """A copy of this run circuit with its monitors' data and group sizes as plain arrays."""
+        if not self.has_run:
+            raise RuntimeError("run the circuit before freezing it")
+        return replace(self, network=None, groups={name: freeze_group(g) for name, g in self.groups.items()},
+                       monitors={name: freeze_monitor(m) for name, m in self.monitors.items()})
 
     @property
     def per_value(self) -> int:

@@ -23,7 +23,9 @@ from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
 from circuits import blocks, circuit_parameters
 from circuits.circuit import AttentionCircuit, memory_weights
+from circuits.seeds import seed_streams
 from circuits.protocol import TABLE_BIN, Schedule
+from models.encoders import polarity_sign
 from models.neurons import (GLOBAL_INHIBITION_EQS, GLOBAL_INHIBITION_ON_PRE, KEY_NEURON_EQS,
                             KEY_NEURON_RESET, KEY_NEURON_THRESHOLD)
 from models.parameters import ParameterError, ParameterSet
@@ -41,7 +43,7 @@ def afferent_learning_rate(params, encoders_per_dim):
 def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
                                encoders_per_dim=4, astrocyte="minimal", encoder="regular",
                                block_astrocyte=False, preload=False, causal=False, params=None,
-                               seed=0) -> AttentionCircuit:
+                               seed=0, spike_seed=None) -> AttentionCircuit:
     """Build the exact-kernel circuit for one head (see the module docstring).
 
     ``preload`` sets the afferent weights to k_t directly instead of writing them with spikes
@@ -57,7 +59,8 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     half = float(params["t_learn"] / TABLE_BIN) / 2
     if half != int(half):
         raise ParameterError(f"t_learn must be an even number of {TABLE_BIN} for the two learning phases")
-    rng = np.random.default_rng(seed)
+    streams = seed_streams(seed, spike_seed)
+    phases = streams.phases
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
 
@@ -69,16 +72,16 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     namespace.update(recruit_table=blocks.table(schedule.recruitment(), "recruit_table"),
                      contrast=blocks.table(contrast, "contrast_table"))
 
-    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, rng,
+    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, phases,
                                              "key_encoders")
     value_encoders = blocks.encoder_population(2 * value_dim, encoders_per_dim, encoder, params, value_namespace,
-                                               rng, "value_encoders")
+                                               phases, "value_encoders")
     keys = blocks.neuron_group(n_tokens * neurons_per_key, KEY_NEURON_EQS, params, namespace, "key_neurons",
                                threshold=KEY_NEURON_THRESHOLD, reset=KEY_NEURON_RESET, method="euler")
     keys.v = params["v_rest"]
     keys.token = np.arange(len(keys)) // neurons_per_key
     # Random pacing phases: the population samples the value neurons' depolarisation at many phases.
-    keys.phase = rng.uniform(0, 1, size=len(keys))
+    keys.phase = phases.uniform(0, 1, size=len(keys))
     inhibition = blocks.neuron_group(1, GLOBAL_INHIBITION_EQS, params, namespace, "global_inhibition",
                                      method="euler")
     keys.theta = linked_var(inhibition, "theta", index=np.zeros(len(keys), dtype=int))
@@ -118,7 +121,7 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
               "preload": bool(preload), "scale": scale, "n_tokens": n_tokens, "n_queries": len(q), "dim": dim,
               "value_dim": value_dim}
     inputs = {"x_keys": x_keys, "x_queries": x_queries, "values": v}
-    return AttentionCircuit("exact", network, groups, monitors, schedule, params, config, inputs, seed)
+    return AttentionCircuit("exact", network, groups, monitors, schedule, params, config, inputs, streams)
 
 
 def preloaded_afferents(x_keys, pre, post, encoders_per_dim, neurons_per_key, params):
@@ -126,7 +129,7 @@ def preloaded_afferents(x_keys, pre, post, encoders_per_dim, neurons_per_key, pa
     encoders -> key neuron of token t gets +eta_key * g * t_learn/2 * x_tj, OFF channel the negative."""
     channel = pre // encoders_per_dim
     token = post // neurons_per_key
-    sign = np.where(channel % 2 == 0, 1.0, -1.0)
+    sign = polarity_sign(channel)
     eta = afferent_learning_rate(params, encoders_per_dim)
     per_unit = eta * params["key_enc_gain"] * params["t_learn"] / 2
     return sign * x_keys[token, channel // 2] * per_unit

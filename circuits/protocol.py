@@ -28,6 +28,58 @@ PROTOCOL_PARAMETERS = (
 #: Resolution of the input and phase tables (the TimedArrays' dt).
 TABLE_BIN = 1 * ms
 
+#: Short protocol of the paper experiments, quick runs and tests: 100 ms settling (5 membrane
+#: time constants of the feature neurons), 200 ms learning per token, 400 ms counting per query.
+SHORT_PROTOCOL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
+
+#: Time steps per time constant that the (exact or Euler) integration needs at least.
+STEPS_PER_TIME_CONSTANT = 10
+#: Largest spike probability per time step of a rate parameter. Spikes are Bernoulli draws
+#: ``rand() < rate*dt``: their count variance is (1 - p) of a Poisson process's, and an escape-noise
+#: neuron driven above its rate parameter saturates at p = 1; at p <= 0.1 both stay small.
+MAX_SPIKE_PROBABILITY = 0.1
+
+
+def check_resolution(params, exclude=()) -> None:
+    """Refuse (ParameterError, one line) a time step too coarse for the model: every time constant
+    (a parameter in seconds, protocol windows aside) must span ``STEPS_PER_TIME_CONSTANT`` steps, and
+    every rate parameter (in Hz; ``exclude``: total rates of a population, checked per neuron by
+    the caller) must fire with probability <= ``MAX_SPIKE_PROBABILITY`` per step. The protocol's
+    windows must be whole table bins."""
+    dt = params["dt"]
+    checked = [name for name in params if not params.spec(name).dimensionless and name not in exclude
+               and name not in ("dt", "record_dt", "t_settle", "t_learn", "t_read")]
+    for name in checked:
+        value = params[name]
+        if value.dim == ms.dim and float(value) > 0 and dt > value / STEPS_PER_TIME_CONSTANT:
+            raise ParameterError(f"dt = {dt / ms:g} ms is too coarse for {name} = {_in_unit(params, name)}: "
+                                 f"needs dt <= {name}/{STEPS_PER_TIME_CONSTANT}")
+    for name in checked:
+        if params[name].dim == (1 / ms).dim:
+            check_spike_probability(name, params[name], dt)
+    if dt > TABLE_BIN:
+        raise ParameterError(f"dt = {dt / ms:g} ms is coarser than the input tables' bin of {TABLE_BIN / ms:g} ms")
+    for name in ("t_settle", "t_learn", "t_read"):
+        ratio = float(params[name] / TABLE_BIN)
+        if abs(ratio - round(ratio)) > 1e-9:
+            raise ParameterError(f"{name} must be a whole number of {TABLE_BIN / ms:g} ms (the input tables' bin), "
+                                 f"got {_in_unit(params, name)}")
+
+
+def _in_unit(params, name) -> str:
+    """A parameter's value in its declared unit, e.g. ``10 ms``."""
+    spec = params.spec(name)
+    return f"{float(params[name] / spec.unit):g} {spec.unit_name()}"
+
+
+def check_spike_probability(name, rate, dt) -> None:
+    """Refuse a rate whose spike probability per step, rate * dt, exceeds MAX_SPIKE_PROBABILITY."""
+    p = float(rate * dt)
+    if p > MAX_SPIKE_PROBABILITY:
+        raise ParameterError(f"{name} = {float(rate):g} Hz fires with probability {p:.3g} per step of "
+                             f"dt = {dt / ms:g} ms; a spike draw rand() < rate*dt needs <= "
+                             f"{MAX_SPIKE_PROBABILITY}: lower {name} or dt")
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -44,10 +96,7 @@ class Schedule:
 
     @classmethod
     def from_params(cls, n_tokens, n_queries, params, causal=False) -> "Schedule":
-        for name in ("t_settle", "t_learn", "t_read"):
-            ratio = float(params[name] / TABLE_BIN)
-            if abs(ratio - round(ratio)) > 1e-9:
-                raise ParameterError(f"{name} must be a multiple of {TABLE_BIN}, got {params[name]}")
+        """The schedule of a parameter set from ``circuits.circuit_parameters`` (windows checked there)."""
         if causal and n_queries != n_tokens:
             raise ValueError(f"causal attention needs one query per token, got {n_queries} queries "
                              f"for {n_tokens} tokens")

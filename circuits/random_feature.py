@@ -24,7 +24,9 @@ from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights
 from circuits import circuit_parameters
+from circuits.seeds import seed_streams
 from circuits.protocol import Schedule
+from models.encoders import polarity_sign
 from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_THRESHOLD
 from models.parameters import ParameterSet
 from models.synapses import (INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
@@ -33,7 +35,8 @@ from models.synapses import (INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE, TRIPARTI
 
 def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons_per_value=32,
                                  encoders_per_dim=4, astrocyte="minimal", encoder="regular",
-                                 block_astrocyte=False, causal=False, params=None, seed=0) -> AttentionCircuit:
+                                 block_astrocyte=False, causal=False, params=None, seed=0,
+                                 spike_seed=None) -> AttentionCircuit:
     """Build the random-feature circuit for one head.
 
     q: (Lq x d) queries, k: (L x d) keys, v: (L x d_v) values; the kernel is exp(scale q.k)
@@ -48,8 +51,9 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     if not isinstance(params, ParameterSet):
         params = circuit_parameters("random", astrocyte, params)
     schedule = Schedule.from_params(len(k), len(q), params, causal)
-    rng = np.random.default_rng(seed)
-    weights = draw_feature_weights(n_features, q.shape[1], rng)
+    streams = seed_streams(seed, spike_seed)
+    phases = streams.phases
+    weights = draw_feature_weights(n_features, q.shape[1], streams.features)
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     dim, value_dim = q.shape[1], v.shape[1]
 
@@ -58,10 +62,10 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     namespace, value_namespace = blocks.input_namespace(params, schedule, x_rows, v)
     namespace["feature_bias"] = blocks.table(-0.5 * np.sum(x_rows ** 2, axis=1), "feature_bias_table")
 
-    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, rng,
+    key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, phases,
                                              "key_encoders")
     value_encoders = blocks.encoder_population(2 * value_dim, encoders_per_dim, encoder, params, value_namespace,
-                                               rng, "value_encoders")
+                                               phases, "value_encoders")
 
     features = blocks.neuron_group(n_features, FEATURE_NEURON_EQS, params, namespace, "features",
                                    threshold=FEATURE_NEURON_THRESHOLD, method="exact")
@@ -71,7 +75,7 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
                                      "input_synapses", {"i": pre.ravel(), "j": post.ravel()},
                                      on_pre=INPUT_SYNAPSE_ON_PRE)
     channel = pre.ravel() // encoders_per_dim
-    sign = np.where(channel % 2 == 0, 1.0, -1.0)                   # ON: +w, OFF: -w
+    sign = polarity_sign(channel)                                   # ON: +w, OFF: -w
     unit_weight = params["delta_u"] / (encoders_per_dim * params["key_enc_gain"] * params["tau_syn"])
     input_synapses.w_in = sign * weights[post.ravel(), channel // 2] * unit_weight
 
@@ -97,7 +101,7 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
               "block_astrocyte": bool(block_astrocyte), "causal": bool(causal), "scale": scale, "n_tokens": len(k),
               "n_queries": len(q), "dim": dim, "value_dim": value_dim}
     inputs = {"x_keys": x_keys, "x_queries": x_queries, "values": v, "feature_weights": weights}
-    return AttentionCircuit("random", network, groups, monitors, schedule, params, config, inputs, seed)
+    return AttentionCircuit("random", network, groups, monitors, schedule, params, config, inputs, streams)
 
 
 def _feature_counts(weights, x, rate, window):

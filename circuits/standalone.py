@@ -19,9 +19,17 @@ the new call exactly as a fresh build would (random features, encoder phases, pa
 the initial value of every user-visible state variable and the contents of every TimedArray
 the code reads are then handed to the compiled binary. The spike generator's seed is read from
 the environment variable :data:`SEED_ENV` by the generated ``main`` (see :func:`_seed_expression`),
-so a new seed needs no recompilation either. A re-run therefore gives exactly the spikes of a
-fresh standalone build with the same inputs and seed (``tests/test_standalone.py``); it does not
-give the spikes of the runtime device, whose random-number streams differ.
+so a new seed needs no recompilation either. Every run, the first after a build included, passes all
+values as run_args, so a run never depends on what a build left in the project folder. A re-run
+therefore gives exactly the spikes of a fresh standalone build with the same inputs and seed
+(``tests/test_standalone.py``); it does not give the spikes of the runtime device, whose
+random-number streams differ.
+
+Several processes may share one compiled project (sweeps, heads fanned out over processes): each
+run reads and writes its own results folder (``results/run-<pid>-<id>`` inside the project, removed
+once its monitors are read), and a lock file beside the project (``flock``) lets a build start only
+when no binary of that project runs, and a binary only when no build is under way. Concurrent runs
+give exactly the results of the same runs made one after another (``tests/test_standalone.py``).
 
 Brian2's device is global to the process: while a :class:`StandaloneCircuits` is in use, objects
 built elsewhere in the process are built for the standalone device too, and only one
@@ -31,11 +39,15 @@ built elsewhere in the process are built for the standalone device too, and only
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import time
+import uuid
 from pathlib import Path
 
 import brian2
@@ -100,6 +112,19 @@ def run_args_for(compiled: AttentionCircuit, fresh: AttentionCircuit, used_timed
     return run_args
 
 
+@contextlib.contextmanager
+def _project_lock(directory: Path, mode):
+    """Hold ``flock`` on the project folder's lock file: exclusive (``LOCK_EX``) to generate and
+    compile, shared (``LOCK_SH``) to run the binary. Processes then share one compiled project
+    safely: a build waits for running binaries, and no binary starts during a build."""
+    with open(directory.parent / f"{directory.name}.lock", "a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _mark_values_only(circuit: AttentionCircuit):
     """Mark the objects of a runtime build that only supplied values: they are never simulated,
     which Brian2 would otherwise report as a likely mistake when they are garbage-collected."""
@@ -125,8 +150,7 @@ class StandaloneCircuits:
     _owner: StandaloneCircuits | None = None
 
     def __init__(self, kind="random", root=None, threads=0):
-        if int(threads) != threads or threads < 0:
-            raise ValueError(f"threads must be a non-negative integer, got {threads!r}")
+        self.check_threads(threads)
         self.builder = builder(kind)
         self.kind = kind
         self.threads = int(threads)
@@ -137,62 +161,77 @@ class StandaloneCircuits:
         self.timings = {}
         self._compiled = None
 
+    @staticmethod
+    def check_threads(threads):
+        """ValueError with one line unless ``threads`` is a non-negative integer."""
+        if isinstance(threads, bool) or int(threads) != threads or threads < 0:
+            raise ValueError(f"threads must be a non-negative integer, got {threads!r}")
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
 
-    def run(self, q, k, v, *, seed=0, **options) -> AttentionCircuit:
-        """Simulate one head; returns a circuit whose ``decode()``, ``population_counts()``,
-        ``raster_data()`` and monitors hold this run's results.
+    def run(self, q, k, v, *, seed=0, spike_seed=None, **options) -> AttentionCircuit:
+        """Simulate one head; returns the run circuit, frozen (``AttentionCircuit.freeze``): its
+        ``decode()``, ``population_counts()``, ``raster_data()`` and monitors hold this run's results.
 
         ``options``: keyword arguments of the builder (``n_features``, ``neurons_per_value``,
         ``params``...). A new structure (see :func:`structure_key`) compiles a new project first.
-        The returned circuit reads the compiled network's monitors: it holds this run's results
-        until the next call (read what you need before running again).
         """
         device = all_devices["cpp_standalone"]
         t0 = time.perf_counter()
         # The runtime build computes every initial value and input as a fresh build would.
         set_device("runtime")
-        fresh = self.builder(q, k, v, seed=seed, **options)
+        fresh = self.builder(q, k, v, seed=seed, spike_seed=spike_seed, **options)
         key = structure_key(fresh) + (("openmp_threads", self.threads),)
         rebuild = StandaloneCircuits._owner is not self or key != self.key
         t1 = time.perf_counter()
         if rebuild:
-            self._build(q, k, v, seed, options, key)
-            run_args = {}                        # this call's values are compiled in
-        else:
-            set_device(device, build_on_run=False)
-            run_args = run_args_for(self._compiled, fresh, device.timed_arrays)
+            self._build(key, q, k, v, seed=seed, spike_seed=spike_seed, **options)
+        set_device(device, build_on_run=False)
+        # Every value and input travels as run_args, also right after a build: what a build left in
+        # the project folder (possibly another process's values) never reaches this run.
+        run_args = run_args_for(self._compiled, fresh, device.timed_arrays)
         t2 = time.perf_counter()
         # Inherited by the binary; set here rather than in Brian2's run_environment_variables, which
         # logs every change of value.
-        os.environ[SEED_ENV] = str(int(seed))
-        device.run(str(self.directory), with_output=False, run_args=run_args)
-        self.timings = {"prepare": t1 - t0 + (0.0 if rebuild else t2 - t1),
+        os.environ[SEED_ENV] = str(fresh.seeds.spikes)
+        results = Path("results") / f"run-{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            with _project_lock(self.directory, fcntl.LOCK_SH):      # no rebuild while the binary runs
+                device.run(str(self.directory), results_directory=str(results), with_output=False,
+                           run_args=run_args)
+                ran = dataclasses.replace(fresh, network=self._compiled.network, groups=self._compiled.groups,
+                                          monitors=self._compiled.monitors, has_run=True).freeze()
+        finally:
+            shutil.rmtree(self.directory / results, ignore_errors=True)
+        self.timings = {"prepare": t1 - t0 + (t2 - t1 if not rebuild else 0.0),
                         "build": t2 - t1 if rebuild else 0.0,
                         "run": time.perf_counter() - t2, "binary": device.timers["run_binary"]}
         _mark_values_only(fresh)
-        return dataclasses.replace(fresh, network=self._compiled.network, groups=self._compiled.groups,
-                                   monitors=self._compiled.monitors, has_run=True)
+        return ran
 
-    def _build(self, q, k, v, seed, options, key):
-        """Generate and compile the project of ``key`` with this call's values (no run)."""
+    def _build(self, key, *args, **kwargs):
+        """Generate and compile the project of ``key`` from the builder's arguments (no run), holding
+        the project's lock so that no other process compiles into the folder or runs its binary
+        meanwhile."""
         device = all_devices["cpp_standalone"]
         device.reinit()                          # forget any network built before (by any owner)
         set_device(device, build_on_run=False)
         prefs.devices.cpp_standalone.openmp_threads = self.threads
-        circuit = self.builder(q, k, v, seed=seed, **options)
+        compiled = self.builder(*args, **kwargs)
         device.seed(_SeedExpression())
         # An empty run namespace: identifiers must resolve in the objects' own namespaces, not in
         # this function's locals (q, k, v would clash with model variables).
-        circuit.network.run(circuit.schedule.duration * brian2.second, namespace={})
+        compiled.network.run(compiled.schedule.duration * brian2.second, namespace={})
         digest = hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
         self.directory = self.root / digest
-        device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
-        self.key, self._compiled, self.builds = key, circuit, self.builds + 1
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with _project_lock(self.directory, fcntl.LOCK_EX):
+            device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
+        self.key, self._compiled, self.builds = key, compiled, self.builds + 1
         StandaloneCircuits._owner = self
 
     def close(self):

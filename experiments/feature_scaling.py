@@ -25,9 +25,9 @@ Writes results/feature_scaling/<run>/ with params.json, metrics.json and feature
 
 import numpy as np
 
-from analysis.attention import (kernel_attention, relative_error, softmax_attention, synthetic_head,
+from analysis.attention import (attention_weights, relative_error, softmax_attention, synthetic_head,
                                 uniform_attention)
-from analysis.features import draw_feature_weights, positive_features
+from analysis.features import draw_feature_weights, performer_attention
 from experiments import paper_common as fp
 
 NAME = "feature_scaling"
@@ -54,9 +54,7 @@ def delta_method_error_sq(q, k, v, scale, n_features) -> float:
     (see the module docstring). q: (Lq x d), k: (L x d), v: (L x d_v)."""
     x, y = np.sqrt(scale) * q, np.sqrt(scale) * k
     y_soft = softmax_attention(q, k, v, scale)
-    scores = scale * q @ k.T
-    a = np.exp(scores - scores.max(axis=1, keepdims=True))
-    a /= a.sum(axis=1, keepdims=True)
+    a = attention_weights(q, k, scale)
     total = 0.0
     for s in range(len(q)):
         u = x[s] + y                                          # L x d
@@ -81,8 +79,7 @@ def rate_ideal_errors(norm, sizes, seed) -> dict:
         uniform[h] = relative_error(uniform_attention(v, len(q)), y_soft) ** 2
         for i, m in enumerate(features):
             w = draw_feature_weights(m, sizes["dim"], rng)
-            y_rate = kernel_attention(positive_features(np.sqrt(scale) * q, w),
-                                      positive_features(np.sqrt(scale) * k, w), v)
+            y_rate = performer_attention(q, k, v, scale, w)
             measured[h, i] = relative_error(y_rate, y_soft) ** 2
             theory[h, i] = delta_method_error_sq(q, k, v, scale, m)
     return {"measured_sq": measured, "theory_sq": theory, "uniform_sq": uniform}

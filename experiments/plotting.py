@@ -6,6 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from models.encoders import polarity_sign  # noqa: E402
+
 ON_COLOR, OFF_COLOR = "tab:red", "tab:blue"
 WRITE_COLOR, READ_COLOR = "#fff3d6", "#e3f0ff"
 
@@ -23,7 +25,7 @@ def shade_phases(ax, learn_windows, read_windows, write_end=None):
 
 def _spikes(ax, times, indices, per_channel, label):
     channel = indices // per_channel
-    on = channel % 2 == 0
+    on = polarity_sign(channel) > 0
     ax.scatter(times[on], indices[on], s=0.5, color=ON_COLOR, marker="|", linewidths=0.5, rasterized=True)
     ax.scatter(times[~on], indices[~on], s=0.5, color=OFF_COLOR, marker="|", linewidths=0.5, rasterized=True)
     ax.set_ylabel(label)

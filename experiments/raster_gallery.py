@@ -71,7 +71,7 @@ def analyse(sim, raster) -> dict:
 def _signed_raster(ax, spikes, per_channel):
     """Spikes of ON/OFF channel populations (channel 2i: ON, 2i+1: OFF), thin grid between dimensions."""
     t, i = spikes
-    on = (i // per_channel) % 2 == 0
+    on = polarity_sign(i // per_channel) > 0
     ax.scatter(t[on], i[on], s=2, marker="|", lw=0.5, color=ON_COLOR, rasterized=True)
     ax.scatter(t[~on], i[~on], s=2, marker="|", lw=0.5, color=OFF_COLOR, rasterized=True)
     n = int(i.max()) + 1 if len(i) else per_channel

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.attention import kernel_attention, relative_error, softmax_attention, uniform_attention
-from analysis.features import draw_feature_weights, positive_features
+from analysis.attention import relative_error, softmax_attention, uniform_attention
+from analysis.features import draw_feature_weights, performer_attention
 from runs.folders import RESULTS_ROOT, new_run_dir, write_json
 
 SENTENCES = (
@@ -35,8 +35,7 @@ def random_feature_errors(q, k, v, scale, n_features, seeds) -> float:
     errors = []
     for seed in seeds:
         w = draw_feature_weights(n_features, q.shape[1], np.random.default_rng(seed))
-        phi_q, phi_k = positive_features(np.sqrt(scale) * q, w), positive_features(np.sqrt(scale) * k, w)
-        errors.append(relative_error(kernel_attention(phi_q, phi_k, v), y))
+        errors.append(relative_error(performer_attention(q, k, v, scale, w), y))
     return float(np.mean(errors))
 
 

@@ -59,6 +59,11 @@ def signed_rates(x: np.ndarray, gain: float) -> np.ndarray:
     return out
 
 
+def polarity_sign(channel) -> np.ndarray:
+    """+1 for ON channels (even), -1 for OFF channels (odd) of the layout of :func:`signed_rates`."""
+    return np.where(np.asarray(channel) % 2 == 0, 1.0, -1.0)
+
+
 def encoder_model(kind: str) -> dict:
     """Keyword arguments for ``NeuronGroup`` of a Poisson or a regular encoder."""
     if kind == "poisson":

@@ -162,13 +162,14 @@ class ParameterSet(Mapping):
         return out
 
 
-def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
-    """Turn ``["tau_ca=5*second", ...]`` (the CLI's ``--set``) into ``{"tau_ca": "5*second"}``."""
+def parse_assignments(assignments: Iterable[str], origin: str = "--set") -> dict[str, str]:
+    """Turn ``["tau_ca=5*second", ...]`` (the CLI's ``--set``) into ``{"tau_ca": "5*second"}``;
+    ``origin`` names where a malformed item came from in the error."""
     out = {}
     for item in assignments:
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise ParameterError(f"--set expects name=value, got {item!r}")
+            raise ParameterError(f"{origin}: expected name = value, got {item!r}")
         out[name.strip()] = value.strip()
     return out
 
@@ -187,8 +188,17 @@ def load_parameter_file(path: str | Path) -> dict[str, str]:
         if not isinstance(data, dict):
             raise ParameterError(f"{path}: expected a JSON object of name: value")
         return {str(k): str(v) for k, v in data.items()}
-    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
-    return parse_assignments(ln for ln in lines if ln)
+    out = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.update(parse_assignments([line], f"{path} line {number}"))
+            value = out[line.partition("=")[0].strip()]
+            try:
+                parse_quantity(value)
+            except ParameterError as exc:
+                raise ParameterError(f"{path} line {number}: {str(exc).partition(': ')[2]}") from None
+    return out
 
 
 def format_quantity(value) -> str:

@@ -29,13 +29,38 @@ def new_run_dir(parent: Path, label: str) -> Path:
     raise RuntimeError(f"could not create a new run folder in {parent}")
 
 
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
+def output_parent(out, experiment: str) -> Path:
+    """The parent folder of an experiment's run folders (``out``, default ``results/<experiment>``),
+    created now, before anything is simulated; ValueError with one line if it cannot be."""
+    parent = Path(out) if out is not None else RESULTS_ROOT / experiment
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the output folder {parent}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write into the output folder {parent}: permission denied")
+    return parent
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write a text file through a temporary one and a rename, so readers never see half of it.
+    ``write``: a callable given the open file."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=_to_jsonable)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", newline="") as fh:
+        write(fh)
         tmp = fh.name
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    write_atomic(path, lambda fh: json.dump(data, fh, indent=2, sort_keys=True, default=_to_jsonable))
+
+
+def run_record(experiment: str, seed, **fields) -> dict:
+    """The content of a run's ``params.json``: the experiment, its seed, the given fields (circuit
+    configuration, parameter tables, sizes...) and the software versions."""
+    return {"experiment": experiment, "seed": seed, **fields, "versions": versions()}
 
 
 def _to_jsonable(obj):

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from runs.folders import RESULTS_ROOT, new_run_dir, write_atomic, write_json
+
 PROG = "python -m experiments.sweep"
 
 # Options every experiment has (experiments/attention.py); the sweep sets them for each point.
@@ -252,7 +254,7 @@ def point_process_main(argv: Sequence[str]) -> int:
         outcome = {"error": f"{type(exc).__name__}: {exc}"}
     sys.stdout.flush()
     sys.stderr.flush()
-    _write_json_atomic(Path(outcome_file), outcome)
+    write_json(Path(outcome_file), outcome)
     return 0 if "run_dir" in outcome else 1
 
 
@@ -469,7 +471,7 @@ class SweepFolder:
         elif any(p.name != ".lock" for p in self.path.iterdir()):
             raise SweepError(f"{self.path} exists and is not a sweep folder (no sweep.json)")
         else:
-            _write_json_atomic(description, {**wanted, "created": datetime.now(timezone.utc).isoformat(
+            write_json(description, {**wanted, "created": datetime.now(timezone.utc).isoformat(
                 timespec="seconds"), "command": sys.argv})
 
     def pending(self) -> list[Point]:
@@ -501,7 +503,7 @@ class SweepFolder:
 
     def write_tables(self) -> None:
         """Rewrite results.csv (every point) and failures.json atomically."""
-        _write_json_atomic(self.path / "failures.json", self.failures)
+        write_json(self.path / "failures.json", self.failures)
         names = list(self.config["grid"])
         metric_names = sorted({name for m in self.metrics.values() for name in m})
         # A metric named like a parameter or a bookkeeping column gets a prefix instead of clobbering it.
@@ -517,7 +519,7 @@ class SweepFolder:
             for name, value in self.metrics.get(key, {}).items():
                 row[columns[name]] = value if isinstance(value, (int, float, str)) else json.dumps(value)
             rows.append(row)
-        _write_atomic(self.path / "results.csv", lambda fh: _write_csv(fh, header, rows))
+        write_atomic(self.path / "results.csv", lambda fh: _write_csv(fh, header, rows))
 
     def close(self) -> None:
         """Remove tmp/ and release the lock; nothing to do if :meth:`open` did not get the lock."""
@@ -531,18 +533,6 @@ def _write_csv(fh, header, rows) -> None:
     writer = csv.DictWriter(fh, fieldnames=header, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write a file through a temporary one and a rename, so readers never see half of it."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", newline="") as fh:
-        write(fh)
-        tmp = fh.name
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, data) -> None:
-    _write_atomic(path, lambda fh: json.dump(data, fh, indent=2))
 
 
 class Progress:
@@ -595,7 +585,6 @@ def run_sweep(experiment: str, grid: Mapping[str, Sequence[str]], seeds: Sequenc
         raise SweepError(f"workers must be >= 1, got {workers}")
     client = connect_dask(scheduler) if scheduler else None
     if out is None:
-        from runs.folders import RESULTS_ROOT, new_run_dir
 
         out = new_run_dir(RESULTS_ROOT / "sweeps", module.__name__.rsplit(".", 1)[-1])
     config = {"experiment": module.__name__, "grid": grid, "seeds": seeds, "fixed_args": fixed_args,

@@ -1,0 +1,104 @@
+"""Command-line pieces shared by the experiments that run attention heads (attention, real_head,
+causal_stream, multi_head): circuit and run options, their translation into the head API
+(``circuits.head``), one-line errors and the summary line.
+
+Options map one to one onto the API: ``--circuit`` and the circuit options give
+``head_spec(..., circuit, **options)``; ``--set``/``--params`` its parameter overrides; ``--seed``
+and ``--spike-seed`` its seeds; ``--device``/``--threads``/``--standalone-cache`` the runner.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from circuits import CIRCUITS
+from circuits.head import DEVICES, make_runner
+from models import ASTROCYTE_MODELS, ENCODER_KINDS
+from models.parameters import load_parameter_file, parse_assignments
+
+
+def experiment_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add_circuit_options(parser, circuit="random") -> None:
+    """``--circuit`` and the circuit's options (sizes and model choices)."""
+    circ = parser.add_argument_group("circuit")
+    circ.add_argument("--circuit", choices=tuple(CIRCUITS), default=circuit,
+                      help="; ".join(f"{name}: {kind.description}" for name, kind in CIRCUITS.items()))
+    circ.add_argument("--features", type=int, default=256, help="random circuit: number of feature neurons m")
+    circ.add_argument("--neurons-per-key", type=int, default=16, help="exact circuit: key neurons per token")
+    circ.add_argument("--preload", action="store_true",
+                      help="exact circuit: set the afferent weights to k_t instead of writing them with spikes")
+    circ.add_argument("--neurons-per-value", type=int, default=32,
+                      help="value neurons per value dimension and polarity (ON/OFF)")
+    circ.add_argument("--encoders-per-dim", type=int, default=4,
+                      help="encoder neurons per input dimension and polarity")
+    circ.add_argument("--astrocyte", choices=ASTROCYTE_MODELS, default="minimal", help="astrocyte process model")
+    circ.add_argument("--encoder", choices=ENCODER_KINDS, default="regular", help="token spike generator")
+    circ.add_argument("--block-astrocyte", action="store_true",
+                      help="negative control: replace the astrocyte's per-query signal by its mean")
+    circ.add_argument("--causal", action="store_true",
+                      help="autoregressive attention: read query s right after writing token s")
+
+
+def add_run_options(parser, name: str, seed_help="seed of the head, the random features and the spikes") -> None:
+    """Parameters, seeds, output folder, device and verbosity."""
+    run = parser.add_argument_group("run")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a model parameter, e.g. --set tau_ca=5*second (repeatable)")
+    run.add_argument("--params", type=Path, help="file of overrides (JSON object or name = value lines)")
+    run.add_argument("--seed", type=int, default=0, help=seed_help)
+    run.add_argument("--spike-seed", type=int, default=None,
+                     help="redraw the spikes alone (head, features and phases stay those of --seed)")
+    run.add_argument("--out", type=Path, default=None, help=f"parent folder of the run folder (default results/{name})")
+    run.add_argument("--device", choices=DEVICES, default="runtime",
+                     help="Brian2 device; cpp_standalone compiles once per circuit structure (cached) and "
+                          "re-runs the binary for new inputs and parameter values")
+    run.add_argument("--threads", type=int, default=0,
+                     help="OpenMP threads of the cpp_standalone binary (0: single-threaded)")
+    run.add_argument("--standalone-cache", type=Path, default=None,
+                     help="folder of compiled standalone projects (default ~/.cache/astro-transformer/standalone)")
+    run.add_argument("--no-figures", action="store_true", help="skip the figures")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def circuit_options(args) -> dict:
+    """The head API's circuit options from the parsed command line (those of ``args.circuit``)."""
+    options = {"neurons_per_value": args.neurons_per_value, "encoders_per_dim": args.encoders_per_dim,
+               "astrocyte": args.astrocyte, "encoder": args.encoder, "block_astrocyte": args.block_astrocyte,
+               "causal": args.causal}
+    if args.circuit == "exact":
+        options.update(neurons_per_key=args.neurons_per_key, preload=args.preload)
+    else:
+        options.update(n_features=args.features)
+    return options
+
+
+def parameter_overrides(args) -> dict:
+    """``--params FILE`` then ``--set NAME=VALUE`` (later wins), as name -> value strings."""
+    overrides = {}
+    if args.params is not None:
+        overrides.update(load_parameter_file(args.params))
+    overrides.update(parse_assignments(args.overrides))
+    return overrides
+
+
+def runner(args):
+    """The device runner of ``--device``/``--threads``/``--standalone-cache`` (use it in a with block)."""
+    return make_runner(args.device, args.threads, args.standalone_cache)
+
+
+def say(name: str, args, message: str) -> None:
+    """A progress line on stderr (unless --quiet)."""
+    if not args.quiet:
+        print(f"[{name}] {message}", file=sys.stderr, flush=True)
+
+
+def print_summary(metrics, label, stream=sys.stderr) -> None:
+    """One line of a head's errors: spikes vs softmax and vs the rate ideal, bound, baselines."""
+    print(f"[{label}] spikes vs softmax {metrics['rel_err_spike_vs_softmax']:.3f} | spikes vs rate ideal "
+          f"{metrics['rel_err_spike_vs_rate']:.3f} (Poisson bound {metrics['poisson_bound']:.3f}) | "
+          f"rate ideal vs softmax {metrics['rel_err_rate_vs_softmax']:.3f} | uniform baseline "
+          f"{metrics['rel_err_uniform_vs_softmax']:.3f}", file=stream)
