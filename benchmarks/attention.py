@@ -55,25 +55,20 @@ def estimated_synapses(circuit, L, m, d, encoders=4) -> int:
 
 
 def synaptic_events(circuit) -> float:
-    """Presynaptic spikes x mean fan-out x pathways, summed over the circuit's Synapses."""
-    from brian2 import Synapses
-
+    """Presynaptic spikes x mean fan-out x pathways, summed over the (frozen) circuit's Synapses."""
     events = 0.0
-    for obj in circuit.groups.values():
-        if isinstance(obj, Synapses):
-            source = obj.source
+    for group in circuit.groups.values():
+        if group.synapses:
             # float first: num_spikes is a 32-bit integer and spikes x synapses overflows it.
-            n_spikes = float(circuit.monitors[f"{source.name}_spikes"].num_spikes)
-            events += n_spikes * len(obj) / len(source) * len(obj._pathways)
+            n_spikes = float(circuit.monitors[f"{group.source}_spikes"].num_spikes)
+            events += n_spikes * len(group) / len(circuit.groups[group.source]) * group.n_pathways
     return events
 
 
 def neuron_updates(circuit) -> float:
-    """Neuron state updates: group sizes x time steps."""
-    from brian2 import NeuronGroup
-
+    """Neuron state updates of a (frozen) circuit: group sizes x time steps."""
     steps = circuit.schedule.duration / float(circuit.params["dt"])
-    return steps * sum(len(g) for g in circuit.groups.values() if isinstance(g, NeuronGroup))
+    return steps * sum(len(g) for g in circuit.groups.values() if not g.synapses)
 
 
 def peak_rss_mb() -> float:
@@ -86,50 +81,37 @@ def peak_rss_mb() -> float:
 def run_point(point) -> dict:
     """Measure one point in this process (called in the child)."""
     from analysis.attention import softmax_attention, synthetic_head
-    from brian2 import NeuronGroup, Synapses, second
+    from circuits.head import head_spec, make_runner
 
     L, m, d, circuit_kind, device = point["L"], point["m"], point["d"], point["circuit"], point["device"]
-    q, k, v = synthetic_head(L, d, d, 0.7, np.random.default_rng(0))
-    options = {"params": point["protocol"]}
-    options.update({"n_features": m} if circuit_kind == "random" else {"neurons_per_key": NEURONS_PER_KEY})
+    options = {"n_features": m} if circuit_kind == "random" else {"neurons_per_key": NEURONS_PER_KEY}
+    specs = [head_spec(*synthetic_head(L, d, d, 0.7, np.random.default_rng(seed)), circuit_kind,
+                       params=point["protocol"], seed=seed, **options) for seed in (0, 1)]
     t0 = time.perf_counter()
-    softmax_attention(q, k, v, 1 / np.sqrt(d))
+    softmax_attention(specs[0].q, specs[0].k, specs[0].v, specs[0].scale)
     numpy_s = time.perf_counter() - t0
-    row = {}
-    if device == "runtime":
-        from circuits import builder
-
-        t0 = time.perf_counter()
-        circuit = builder(circuit_kind)(q, k, v, seed=0, **options)
-        # A run of no time generates (and with Cython compiles) the code, which build_s then holds.
-        circuit.network.run(0 * second, namespace={})
-        t1 = time.perf_counter()
-        circuit.run()
-        row.update(build_s=t1 - t0, run_s=time.perf_counter() - t1)
-        stats = (neuron_updates(circuit), synaptic_events(circuit))
-    else:
-        from circuits.standalone import StandaloneCircuits
-
-        # A fresh project folder unless --cache: build_s is then a full code generation + compilation.
-        root = point.get("cache") or tempfile.mkdtemp(prefix="astro-bench-")
-        circuits = StandaloneCircuits(circuit_kind, root=root, threads=point["threads"])
-        circuit = circuits.run(q, k, v, seed=0, **options)
-        row.update(build_s=circuits.timings["build"], run_s=circuits.timings["binary"])
-        stats = (neuron_updates(circuit), synaptic_events(circuit))
-        q2, k2, v2 = synthetic_head(L, d, d, 0.7, np.random.default_rng(1))
-        t0 = time.perf_counter()
-        circuits.run(q2, k2, v2, seed=1, **options)
-        row.update(rerun_s=time.perf_counter() - t0)
-        # Everything a re-run adds to the simulation itself (runtime build of the values, run_args,
-        # reading results), against what a rebuild adds (code generation and compilation).
-        row["rerun_setup_s"] = row["rerun_s"] - circuits.timings["binary"]
-        row["rebuild_over_rerun"] = (row["build_s"] + row["run_s"]) / row["rerun_s"]
-        row["compile_over_rerun_setup"] = row["build_s"] / row["rerun_setup_s"]
+    # A fresh project folder unless --cache: build_s is then a full code generation + compilation.
+    root = point.get("cache") or (tempfile.mkdtemp(prefix="astro-bench-") if device != "runtime" else None)
+    with make_runner(device, point["threads"], root) as runner:
+        circuit = runner.run(specs[0])
+        # Runtime: the build holds Brian2's code generation (and Cython compilation, none when its cache
+        # has the code), run_s the simulation alone; standalone: run_s is the binary alone.
+        row = {"build_s": runner.timings["build"], "run_s": runner.timings["binary"]}
+        if device != "runtime":
+            t0 = time.perf_counter()
+            runner.run(specs[1])
+            row.update(rerun_s=time.perf_counter() - t0)
+            # Everything a re-run adds to the simulation itself (runtime build of the values, run_args,
+            # reading results), against what a rebuild adds (code generation and compilation).
+            row["rerun_setup_s"] = row["rerun_s"] - runner.timings["binary"]
+            row["rebuild_over_rerun"] = (row["build_s"] + row["run_s"]) / row["rerun_s"]
+            row["compile_over_rerun_setup"] = row["build_s"] / row["rerun_setup_s"]
+    stats = (neuron_updates(circuit), synaptic_events(circuit))
     simulated = circuit.schedule.duration
     row.update(circuit=circuit_kind, device=device, threads=point["threads"] if device != "runtime" else "",
                L=L, m=m if circuit_kind == "random" else "", d=d,
-               neurons=sum(len(g) for g in circuit.groups.values() if isinstance(g, NeuronGroup)),
-               synapses=sum(len(g) for g in circuit.groups.values() if isinstance(g, Synapses)),
+               neurons=sum(len(g) for g in circuit.groups.values() if not g.synapses),
+               synapses=sum(len(g) for g in circuit.groups.values() if g.synapses),
                simulated_s=simulated, realtime_factor=simulated / row["run_s"],
                neuron_updates_per_s=stats[0] / row["run_s"], synaptic_events_per_s=stats[1] / row["run_s"],
                numpy_softmax_s=numpy_s, peak_rss_mb=peak_rss_mb())

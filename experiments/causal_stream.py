@@ -10,30 +10,32 @@ causal uniform baseline (mean of the values written so far). Writes metrics.json
 outputs.npz and causal_stream.png (error per position).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from experiments import attention
-from runs.folders import RESULTS_ROOT, new_run_dir, versions, write_json
+from analysis.attention import synthetic_head
+from circuits.head import head_spec, run_heads
+from circuits.protocol import SHORT_PROTOCOL
+from circuits.seeds import SeedStreams
+from experiments import cli
 from models.parameters import ParameterError
+from runs.folders import new_run_dir, output_parent, run_record, write_json
 
 NAME = "causal_stream"
-QUICK = ["--tokens", "6", "--dim", "4", "--value-dim", "4", "--features", "64", "--neurons-per-key", "4",
-         "--neurons-per-value", "16", "--set", "t_settle=100*ms", "--set", "t_learn=200*ms",
-         "--set", "t_read=400*ms"]
+CIRCUITS = ("random", "exact")
+#: The head and circuit sizes; --quick: a small head, small circuits and the short protocol.
+SIZES = {"tokens": 16, "dim": 8, "value_dim": 8, "norm": 0.7}
+QUICK_SIZES = {"tokens": 6, "dim": 4, "value_dim": 4, "norm": 0.7}
+QUICK_OPTIONS = {"random": {"n_features": 64, "neurons_per_value": 16},
+                 "exact": {"neurons_per_key": 4, "neurons_per_value": 16}}
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n\n")[0])
+    p = cli.experiment_parser(NAME, __doc__)
     p.add_argument("--quick", action="store_true", help="small head and short windows")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help=f"parent folder (default results/{NAME})")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--no-figures", action="store_true")
-    attention.add_device_options(p)
+    cli.add_run_options(p, NAME)
     return p
 
 
@@ -42,29 +44,27 @@ def row_errors(estimate, reference) -> np.ndarray:
     return np.linalg.norm(estimate - reference, axis=1) / np.linalg.norm(reference, axis=1)
 
 
-def run_circuit(circuit, args, extra) -> dict:
-    """One circuit through the attention experiment's pipeline, causally."""
-    argv = (["--circuit", circuit, "--causal", "--seed", str(args.seed), "--quiet"] + extra
-            + attention.device_argv(args))
-    exp_args = attention.build_parser().parse_args(argv)
-    prepared = attention.prepare(exp_args)
-    result = attention.simulate(exp_args, prepared)
-    metrics = attention.metrics_of(result)
-    attention.release_device(result)          # outputs are read; the next circuit may rebuild
-    return {"prepared": prepared, "result": result, "metrics": metrics}
+def causal_specs(args) -> dict:
+    """One causal spec per circuit, on the same synthetic head."""
+    sizes = QUICK_SIZES if args.quick else SIZES
+    q, k, v = synthetic_head(sizes["tokens"], sizes["dim"], sizes["value_dim"], sizes["norm"],
+                             SeedStreams(args.seed).head)
+    overrides = {**(SHORT_PROTOCOL if args.quick else {}), **cli.parameter_overrides(args)}
+    return {circuit: head_spec(q, k, v, circuit, params=overrides, seed=args.seed, spike_seed=args.spike_seed,
+                               causal=True, **(QUICK_OPTIONS[circuit] if args.quick else {}))
+            for circuit in CIRCUITS}
 
 
 def plot(runs, path):
     from experiments.plotting import plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    first = next(iter(runs.values()))["result"]
-    positions = np.arange(len(first["y_softmax"]))
-    ax.plot(positions, row_errors(first["y_uniform"], first["y_softmax"]), "k:", label="uniform (prefix mean)")
-    for name, run in runs.items():
-        res = run["result"]
-        ax.plot(positions, row_errors(res["y_spike"], res["y_softmax"]), "o-", label=f"{name}: spikes")
-        ax.plot(positions, row_errors(res["y_rate"], res["y_softmax"]), "--", label=f"{name}: rate ideal")
+    first = next(iter(runs.values()))
+    positions = np.arange(len(first.y_softmax))
+    ax.plot(positions, row_errors(first.y_uniform, first.y_softmax), "k:", label="uniform (prefix mean)")
+    for name, res in runs.items():
+        ax.plot(positions, row_errors(res.y_spike, res.y_softmax), "o-", label=f"{name}: spikes")
+        ax.plot(positions, row_errors(res.y_rate, res.y_softmax), "--", label=f"{name}: rate ideal")
     ax.set_xlabel("position s (query reads tokens 0..s)")
     ax.set_ylabel("relative error vs causal softmax")
     ax.legend(fontsize=7)
@@ -76,33 +76,32 @@ def plot(runs, path):
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)
-    extra = QUICK if args.quick else []
-    runs = {}
-    for circuit in ("random", "exact"):
-        if not args.quiet:
-            print(f"[{NAME}] {circuit} circuit", file=sys.stderr, flush=True)
-        try:
-            runs[circuit] = run_circuit(circuit, args, extra)
-        except (ParameterError, ValueError) as exc:
-            parser.error(str(exc))
-    run_dir = new_run_dir(args.out if args.out is not None else RESULTS_ROOT / NAME, f"seed{args.seed}")
-    first = runs["random"]["prepared"]
-    write_json(run_dir / "params.json", {
-        "experiment": NAME, "seed": args.seed, "quick": args.quick, "source": first["source"],
-        "circuits": {name: run["result"]["circuit"].config for name, run in runs.items()},
-        "parameters": {name: run["prepared"]["params"].to_json() for name, run in runs.items()},
-        "versions": versions()})
-    write_json(run_dir / "metrics.json", {name: run["metrics"] for name, run in runs.items()})
-    np.savez_compressed(run_dir / "outputs.npz", q=first["q"], k=first["k"], v=first["v"],
-                        y_softmax=runs["random"]["result"]["y_softmax"],
-                        y_uniform=runs["random"]["result"]["y_uniform"],
-                        **{f"{name}_{key}": run["result"][key] for name, run in runs.items()
+    try:
+        specs = causal_specs(args)
+        parent = output_parent(args.out, NAME)
+        cli.runner(args).close()                  # checks the device options
+    except (ParameterError, ValueError) as exc:
+        parser.error(str(exc))
+    results = dict(zip(specs, run_heads(specs.values(), args.device, threads=args.threads,
+                                        cache=args.standalone_cache,
+                                        log=None if args.quiet else lambda line: cli.say(NAME, args, line))))
+    run_dir = new_run_dir(parent, f"seed{args.seed}")
+    first = results["random"]
+    write_json(run_dir / "params.json", run_record(
+        NAME, args.seed, quick=args.quick, spike_seed=args.spike_seed,
+        source={"synthetic": QUICK_SIZES if args.quick else SIZES},
+        circuits={name: r.circuit.config for name, r in results.items()},
+        parameters={name: r.spec.params.to_json() for name, r in results.items()}, device=first.device))
+    write_json(run_dir / "metrics.json", {name: r.metrics for name, r in results.items()})
+    np.savez_compressed(run_dir / "outputs.npz", q=first.spec.q, k=first.spec.k, v=first.spec.v,
+                        y_softmax=first.y_softmax, y_uniform=first.y_uniform,
+                        **{f"{name}_{key}": getattr(r, key) for name, r in results.items()
                            for key in ("y_spike", "y_rate")})
     if not args.no_figures:
-        plot(runs, run_dir / "causal_stream.png")
+        plot(results, run_dir / "causal_stream.png")
     if not args.quiet:
-        for name, run in runs.items():
-            attention.print_summary(run["metrics"], f"{NAME}/{name}")
+        for name, r in results.items():
+            cli.print_summary(r.metrics, f"{NAME}/{name}")
     print(run_dir)
     return run_dir
 

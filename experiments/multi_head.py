@@ -6,42 +6,42 @@
 Token embeddings X (L x D) are projected by per-head random matrices into q_h, k_h (d) and v_h
 (d_v); the projections are scaled so that |q|/d^(1/4) is about ``--norm``. Every head is a complete
 circuit (its own feature or key neurons, tripartite synapses and astrocyte) driven by the same
-token schedule; heads do not interact, so they are simulated one after another with the same
-timing. The output is the concatenation [y_1 ... y_h] (L x h d_v). Writes metrics.json (per head
-and for the concatenation), outputs.npz and multi_head.png (error per head).
+token schedule; heads do not interact, so they are simulated one after another, or in parallel
+processes with ``--workers`` (same results). The output is the concatenation [y_1 ... y_h]
+(L x h d_v). Writes metrics.json (per head and for the concatenation), outputs.npz (the
+concatenated outputs and each head's ``head<h>_q``, ``_k``, ``_v``) and multi_head.png (error per head).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from analysis.attention import relative_error
-from experiments import attention
-from runs.folders import RESULTS_ROOT, new_run_dir, versions, write_json
+from circuits.head import head_spec, run_heads
+from circuits.protocol import SHORT_PROTOCOL
+from circuits.seeds import SeedStreams
+from experiments import cli
 from models.parameters import ParameterError
+from runs.folders import new_run_dir, output_parent, run_record, write_json
 
 NAME = "multi_head"
-QUICK = ["--features", "64", "--neurons-per-key", "4", "--neurons-per-value", "16", "--set", "t_settle=100*ms",
-         "--set", "t_learn=200*ms", "--set", "t_read=400*ms"]
+#: --quick: small circuits and the short protocol.
+QUICK = {"n_features": 64, "neurons_per_key": 4, "neurons_per_value": 16}
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n\n")[0])
+    p = cli.experiment_parser(NAME, __doc__)
     p.add_argument("--heads", type=int, default=4, help="number of heads h")
     p.add_argument("--tokens", type=int, default=12, help="sequence length L")
     p.add_argument("--model-dim", type=int, default=32, help="token embedding dimension D")
     p.add_argument("--dim", type=int, default=8, help="per-head key/query dimension d")
     p.add_argument("--value-dim", type=int, default=4, help="per-head value dimension d_v")
     p.add_argument("--norm", type=float, default=0.7, help="typical |q|/d^(1/4) of every head")
-    p.add_argument("--circuit", choices=("random", "exact"), default="random")
     p.add_argument("--quick", action="store_true", help="small circuits and short windows")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help=f"parent folder (default results/{NAME})")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--no-figures", action="store_true")
-    attention.add_device_options(p)
+    p.add_argument("--workers", type=int, default=1, help="worker processes that simulate heads in parallel")
+    cli.add_circuit_options(p)
+    cli.add_run_options(p, NAME, seed_help="seed of the embeddings and projections; head h runs with seed + h")
     return p
 
 
@@ -79,44 +79,47 @@ def plot(per_head, concat, path):
     plt.close(fig)
 
 
+def head_specs(args) -> list:
+    """Checked specs of the h heads (ValueError/ParameterError with one line)."""
+    for name in ("heads", "tokens", "model_dim", "dim", "value_dim"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    _, heads = project_heads(args.heads, args.tokens, args.model_dim, args.dim, args.value_dim, args.norm,
+                             SeedStreams(args.seed).head)
+    options = cli.circuit_options(args)
+    overrides = cli.parameter_overrides(args)
+    if args.quick:
+        options.update({name: value for name, value in QUICK.items() if name in options})
+        overrides = {**SHORT_PROTOCOL, **overrides}
+    return [head_spec(q, k, v, args.circuit, params=overrides, seed=args.seed + h, spike_seed=args.spike_seed,
+                      **options) for h, (q, k, v) in enumerate(heads)]
+
+
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("heads", "tokens", "model_dim", "dim", "value_dim"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    _, heads = project_heads(args.heads, args.tokens, args.model_dim, args.dim, args.value_dim, args.norm,
-                             np.random.default_rng(args.seed))
-    run_dir = new_run_dir(args.out if args.out is not None else RESULTS_ROOT / NAME, f"{args.circuit}-seed{args.seed}")
-    results, metrics = [], []
-    # Heads share one structure: on cpp_standalone they share one compiled binary.
-    standalone = attention.new_standalone(args)
-    for h, (q, k, v) in enumerate(heads):
-        path = run_dir / f"head{h}_qkv.npz"
-        np.savez(path, q=q, k=k, v=v)
-        exp_args = attention.build_parser().parse_args(
-            ["--qkv", str(path), "--circuit", args.circuit, "--seed", str(args.seed + h), "--quiet"]
-            + (QUICK if args.quick else []) + attention.device_argv(args))
-        try:
-            prepared = attention.prepare(exp_args)
-        except (ParameterError, ValueError) as exc:
-            parser.error(str(exc))
-        if not args.quiet:
-            print(f"[{NAME}] head {h + 1}/{args.heads}", file=sys.stderr, flush=True)
-        results.append(attention.simulate(exp_args, prepared, standalone))
-        metrics.append(attention.metrics_of(results[-1]))
-    if standalone is not None:
-        standalone.close()
-    concat = {key: np.concatenate([r[key] for r in results], axis=1)
+    try:
+        specs = head_specs(args)
+        parent = output_parent(args.out, NAME)
+        cli.runner(args).close()                  # checks the device options
+    except (ParameterError, ValueError) as exc:
+        parser.error(str(exc))
+    # Heads share one structure: on cpp_standalone each worker compiles it once (or finds it cached).
+    results = run_heads(specs, args.device, workers=args.workers, threads=args.threads, cache=args.standalone_cache,
+                        log=None if args.quiet else lambda line: cli.say(NAME, args, line))
+    metrics = [r.metrics for r in results]
+    concat = {key: np.concatenate([getattr(r, key) for r in results], axis=1)
               for key in ("y_spike", "y_rate", "y_softmax", "y_uniform")}
     summary = {f"rel_err_{name}_vs_softmax": relative_error(concat[f"y_{name}"], concat["y_softmax"])
                for name in ("spike", "rate", "uniform")}
-    write_json(run_dir / "params.json", {
-        "experiment": NAME, "seed": args.seed, "heads": args.heads, "circuit": results[0]["circuit"].config,
-        "parameters": prepared["params"].to_json(), "versions": versions(),
-        "source": {k: getattr(args, k) for k in ("tokens", "model_dim", "dim", "value_dim", "norm")}})
+    run_dir = new_run_dir(parent, f"{args.circuit}-seed{args.seed}")
+    write_json(run_dir / "params.json", run_record(
+        NAME, args.seed, heads=args.heads, circuit=results[0].circuit.config,
+        parameters=specs[0].params.to_json(), device=results[0].device,
+        source={k: getattr(args, k) for k in ("tokens", "model_dim", "dim", "value_dim", "norm")}))
     write_json(run_dir / "metrics.json", {"concatenated": summary, "heads": metrics})
-    np.savez_compressed(run_dir / "outputs.npz", **concat)
+    np.savez_compressed(run_dir / "outputs.npz", **concat, **{f"head{h}_{name}": getattr(spec, name)
+                                                              for h, spec in enumerate(specs) for name in "qkv"})
     if not args.no_figures:
         plot(metrics, summary, run_dir / "multi_head.png")
     if not args.quiet:

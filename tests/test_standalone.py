@@ -14,6 +14,7 @@ from brian2.devices.device import runtime_device
 from analysis.attention import relative_error, synthetic_head
 from analysis.spikes import tolerance_ratio
 from circuits.random_feature import rate_model
+from circuits.head import head_spec, run_heads
 from circuits.standalone import StandaloneCircuits
 
 SMALL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
@@ -56,6 +57,11 @@ def runs(tmp_path_factory):
     out["device_after_close"] = get_device()
     out["fresh_new_inputs"] = fresh_build(root, *head(1), SMALL, 0)
     out["fresh_new_value"] = fresh_build(root, *head(0), FASTER_VALUES, 0)
+    # Four heads of the same structure over two worker processes that share the compiled project
+    # (their runs overlap), and the same heads one after another in this process.
+    specs = [head_spec(*head(seed), "random", params=SMALL, seed=seed, **OPTIONS) for seed in range(1, 5)]
+    out["parallel"] = [spikes(r.circuit) for r in run_heads(specs, "cpp_standalone", workers=2, cache=root)]
+    out["sequential"] = [spikes(r.circuit) for r in run_heads(specs, "cpp_standalone", cache=root)]
     return out
 
 
@@ -92,6 +98,15 @@ def test_structure_change_rebuilds(tmp_path):
         circuits.run(*head(0, n_tokens=5), params=SMALL, seed=0, **OPTIONS)
         assert circuits.builds == 2
         assert circuits.directory != first
+
+
+def test_concurrent_runs_of_one_project_equal_sequential_runs(runs):
+    """Processes sharing one compiled project each read and write their own results (bit for bit
+    the spikes of the same heads run one after another), and different seeds gave different spikes."""
+    for parallel, sequential in zip(runs["parallel"], runs["sequential"]):
+        assert_same_spikes(parallel, sequential)
+    first, second = runs["sequential"][:2]
+    assert not np.array_equal(first["value_neurons_spikes"][1], second["value_neurons_spikes"][1])
 
 
 def test_close_restores_runtime_device(runs):
