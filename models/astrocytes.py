@@ -290,6 +290,8 @@ def process_kind(params) -> str:
 
 # ------------------------------------------------------------------- rest state and read-out
 
+#: A rest state has calcium below half the gliotransmission threshold C_Theta = 0.5 uM of example_4.
+REST_CA_MAX = 0.25 * umolar
 #: Variables that are zero at rest (no input) and are not solved for.
 _INPUTS = ("Y_S", "u_S", "r_S")
 #: Starting point of the rest-state search (low calcium), in each variable's unit.
@@ -357,7 +359,8 @@ def rest_state(kind, params, preset=None) -> dict:
     if kind == "lr1994":
         start[names.index("IP3")] = float(params["IP3_0"])
     state, residual, eigenvalues = _solve_rest(names, f, start)
-    if not np.all(np.isfinite(state)) or residual > 1e-9 or np.max(eigenvalues.real) >= 0:
+    low = state[names.index("C")] < float(REST_CA_MAX)
+    if not np.all(np.isfinite(state)) or residual > 1e-9 or np.max(eigenvalues.real) >= 0 or not low:
         raise ParameterError(f"the {kind} process has no stable low-calcium rest state with these parameters "
                              f"(it oscillates or fires on its own)")
     return {n: v * mmolar if n in ("C", "IP3") else v for n, v in zip(names, state)}
