@@ -12,7 +12,8 @@ from brian2 import Hz, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, TimedA
 from brian2.units.fundamentalunits import DIMENSIONLESS
 from brian2.utils.stringtools import get_identifiers
 
-from models.astrocytes import ASTROCYTE_MODELS, ASTROCYTE_EQS, PROCESS_READ_ON_PRE, PROCESS_SUMMED, process_model
+from models.astrocytes import (ASTROCYTE_MODELS, ASTROCYTE_EQS, PROCESS_READ_ON_PRE, PROCESS_SUMMED, process_model,
+                               read_calibration, rest_state)
 from circuits.protocol import TABLE_BIN
 from models.encoders import ENCODER_KINDS, encoder_model, signed_rates
 from models.neurons import VALUE_DRIVE_EQS, VALUE_NEURON_EQS, VALUE_NEURON_THRESHOLD
@@ -155,20 +156,25 @@ def value_layer(value_dim, per_value, value_encoders, encoders_per_channel, para
     return drive, values, teacher
 
 
-def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8):
-    """One astrocyte with one process per presynaptic neuron, and monitors of its calcium.
+def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8, preset=None):
+    """One astrocyte with one process per presynaptic neuron (``kind``, ``preset``: see
+    ``models.astrocytes.process_model``), started at its rest state, and monitors of its calcium.
 
     Returns (astrocyte group, processes, [monitors]).
     """
-    spec = process_model(kind)
+    spec = process_model(kind, preset)
+    calibration = read_calibration(kind, params, preset)
+    extra = {n: calibration[n] for n in ("IP3_rest", "IP3_per_spike") if n in calibration}
     record_dt = params["record_dt"]
     cell = neuron_group(1, ASTROCYTE_EQS, params, namespace, "astrocyte", method="exact")
     processes = synapses(presynaptic, cell, spec["model"] + PROCESS_SUMMED, params, namespace, "astro_processes",
                          {"i": np.arange(len(presynaptic)), "j": 0},
                          on_pre={"write": spec["on_write"], "read": PROCESS_READ_ON_PRE},
-                         method="exact" if kind == "minimal" else "rk2")
-    for var, value in spec["initial"].items():
+                         method=spec["method"], extra=extra)
+    for var, value in rest_state(kind, params, preset).items():
         setattr(processes, var, value)
+    if "x_S" in processes.variables:
+        processes.x_S = 1.0
     monitors = [
         StateMonitor(cell, ["Ca_total", "A"], record=True, dt=record_dt, name="astrocyte_monitor"),
         StateMonitor(processes, "Ca", record=np.arange(min(n_recorded_processes, len(presynaptic))),

@@ -13,12 +13,16 @@ from models.parameters import ParameterSet
 
 def memory_weights(params, age):
     """How much of each token the circuit holds at each read, for the numerator (Hebbian weights,
-    fading with tau_hebb) and the denominator (process calcium, fading with tau_ca; no linear
-    fading for G-ChI, whose calcium follows its own dynamics). Tokens not yet written (age <= 0,
-    causal reads) count zero."""
+    fading with tau_hebb) and the denominator (the processes' read variable: calcium fading with
+    tau_ca for the minimal process, IP3 above rest fading with its lifetime for gchi and lr1994,
+    ``models.astrocytes.read_calibration``). Tokens not yet written (age <= 0, causal reads) count zero."""
+    from models.astrocytes import process_kind, read_calibration
+
+    astrocyte = process_kind(params)
     written = (age > 0).astype(float)
     numerator = written * np.exp(-np.maximum(age, 0) / float(params["tau_hebb"]))
-    denominator = written * (np.exp(-np.maximum(age, 0) / float(params["tau_ca"])) if "tau_ca" in params else 1.0)
+    tau = float(params["tau_ca"]) if astrocyte == "minimal" else read_calibration(astrocyte, params)["tau_IP3_eff"]
+    denominator = written * np.exp(-np.maximum(age, 0) / tau)
     return numerator, denominator
 
 

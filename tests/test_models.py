@@ -24,7 +24,7 @@ def _phases(write=1.0, read=0.0):
     return {"write_phase": TimedArray([write], dt=1 * second), "read_phase": TimedArray([read], dt=1 * second)}
 
 
-@pytest.mark.parametrize("astrocyte", ["minimal", "gchi"])
+@pytest.mark.parametrize("astrocyte", ["minimal", "gchi", "lr1994"])
 @pytest.mark.parametrize("encoder", ["regular", "poisson"])
 def test_every_equation_has_consistent_dimensions(astrocyte, encoder):
     """Brian2 checks the units of every equation, reset and pathway before a run."""
