@@ -63,12 +63,15 @@ def test_json_lists_every_parameter_with_unit():
 
 def test_parameter_files_and_assignments(tmp_path):
     assert parse_assignments(["tau_ca = 5*second", "kappa=2"]) == {"tau_ca": "5*second", "kappa": "2"}
-    with pytest.raises(ParameterError, match="name=value"):
+    with pytest.raises(ParameterError, match="--set: expected name = value"):
         parse_assignments(["tau_ca"])
     (tmp_path / "p.json").write_text('{"tau_ca": "2*second"}')
     (tmp_path / "p.txt").write_text("# comment\ntau_ca = 3*second  # why\n")
     assert load_parameter_file(tmp_path / "p.json") == {"tau_ca": "2*second"}
     assert load_parameter_file(tmp_path / "p.txt") == {"tau_ca": "3*second"}
+    (tmp_path / "bad.txt").write_text("tau_ca = 3*second\n\nkappa: 2\n")
+    with pytest.raises(ParameterError, match=r"bad.txt line 3: expected name = value, got 'kappa: 2'"):
+        load_parameter_file(tmp_path / "bad.txt")
     (tmp_path / "bad.json").write_text("{tau_ca: ")
     with pytest.raises(ParameterError, match="not valid JSON"):
         load_parameter_file(tmp_path / "bad.json")
