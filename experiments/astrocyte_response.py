@@ -13,8 +13,6 @@ s, ``C`` and ``IP3`` in uM, the model's other state, ``spikes`` in s) and respon
 spikes, IP3, Ca2+).
 """
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +25,9 @@ NAME = "astrocyte_response"
 def build_parser():
     from models.astrocytes import ASTROCYTE_MODELS, PRESETS
 
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from experiments.cli import experiment_parser
+
+    p = experiment_parser(NAME, __doc__)
     p.add_argument("--astrocyte", choices=[m for m in ASTROCYTE_MODELS if m != "minimal"], default="gchi")
     p.add_argument("--preset", default=None,
                    help="parameter preset: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in PRESETS.items()
@@ -134,9 +133,10 @@ def plot(t, traces, spikes, calibration, path):
 
 def main(argv=None):
     from models.astrocytes import PRESETS, read_calibration
-    from runs.folders import RESULTS_ROOT, new_run_dir, versions, write_json
+    from runs.folders import new_run_dir, output_parent, run_record, write_json
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.preset is not None and args.preset not in PRESETS[args.astrocyte]:
             raise ParameterError(f"--preset: the {args.astrocyte} process has presets {', '.join(PRESETS[args.astrocyte])}")
@@ -144,21 +144,20 @@ def main(argv=None):
         duration = _seconds(args.duration, "--duration")
         spikes = _input_spikes(args, duration)
         calibration = read_calibration(args.astrocyte, params, args.preset)
-    except ParameterError as exc:
-        sys.exit(f"error: {exc}")
+        parent = output_parent(args.out, NAME)
+    except (ParameterError, ValueError) as exc:
+        parser.error(str(exc))
     record = ("C", "IP3", "h") + (("Gamma_A", "Y_S") if args.astrocyte == "gchi" else ())
     t, traces = simulate_process(args.astrocyte, params, [spikes], duration, args.preset, record)
-    run_dir = new_run_dir(args.out if args.out is not None else RESULTS_ROOT / NAME,
-                          f"{args.astrocyte}-{args.preset or 'default'}-seed{args.seed}")
+    run_dir = new_run_dir(parent, f"{args.astrocyte}-{args.preset or 'default'}-seed{args.seed}")
     to_um = {"C": 1e3, "IP3": 1e3, "Y_S": 1e3}
     np.savez(run_dir / "traces.npz", t=t, spikes=spikes, **{v: traces[v][0] * to_um.get(v, 1.0) for v in record})
-    write_json(run_dir / "params.json", {
-        "experiment": NAME, "astrocyte": args.astrocyte, "preset": args.preset, "seed": args.seed,
-        "duration_s": duration, "n_input_spikes": int(len(spikes)), "parameters": params.to_json(),
-        "calibration": {k: float(v) * (1e3 if k.startswith("IP3") else 1.0) for k, v in calibration.items()},
-        "calibration_units": {"IP3_rest": "uM", "IP3_per_spike": "uM", "IP3_cicr": "uM", "tau_IP3_eff": "s",
-                              "cicr_spikes": "spikes"},
-        "versions": versions()})
+    write_json(run_dir / "params.json", run_record(
+        NAME, args.seed, astrocyte=args.astrocyte, preset=args.preset, duration_s=duration,
+        n_input_spikes=int(len(spikes)), parameters=params.to_json(),
+        calibration={k: float(v) * (1e3 if k.startswith("IP3") else 1.0) for k, v in calibration.items()},
+        calibration_units={"IP3_rest": "uM", "IP3_per_spike": "uM", "IP3_cicr": "uM", "tau_IP3_eff": "s",
+                           "cicr_spikes": "spikes"}))
     plot(t, traces, spikes, calibration, run_dir / "response.png")
     print(run_dir)
     return run_dir
