@@ -228,3 +228,17 @@ def test_neo_spike_trains(rec):
                                       "value_dim": 1}
     with pytest.raises(KeyError, match="dendrites"):
         to_neo(rec, "dendrites")
+
+
+def test_readme_example_runs(tmp_path, rec, capsys):
+    """The README's Elephant example, on a saved run folder."""
+    pytest.importorskip("elephant")
+    from runs.folders import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    example = readme.split("## Spike data out", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    folder = '"results/attention/20260101-120000-random-seed0"'
+    assert folder in example
+    save_spikes(tmp_path, rec)
+    exec(compile(example.replace(folder, repr(str(tmp_path))), "README.md", "exec"), {})
+    assert capsys.readouterr().out.startswith(f"{rec.populations['value_neurons'].size} value neurons: ")
