@@ -242,3 +242,35 @@ def test_readme_example_runs(tmp_path, rec, capsys):
     save_spikes(tmp_path, rec)
     exec(compile(example.replace(folder, repr(str(tmp_path))), "README.md", "exec"), {})
     assert capsys.readouterr().out.startswith(f"{rec.populations['value_neurons'].size} value neurons: ")
+
+
+def test_recording_reads_whatever_the_process_monitor_records(tmp_path):
+    """G-ChI processes have IP3: once the process monitor records it, the recording, spikes.npz
+    and the NWB file carry it, in its own unit."""
+    from brian2 import StateMonitor
+
+    q, k, v = synthetic_head(2, 2, 2, 0.7, np.random.default_rng(0))
+    circuit = builder("random")(q, k, v, n_features=4, neurons_per_value=2, encoders_per_dim=1, astrocyte="gchi",
+                                params=SMALL, seed=0)
+    old = circuit.monitors["process_monitor"]
+    new = StateMonitor(circuit.groups["astro_processes"], ["Ca", "IP3"], record=np.arange(4), dt=old.clock.dt,
+                       name="process_monitor_ip3")
+    circuit.network.remove(old)
+    circuit.network.add(new)
+    circuit.monitors["process_monitor"] = new
+    circuit.run()
+    r = recording(circuit)
+    ip3 = r.traces["process_IP3"]
+    assert ip3.unit == "mM" and ip3.data.shape == (len(ip3.t), 4)
+    assert np.array_equal(ip3.data, np.asarray(new.IP3_[:]).T)
+    assert ip3.data[0] == pytest.approx(5e-5)                     # resting 0.05 uM, in mM
+    save_spikes(tmp_path, r)
+    assert_same_recording(r, load_spikes(tmp_path))
+    pytest.importorskip("pynwb")
+    import pynwb
+    from runs.nwb import write_nwb
+
+    write_nwb(tmp_path / "run.nwb", r, {})
+    with pynwb.NWBHDF5IO(str(tmp_path / "run.nwb"), "r") as io:
+        series = io.read().acquisition["process_IP3"]
+        assert series.unit == "mM" and np.array_equal(series.data[:], ip3.data)
