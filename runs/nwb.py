@@ -22,6 +22,7 @@ other message of importance CRITICAL or BEST_PRACTICE_VIOLATION (``tests/test_ex
 """
 
 import json
+import os
 import uuid
 from datetime import datetime, timezone
 from importlib import metadata
@@ -59,7 +60,8 @@ def write_nwb(path, recording: Recording, parameters: dict, seed=None, experimen
     Parameters
     ----------
     path : str or pathlib.Path
-        The file to write (conventionally ``<run folder>/run.nwb``); overwritten if it exists.
+        The file to write (conventionally ``<run folder>/run.nwb``), atomically; replaced if it
+        exists.
     recording : Recording
         What the run recorded.
     parameters : dict
@@ -82,9 +84,6 @@ def write_nwb(path, recording: Recording, parameters: dict, seed=None, experimen
         The file written.
     """
     pynwb = _pynwb()
-    from pynwb.epoch import TimeIntervals
-    from pynwb.misc import Units
-
     seed = recording.seed if seed is None else int(seed)
     start = session_start_time or datetime.now(timezone.utc)
     if start.tzinfo is None:
@@ -104,17 +103,21 @@ def write_nwb(path, recording: Recording, parameters: dict, seed=None, experimen
         keywords=KEYWORDS,
         related_publications=PUBLICATION,
         was_generated_by=[[name, _version(name)] for name in ("astro-transformer", "brian2", "pynwb")],
-        units=_units(Units, recording),
+        units=_units(recording),
     )
     for table_name, window, presentation, index in PHASE_TABLES:
         if window in recording.intervals:
-            nwbfile.add_time_intervals(_phase_table(TimeIntervals, table_name, recording, window, presentation,
-                                                    index))
+            nwbfile.add_time_intervals(_phase_table(table_name, recording, window, presentation, index))
     for name, trace in recording.traces.items():
-        nwbfile.add_acquisition(_time_series(pynwb.TimeSeries, name, trace))
+        nwbfile.add_acquisition(_time_series(name, trace))
     path = Path(path)
-    with pynwb.NWBHDF5IO(str(path), "w") as io:
-        io.write(nwbfile)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")          # a reader never sees half a file
+    try:
+        with pynwb.NWBHDF5IO(str(tmp), "w") as io:
+            io.write(nwbfile)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -149,8 +152,10 @@ def _version(package) -> str:
         return "unknown"
 
 
-def _units(Units, recording):
+def _units(recording):
     """The Units table: one row per neuron, populations in raster order."""
+    from pynwb.misc import Units
+
     units = Units(name="units", resolution=recording.dt,
                   description="simulated neurons, one unit per neuron; spike times exact to the time step dt")
     units.add_column("population", "population the neuron belongs to: " + "; ".join(
@@ -169,9 +174,11 @@ def _units(Units, recording):
     return units
 
 
-def _phase_table(TimeIntervals, table_name, recording, window, presentation, index):
+def _phase_table(table_name, recording, window, presentation, index):
     """A TimeIntervals table of one phase: its windows, the index of the token or query, and the
     start of the input's presentation."""
+    from pynwb.epoch import TimeIntervals
+
     table = TimeIntervals(name=table_name, description=INTERVAL_DESCRIPTIONS[window])
     table.add_column(index, f"index of the {index}")
     has_input = presentation in recording.intervals
@@ -184,8 +191,10 @@ def _phase_table(TimeIntervals, table_name, recording, window, presentation, ind
     return table
 
 
-def _time_series(TimeSeries, name, trace):
+def _time_series(name, trace):
     """A TimeSeries of a trace: a fixed rate if sampled regularly, else its timestamps."""
+    from pynwb import TimeSeries
+
     data = trace.data[:, 0] if trace.data.shape[1] == 1 else trace.data
     comments = f"columns are elements {trace.channels.tolist()} of the monitored object"
     steps = np.diff(trace.t)
