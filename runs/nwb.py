@@ -44,8 +44,16 @@ NOT_APPLICABLE = -1
 PHASE_TABLES = (("write_phases", "write", "token_input", "token"), ("read_phases", "read", "query_input", "query"))
 
 
-def _pynwb():
-    """Import pynwb, or stop with one line naming the extra to install."""
+def require_pynwb():
+    """Import and return pynwb.
+
+    Call it before a simulation that will be exported, to stop at once if the extra is missing.
+
+    Raises
+    ------
+    ImportError
+        With one line naming the extra to install, if pynwb is not installed.
+    """
     try:
         import pynwb
     except ImportError:
@@ -83,7 +91,7 @@ def write_nwb(path, recording: Recording, parameters: dict, seed=None, experimen
     pathlib.Path
         The file written.
     """
-    pynwb = _pynwb()
+    pynwb = require_pynwb()
     seed = recording.seed if seed is None else int(seed)
     start = session_start_time or datetime.now(timezone.utc)
     if start.tzinfo is None:
@@ -134,7 +142,7 @@ def read_nwb_spikes(path) -> dict:
     dict of str to list of numpy.ndarray
         For each population, the spike times (seconds) of each neuron in ``neuron_index`` order.
     """
-    pynwb = _pynwb()
+    pynwb = require_pynwb()
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         units = io.read().units
         population = units["population"].data[:]

@@ -202,11 +202,12 @@ def test_nwbinspector_finds_nothing_important(nwb_file):
 
 
 def test_nwb_needs_its_extra(monkeypatch, rec, tmp_path):
-    from runs.nwb import write_nwb
+    from runs.nwb import require_pynwb, write_nwb
 
     monkeypatch.setitem(sys.modules, "pynwb", None)
-    with pytest.raises(ImportError, match=r"pip install -e '\.\[nwb\]'"):
-        write_nwb(tmp_path / "run.nwb", rec, {})
+    for call in (require_pynwb, lambda: write_nwb(tmp_path / "run.nwb", rec, {})):
+        with pytest.raises(ImportError, match=r"^NWB export needs pynwb: pip install -e '\.\[nwb\]'$"):
+            call()
 
 
 # --- Neo ----------------------------------------------------------------------------------------
