@@ -275,3 +275,11 @@ def test_recording_reads_whatever_the_process_monitor_records(tmp_path):
     with pynwb.NWBHDF5IO(str(tmp_path / "run.nwb"), "r") as io:
         series = io.read().acquisition["process_IP3"]
         assert series.unit == "mM" and np.array_equal(series.data[:], ip3.data)
+
+
+def test_neo_needs_its_extra(monkeypatch, rec):
+    from runs.neo import to_neo
+
+    monkeypatch.setitem(sys.modules, "neo", None)
+    with pytest.raises(ImportError, match=r"^Neo spike trains need neo: pip install -e '\.\[neo\]'$"):
+        to_neo(rec)
