@@ -186,6 +186,7 @@ def test_nwb_units_intervals_traces_and_metadata(nwb_file, rec):
         assert np.array_equal(ca.data[:], rec.traces["process_Ca"].data)
         assert ca.rate == pytest.approx(1 / 5e-3) and ca.starting_time == 0.0
         assert nwb.session_start_time.tzinfo is not None
+        assert units.spike_times.data.compression == "gzip"
         notes = json.loads(nwb.notes)
         assert notes["seed"] == rec.seed and notes["parameters"]["tau_ca"]["value"] == 1e4
         assert notes["circuit_config"] == rec.config
