@@ -39,24 +39,24 @@ class SpikeData:
 
 
 class StateData:
-    """What a StateMonitor recorded, as plain arrays: sample times ``t_`` (s) and one
-    (n_recorded x n_samples) array per variable, read as attributes like the monitor's."""
+    """What a StateMonitor recorded, as plain arrays: sample times ``t_`` (s), the recorded indices
+    ``record``, and one (n_recorded x n_samples) array per variable in SI units, read as attributes
+    like the monitor's (``Ca`` or ``Ca_``); ``dims`` holds each variable's Brian2 dimensions."""
 
-    def __init__(self, t_, variables: dict):
-        self.t_ = t_
-        self.variables = variables
+    def __init__(self, t_, record, values: dict, dims: dict):
+        self.t_, self.record, self.dims = t_, record, dims
+        self._values = values
+
+    @property
+    def record_variables(self) -> list:
+        return list(self._values)
 
     def __getattr__(self, name):
-        try:
-            return self.__dict__["variables"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __getstate__(self):
-        return self.__dict__
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
+        values = self.__dict__.get("_values", {})
+        key = name[:-1] if name.endswith("_") and name[:-1] in values else name
+        if key not in values:
+            raise AttributeError(name)
+        return values[key]
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,9 @@ def freeze_monitor(monitor):
     """A plain-array copy of a SpikeMonitor's or StateMonitor's data."""
     if isinstance(monitor, brian2.SpikeMonitor):
         return SpikeData(np.array(monitor.t_[:]), np.array(monitor.i[:]))
-    return StateData(np.array(monitor.t_[:]),
-                     {name: np.array(getattr(monitor, name)) for name in monitor.record_variables})
+    return StateData(np.array(monitor.t_[:]), np.array(monitor.record),
+                     {name: np.array(getattr(monitor, name + "_")) for name in monitor.record_variables},
+                     {name: monitor.variables[name].dim for name in monitor.record_variables})
 
 
 def freeze_group(group) -> GroupData:

@@ -192,6 +192,8 @@ def recording(circuit) -> Recording:
     """
     if not circuit.has_run:
         raise RuntimeError("run the circuit before taking its recording")
+    if circuit.network is not None:
+        circuit = circuit.freeze()
     populations = {}
     for name, mon in circuit.monitors.items():
         if not name.endswith(SPIKE_MONITOR_SUFFIX):
@@ -212,7 +214,7 @@ def recording(circuit) -> Recording:
         for var in mon.record_variables:
             traces[f"{prefix}_{var}"] = _trace(mon, var, prefix)
     return Recording(populations, intervals, traces, float(circuit.params["dt"]), float(s.duration),
-                     int(circuit.seed), dict(circuit.config))
+                     int(circuit.seeds.seed), dict(circuit.config))
 
 
 def neuron_columns(population, size, config) -> dict:
@@ -248,7 +250,7 @@ def neuron_columns(population, size, config) -> dict:
 
 def _trace(mon, var, prefix) -> Trace:
     """Trace of variable ``var`` of a StateMonitor (data transposed to time x channel)."""
-    dim = mon.variables[var].dim
+    dim = mon.dims[var]
     unit = "dimensionless" if dim is DIMENSIONLESS else str(get_unit(dim))
     what = "the astrocyte" if prefix == "astrocyte" else "astrocyte processes (one per presynaptic neuron)"
     meaning = VARIABLE_DESCRIPTIONS.get(var, "state variable of the Brian2 model (models/astrocytes.py)")

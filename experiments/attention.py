@@ -22,6 +22,7 @@ from circuits.seeds import SeedStreams
 from experiments import cli
 from models.parameters import ParameterError
 from runs.folders import new_run_dir, output_parent, run_record, write_json
+from runs.spikes import save_run_spikes
 
 NAME = "attention"
 
@@ -67,14 +68,17 @@ def synthetic_args_head(args):
     return synthetic_head(args.tokens, args.dim, args.value_dim, args.norm, SeedStreams(args.seed).head)
 
 
-def write_run(result: HeadResult, parent, label: str, experiment: str, source: dict, figures=True) -> Path:
-    """A new run folder under ``parent`` with params.json, metrics.json, outputs.npz and (``figures``)
-    raster.png and prediction.png; returns it."""
+def write_run(result: HeadResult, parent, label: str, experiment: str, source: dict, figures=True,
+              keep_all_spikes=False, export=()) -> Path:
+    """A new run folder under ``parent`` with params.json, metrics.json, outputs.npz, spikes.npz
+    (``runs.spikes``; ``export=("nwb",)`` adds run.nwb) and (``figures``) raster.png and
+    prediction.png; returns it."""
     spec, circuit, metrics = result.spec, result.circuit, result.metrics
     run_dir = new_run_dir(Path(parent), label)
-    write_json(run_dir / "params.json", run_record(
-        experiment, spec.seed, spike_seed=spec.spike_seed, circuit=circuit.config, source=source,
-        parameters=spec.params.to_json(), device=result.device))
+    record = run_record(experiment, spec.seed, spike_seed=spec.spike_seed, circuit=circuit.config, source=source,
+                        parameters=spec.params.to_json(), device=result.device)
+    write_json(run_dir / "params.json", record)
+    save_run_spikes(run_dir, circuit, record, experiment, keep_all_spikes, export)
     np.savez_compressed(run_dir / "outputs.npz", y_spike=result.y_spike, y_rate=result.y_rate,
                         y_softmax=result.y_softmax, y_uniform=result.y_uniform, q=spec.q, k=spec.k, v=spec.v,
                         scale=spec.scale, population_counts=result.population_counts())
@@ -92,9 +96,10 @@ def write_run(result: HeadResult, parent, label: str, experiment: str, source: d
     return run_dir
 
 
-def run_label(args, *parts) -> str:
-    return "-".join(filter(None, [*parts, args.circuit, f"seed{args.seed}",
-                                  None if args.spike_seed is None else f"spikes{args.spike_seed}"]))
+def run_label(spec, *parts) -> str:
+    """The run folder's label: ``parts``, circuit, seed and spike seed, e.g. ``L2H5-exact-seed0``."""
+    return "-".join(filter(None, [*parts, spec.circuit, f"seed{spec.seed}",
+                                  None if spec.spike_seed is None else f"spikes{spec.spike_seed}"]))
 
 
 def simulate_with_progress(spec, args, name, runner):
@@ -122,12 +127,14 @@ def main(argv=None) -> Path:
         spec = head_spec(q, k, v, args.circuit, scale=scale, params=cli.parameter_overrides(args), seed=args.seed,
                          spike_seed=args.spike_seed, **cli.circuit_options(args))
         parent = output_parent(args.out, NAME)
+        cli.check_export(args)
         runner = cli.runner(args)
     except (ParameterError, ValueError) as exc:
         parser.error(str(exc))
     with runner:
         result = simulate_with_progress(spec, args, NAME, runner)
-    run_dir = write_run(result, parent, run_label(args), NAME, source, figures=not args.no_figures)
+    run_dir = write_run(result, parent, run_label(spec), NAME, source, figures=not args.no_figures,
+                        keep_all_spikes=args.keep_all_spikes, export=args.export)
     if not args.quiet:
         cli.print_summary(result.metrics, NAME)
     print(run_dir)

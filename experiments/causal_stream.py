@@ -7,7 +7,8 @@ Query s is read right after token s is written, so it can only attend to tokens 
 circuits run on the same head; each read is compared with causal softmax attention, with the
 circuit's causal rate ideal (causal linear attention for the random-feature circuit) and with the
 causal uniform baseline (mean of the values written so far). Writes metrics.json (per circuit),
-outputs.npz and causal_stream.png (error per position).
+outputs.npz, each circuit's spikes in ``<circuit>/spikes.npz`` (and ``run.nwb`` with ``--export
+nwb``) and causal_stream.png (error per position).
 """
 
 import sys
@@ -22,6 +23,7 @@ from circuits.seeds import SeedStreams
 from experiments import cli
 from models.parameters import ParameterError
 from runs.folders import new_run_dir, output_parent, run_record, write_json
+from runs.spikes import save_run_spikes
 
 NAME = "causal_stream"
 CIRCUITS = ("random", "exact")
@@ -79,6 +81,7 @@ def main(argv=None) -> Path:
     try:
         specs = causal_specs(args)
         parent = output_parent(args.out, NAME)
+        cli.check_export(args)
         cli.runner(args).close()                  # checks the device options
     except (ParameterError, ValueError) as exc:
         parser.error(str(exc))
@@ -87,11 +90,13 @@ def main(argv=None) -> Path:
                                         log=None if args.quiet else lambda line: cli.say(NAME, args, line))))
     run_dir = new_run_dir(parent, f"seed{args.seed}")
     first = results["random"]
-    write_json(run_dir / "params.json", run_record(
-        NAME, args.seed, quick=args.quick, spike_seed=args.spike_seed,
-        source={"synthetic": QUICK_SIZES if args.quick else SIZES},
-        circuits={name: r.circuit.config for name, r in results.items()},
-        parameters={name: r.spec.params.to_json() for name, r in results.items()}, device=first.device))
+    record = run_record(NAME, args.seed, quick=args.quick, spike_seed=args.spike_seed,
+                        source={"synthetic": QUICK_SIZES if args.quick else SIZES},
+                        circuits={name: r.circuit.config for name, r in results.items()},
+                        parameters={name: r.spec.params.to_json() for name, r in results.items()}, device=first.device)
+    write_json(run_dir / "params.json", record)
+    for name, result in results.items():
+        save_run_spikes(run_dir / name, result.circuit, record, NAME, args.keep_all_spikes, args.export)
     write_json(run_dir / "metrics.json", {name: r.metrics for name, r in results.items()})
     np.savez_compressed(run_dir / "outputs.npz", q=first.spec.q, k=first.spec.k, v=first.spec.v,
                         y_softmax=first.y_softmax, y_uniform=first.y_uniform,

@@ -60,6 +60,10 @@ def add_run_options(parser, name: str, seed_help="seed of the head, the random f
                      help="OpenMP threads of the cpp_standalone binary (0: single-threaded)")
     run.add_argument("--standalone-cache", type=Path, default=None,
                      help="folder of compiled standalone projects (default ~/.cache/astro-transformer/standalone)")
+    run.add_argument("--export", action="append", choices=("nwb",), default=[],
+                     help="also write the run's spikes, phases and astrocyte traces as run.nwb (needs the nwb extra)")
+    run.add_argument("--keep-all-spikes", action="store_true",
+                     help="keep every population's spikes in spikes.npz even past runs.spikes.MAX_SPIKES")
     run.add_argument("--no-figures", action="store_true", help="skip the figures")
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -83,6 +87,17 @@ def parameter_overrides(args) -> dict:
         overrides.update(load_parameter_file(args.params))
     overrides.update(parse_assignments(args.overrides))
     return overrides
+
+
+def check_export(args) -> None:
+    """ValueError with one line if an ``--export`` format's packages are missing (before simulating)."""
+    if "nwb" in args.export:
+        from runs.nwb import require_pynwb
+
+        try:
+            require_pynwb()
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def runner(args):

@@ -9,7 +9,8 @@ circuit (its own feature or key neurons, tripartite synapses and astrocyte) driv
 token schedule; heads do not interact, so they are simulated one after another, or in parallel
 processes with ``--workers`` (same results). The output is the concatenation [y_1 ... y_h]
 (L x h d_v). Writes metrics.json (per head and for the concatenation), outputs.npz (the
-concatenated outputs and each head's ``head<h>_q``, ``_k``, ``_v``) and multi_head.png (error per head).
+concatenated outputs and each head's ``head<h>_q``, ``_k``, ``_v``), each head's spikes in
+``head<h>/spikes.npz`` (and ``run.nwb`` with ``--export nwb``) and multi_head.png (error per head).
 """
 
 import sys
@@ -24,6 +25,7 @@ from circuits.seeds import SeedStreams
 from experiments import cli
 from models.parameters import ParameterError
 from runs.folders import new_run_dir, output_parent, run_record, write_json
+from runs.spikes import save_run_spikes
 
 NAME = "multi_head"
 #: --quick: small circuits and the short protocol.
@@ -101,6 +103,7 @@ def main(argv=None) -> Path:
     try:
         specs = head_specs(args)
         parent = output_parent(args.out, NAME)
+        cli.check_export(args)
         cli.runner(args).close()                  # checks the device options
     except (ParameterError, ValueError) as exc:
         parser.error(str(exc))
@@ -113,10 +116,13 @@ def main(argv=None) -> Path:
     summary = {f"rel_err_{name}_vs_softmax": relative_error(concat[f"y_{name}"], concat["y_softmax"])
                for name in ("spike", "rate", "uniform")}
     run_dir = new_run_dir(parent, f"{args.circuit}-seed{args.seed}")
-    write_json(run_dir / "params.json", run_record(
-        NAME, args.seed, heads=args.heads, circuit=results[0].circuit.config,
-        parameters=specs[0].params.to_json(), device=results[0].device,
-        source={k: getattr(args, k) for k in ("tokens", "model_dim", "dim", "value_dim", "norm")}))
+    record = run_record(NAME, args.seed, heads=args.heads, circuit=results[0].circuit.config,
+                        parameters=specs[0].params.to_json(), device=results[0].device,
+                        source={k: getattr(args, k) for k in ("tokens", "model_dim", "dim", "value_dim", "norm")})
+    write_json(run_dir / "params.json", record)
+    for h, result in enumerate(results):
+        save_run_spikes(run_dir / f"head{h}", result.circuit, {**record, "seed": result.spec.seed}, NAME,
+                        args.keep_all_spikes, args.export)
     write_json(run_dir / "metrics.json", {"concatenated": summary, "heads": metrics})
     np.savez_compressed(run_dir / "outputs.npz", **concat, **{f"head{h}_{name}": getattr(spec, name)
                                                               for h, spec in enumerate(specs) for name in "qkv"})

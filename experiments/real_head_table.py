@@ -57,13 +57,12 @@ def main(argv=None) -> Path:
         parser.error(str(exc))
     table_dir = new_run_dir(parent, "table")
     rows = []
-    run_args = argparse.Namespace(circuit="exact", seed=args.seed, spike_seed=None)
     for head in heads:
         text, layer, q, k, v, scale = head["text"], head["layer"], head["q"], head["k"], head["v"], head["scale"]
         print(f"[real_head_table] {len(rows) + 1}/{len(heads)}: layer {layer} head {head['head']}, {text!r}",
               file=sys.stderr, flush=True)
         result = simulate(head_spec(q, k, v, "exact", scale=scale, seed=args.seed), RuntimeRunner())
-        run = real_head.write_real_head_run(result, table_dir / "runs", head, run_args)
+        run = real_head.write_real_head_run(result, table_dir / "runs", head)
         metrics = json.loads((run / "metrics.json").read_text())
         rf = {m: random_feature_errors(q, k, v, scale, m, range(args.rf_seeds)) for m in (256, 1024)}
         rows.append({

@@ -1,11 +1,12 @@
 """Run folders: where experiments write, never overwriting an earlier run."""
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,19 +43,29 @@ def output_parent(out, experiment: str) -> Path:
     return parent
 
 
-def write_atomic(path: Path, write) -> None:
-    """Write a text file through a temporary one and a rename, so readers never see half of it.
-    ``write``: a callable given the open file."""
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside ``path`` to write a file to; it replaces ``path`` when the block ends
+    without error and is removed otherwise, so readers never see half a file."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", newline="") as fh:
-        write(fh)
-        tmp = fh.name
-    os.replace(tmp, path)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write a text file atomically (:func:`atomic_path`); ``write``: a callable given the open file."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            write(fh)
 
 
 def write_json(path: Path, data) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
-    write_atomic(path, lambda fh: json.dump(data, fh, indent=2, sort_keys=True, default=_to_jsonable))
+    write_atomic(path, lambda fh: json.dump(data, fh, indent=2, sort_keys=True, default=to_jsonable))
 
 
 def run_record(experiment: str, seed, **fields) -> dict:
@@ -63,7 +74,7 @@ def run_record(experiment: str, seed, **fields) -> dict:
     return {"experiment": experiment, "seed": seed, **fields, "versions": versions()}
 
 
-def _to_jsonable(obj):
+def to_jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

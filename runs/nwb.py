@@ -23,7 +23,6 @@ other message of importance CRITICAL or BEST_PRACTICE_VIOLATION (``tests/test_ex
 """
 
 import json
-import os
 import uuid
 from datetime import datetime, timezone
 from importlib import metadata
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from circuits.recording import COLUMN_DESCRIPTIONS, INTERVAL_DESCRIPTIONS, POPULATION_DESCRIPTIONS, Recording
-from runs.folders import _to_jsonable
+from runs.folders import atomic_path, to_jsonable
 
 #: The paper the circuit implements (NWB ``related_publications``).
 PUBLICATION = "doi:10.1073/pnas.2219150120"
@@ -108,7 +107,7 @@ def write_nwb(path, recording: Recording, parameters: dict, seed=None, experimen
         session_id=f"{experiment}-{circuit}-seed{seed}",
         experiment_description=f"{experiment}: transformer self-attention computed by spiking neurons and "
                                "astrocytes (Kozachkov, Kastanenka & Krotov, PNAS 2023), simulated with Brian2",
-        notes=json.dumps(notes, sort_keys=True, default=_to_jsonable),
+        notes=json.dumps(notes, sort_keys=True, default=to_jsonable),
         keywords=KEYWORDS,
         related_publications=PUBLICATION,
         was_generated_by=[[name, _version(name)] for name in ("astro-transformer", "brian2", "pynwb")],
@@ -119,15 +118,10 @@ def write_nwb(path, recording: Recording, parameters: dict, seed=None, experimen
             nwbfile.add_time_intervals(_phase_table(table_name, recording, window, presentation, index))
     for name, trace in recording.traces.items():
         nwbfile.add_acquisition(_time_series(name, trace))
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")          # a reader never sees half a file
-    try:
+    with atomic_path(path) as tmp:
         with pynwb.NWBHDF5IO(str(tmp), "w") as io:
             io.write(nwbfile)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def read_nwb_spikes(path) -> dict:

@@ -27,14 +27,12 @@ size, ``populations=[...]`` keeps exactly those named.
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from circuits.recording import Population, Recording, Trace
-from runs.folders import _to_jsonable
+from runs.folders import atomic_path, to_jsonable
 
 #: File name of the spike trains in a run folder.
 SPIKES_FILE = "spikes.npz"
@@ -129,7 +127,7 @@ def save_spikes(run_dir, recording: Recording, populations=None, keep_all=False,
               "intervals": np.array(list(recording.intervals), dtype=str),
               "traces": np.array(list(recording.traces), dtype=str),
               "dt": recording.dt, "duration": recording.duration, "seed": recording.seed,
-              "config": json.dumps(recording.config, default=_to_jsonable)}
+              "config": json.dumps(recording.config, default=to_jsonable)}
     for name in keep:
         pop = recording.populations[name]
         arrays.update({f"{name}_i": pop.i.astype(np.uint32), f"{name}_t": pop.t.astype(np.float64),
@@ -141,10 +139,8 @@ def save_spikes(run_dir, recording: Recording, populations=None, keep_all=False,
         arrays.update({f"trace_{name}_t": trace.t, f"trace_{name}_data": trace.data, f"trace_{name}_unit": trace.unit,
                        f"trace_{name}_channels": trace.channels, f"trace_{name}_description": trace.description})
     path = Path(run_dir) / SPIKES_FILE
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as fh:
-        np.savez_compressed(fh, **arrays)
-        tmp = fh.name
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
     return path
 
 
@@ -180,3 +176,20 @@ def load_spikes(path) -> Recording:
         dropped = dict(zip(f["dropped"].tolist(), f["dropped_spikes"].tolist()))
         return Recording(populations, intervals, traces, float(f["dt"]), float(f["duration"]), int(f["seed"]),
                          json.loads(str(f["config"])), dropped)
+
+
+def save_run_spikes(run_dir, circuit, record: dict, experiment: str, keep_all=False, export=()) -> dict:
+    """Keep a run circuit's spikes in ``run_dir``: ``spikes.npz`` always (:func:`save_spikes`), and
+    ``run.nwb`` if ``"nwb" in export`` (``runs.nwb.write_nwb``, with ``record``, the run's
+    ``params.json`` content, as its metadata). Returns the paths written, by kind."""
+    from circuits.recording import recording
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    rec = recording(circuit)
+    paths = {"spikes": save_spikes(run_dir, rec, keep_all=keep_all)}
+    if "nwb" in export:
+        from runs.nwb import write_nwb
+
+        paths["nwb"] = write_nwb(Path(run_dir) / "run.nwb", rec, record, seed=record.get("seed"),
+                                 experiment=experiment)
+    return paths

@@ -265,7 +265,9 @@ def test_recording_reads_whatever_the_process_monitor_records(tmp_path):
     ip3 = r.traces["process_IP3"]
     assert ip3.unit == "mM" and ip3.data.shape == (len(ip3.t), 4)
     assert np.array_equal(ip3.data, np.asarray(new.IP3_[:]).T)
-    assert ip3.data[0] == pytest.approx(5e-5)                     # resting 0.05 uM, in mM
+    from models.astrocytes import rest_state
+    # starts at the process's rest state, in mM (the SI unit of concentration)
+    assert ip3.data[0] == pytest.approx(float(rest_state("gchi", circuit.params)["IP3"]))
     save_spikes(tmp_path, r)
     assert_same_recording(r, load_spikes(tmp_path))
     pytest.importorskip("pynwb")
@@ -284,3 +286,20 @@ def test_neo_needs_its_extra(monkeypatch, rec):
     monkeypatch.setitem(sys.modules, "neo", None)
     with pytest.raises(ImportError, match=r"^Neo spike trains need neo: pip install -e '\.\[neo\]'$"):
         to_neo(rec)
+
+
+def test_experiment_run_folder_keeps_spikes_and_exports_nwb(tmp_path):
+    """The attention experiment's run folder holds spikes.npz and, with --export nwb, run.nwb: both
+    carry exactly the spikes the run counted."""
+    from experiments import attention
+    from runs.nwb import read_nwb_spikes
+
+    pytest.importorskip("pynwb")
+    run = attention.main(["--tokens", "2", "--dim", "2", "--value-dim", "2", "--features", "4",
+                          "--neurons-per-value", "2", "--encoders-per-dim", "1", "--set", "t_settle=20*ms",
+                          "--set", "t_learn=30*ms", "--set", "t_read=30*ms", "--quiet", "--no-figures",
+                          "--export", "nwb", "--out", str(tmp_path)])
+    total = json.loads((run / "metrics.json").read_text())["total_spikes"]
+    assert load_spikes(run).total_spikes() == total > 0
+    read_back = read_nwb_spikes(run / "run.nwb")
+    assert sum(len(t) for trains in read_back.values() for t in trains) == total
