@@ -77,7 +77,7 @@ def simulate_process(kind, params, spike_times, duration, preset=None, record=("
 
 
 def _input_spikes(args, duration) -> np.ndarray:
-    from brian2 import Hz, second
+    from brian2 import Hz
 
     if args.spike_times is not None:
         if not args.spike_times.is_file():

@@ -10,7 +10,6 @@ attention, with the circuit's own rate ideal (same features, no spike noise) and
 baseline (mean of V); ``poisson_bound`` is the expected spike-vs-rate error from spike counts.
 """
 
-import sys
 from pathlib import Path
 
 import numpy as np

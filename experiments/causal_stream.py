@@ -11,7 +11,6 @@ outputs.npz, each circuit's spikes in ``<circuit>/spikes.npz`` (and ``run.nwb`` 
 nwb``) and causal_stream.png (error per position).
 """
 
-import sys
 from pathlib import Path
 
 import numpy as np

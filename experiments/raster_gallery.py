@@ -21,6 +21,7 @@ import numpy as np
 from analysis.attention import relative_error, softmax_attention, synthetic_head, uniform_attention
 from experiments import paper_common as fp
 from experiments.plotting import OFF_COLOR, ON_COLOR, shade_phases
+from models.encoders import polarity_sign
 
 NAME = "raster_gallery"
 PANELS = ("key_encoders", "value_encoders", "features", "values", "process_ca", "astrocyte")

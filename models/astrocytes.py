@@ -40,7 +40,7 @@ delta, IP3-3K); :func:`read_calibration` gives the spike count per process where
 import functools
 
 import numpy as np
-from brian2 import Equations, Hz, mmolar, ms, second, umolar
+from brian2 import Equations, Hz, mmolar, second, umolar
 from brian2.parsing.sympytools import str_to_sympy
 import sympy
 
