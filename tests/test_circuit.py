@@ -12,9 +12,10 @@ import pytest
 
 from analysis.spikes import tolerance_ratio, window_counts
 from analysis.attention import relative_error, softmax_attention, synthetic_head, uniform_attention
+from circuits.protocol import SHORT_PROTOCOL
 from circuits.random_feature import build_random_feature_circuit, expected_astrocyte_signal, rate_model
 
-SMALL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
+SMALL = SHORT_PROTOCOL
 
 
 def small_head(norm=1.2, seed=0):
