@@ -50,8 +50,9 @@ def test_cython_target_matches_rate_ideal(cython_target):
 
 def test_blocking_the_astrocyte_fails_the_comparison():
     """Negative control: a constant gain (the astrocyte's mean signal) instead of the per-query
-    normalisation. The design is checked first: the expected deviation must exceed the tolerance."""
-    circuit, ideal = run_small(block_astrocyte=True)
+    normalisation. The design is checked first: the expected deviation must exceed the tolerance
+    (on this head and feature draw the astrocyte's signal varies enough across queries)."""
+    circuit, ideal = run_small(block_astrocyte=True, seed=2)
     p, s, inp = circuit.params, circuit.schedule, circuit.inputs
     signal = expected_astrocyte_signal(inp["feature_weights"], inp["x_keys"], inp["x_queries"], p, s)
     y_blocked = ideal["y_rate"] * (signal / signal.mean())[:, None]
