@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from analysis.attention import synthetic_head
-from circuits.head import head_spec, run_heads
+from circuits.head import head_spec
 from circuits.protocol import SHORT_PROTOCOL
 from circuits.seeds import SeedStreams
 from experiments import cli
-from models.parameters import ParameterError
-from runs.folders import new_run_dir, output_parent, run_record, write_json
+from runs.folders import new_run_dir, run_record, write_json
 from runs.spikes import save_run_spikes
 
 NAME = "causal_stream"
@@ -77,16 +76,8 @@ def plot(runs, path):
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        specs = causal_specs(args)
-        parent = output_parent(args.out, NAME)
-        cli.check_export(args)
-        cli.runner(args).close()                  # checks the device options
-    except (ParameterError, ValueError) as exc:
-        parser.error(str(exc))
-    results = dict(zip(specs, run_heads(specs.values(), args.device, threads=args.threads,
-                                        cache=args.standalone_cache,
-                                        log=None if args.quiet else lambda line: cli.say(NAME, args, line))))
+    specs, parent = cli.checked_specs(parser, args, NAME, causal_specs)
+    results = dict(zip(specs, cli.simulate_specs(list(specs.values()), args, NAME)))
     run_dir = new_run_dir(parent, f"seed{args.seed}")
     first = results["random"]
     record = run_record(NAME, args.seed, quick=args.quick, spike_seed=args.spike_seed,

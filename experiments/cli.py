@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from circuits import CIRCUITS
-from circuits.head import DEVICES, make_runner
+from circuits.head import DEVICES, make_runner, run_heads
 from models import ASTROCYTE_MODELS, ENCODER_KINDS
-from models.parameters import load_parameter_file, parse_assignments
+from models.parameters import ParameterError, load_parameter_file, parse_assignments
+from runs.folders import output_parent
 
 
 def experiment_parser(name: str, doc: str) -> argparse.ArgumentParser:
@@ -103,6 +104,26 @@ def check_export(args) -> None:
 def runner(args):
     """The device runner of ``--device``/``--threads``/``--standalone-cache`` (use it in a with block)."""
     return make_runner(args.device, args.threads, args.standalone_cache)
+
+
+def checked_specs(parser, args, name: str, make_specs):
+    """``make_specs(args)`` (head specs), the output folder, the export and device options, all
+    checked before anything is simulated; a one-line error (exit status 2) otherwise. Returns
+    (specs, parent folder of the run folder)."""
+    try:
+        specs = make_specs(args)
+        parent = output_parent(args.out, name)
+        check_export(args)
+        runner(args).close()
+    except (ParameterError, ValueError) as exc:
+        parser.error(str(exc))
+    return specs, parent
+
+
+def simulate_specs(specs, args, name: str, workers=1) -> list:
+    """Run head specs on the device of the command line, ``workers`` processes, with progress lines."""
+    return run_heads(specs, args.device, workers=workers, threads=args.threads, cache=args.standalone_cache,
+                     log=None if args.quiet else lambda line: say(name, args, line))
 
 
 def say(name: str, args, message: str) -> None:

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from analysis.attention import relative_error
-from circuits.head import head_spec, run_heads
+from circuits.head import head_spec
 from circuits.protocol import SHORT_PROTOCOL
 from circuits.seeds import SeedStreams
 from experiments import cli
-from models.parameters import ParameterError
-from runs.folders import new_run_dir, output_parent, run_record, write_json
+from runs.folders import new_run_dir, run_record, write_json
 from runs.spikes import save_run_spikes
 
 NAME = "multi_head"
@@ -100,16 +99,9 @@ def head_specs(args) -> list:
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        specs = head_specs(args)
-        parent = output_parent(args.out, NAME)
-        cli.check_export(args)
-        cli.runner(args).close()                  # checks the device options
-    except (ParameterError, ValueError) as exc:
-        parser.error(str(exc))
+    specs, parent = cli.checked_specs(parser, args, NAME, head_specs)
     # Heads share one structure: on cpp_standalone each worker compiles it once (or finds it cached).
-    results = run_heads(specs, args.device, workers=args.workers, threads=args.threads, cache=args.standalone_cache,
-                        log=None if args.quiet else lambda line: cli.say(NAME, args, line))
+    results = cli.simulate_specs(specs, args, NAME, args.workers)
     metrics = [r.metrics for r in results]
     concat = {key: np.concatenate([getattr(r, key) for r in results], axis=1)
               for key in ("y_spike", "y_rate", "y_softmax", "y_uniform")}
