@@ -1,4 +1,4 @@
-"""Positive random features for the softmax kernel (Choromanski et al. 2021, SCIENCE.md §3)."""
+"""Positive random features for the softmax kernel (Choromanski et al. 2021, docs/model.md §3)."""
 
 import numpy as np
 

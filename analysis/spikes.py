@@ -1,6 +1,6 @@
 """Spike counting, decoding and the spike-count noise bound of the attention circuits.
 
-Noise model (SCIENCE.md §4). Three stages of Poisson counts feed the decoded output ŷ; to first
+Noise model (docs/model.md §4). Three stages of Poisson counts feed the decoded output ŷ; to first
 order (delta method) their variances add:
 
 * write: feature neuron j fires n_jt ~ Poisson(lw_tj) spikes while token t is learned, and both

@@ -1,6 +1,6 @@
 """Exact-kernel key-query-value tripartite circuit: one key population per stored token.
 
-Random features approximate peaky, real attention heads badly (SCIENCE.md §3), so this circuit
+Random features approximate peaky, real attention heads badly (docs/model.md §3), so this circuit
 stores every token in its own key neurons and computes exp(scale q.k_t) directly:
 
     key/query encoders --written k_t--> key neurons (token t) ==Hebbian, tripartite==> value neurons

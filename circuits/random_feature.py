@@ -1,6 +1,6 @@
 """The paper's random-feature key-query-value tripartite circuit (Kozachkov et al., PNAS 2023).
 
-Layers (SCIENCE.md §2):
+Layers (docs/model.md §2):
 
     key/query encoders --W--> feature neurons ==tripartite, Hebbian==> value neurons <-- value encoders
                                     |                                       ^

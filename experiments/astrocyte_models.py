@@ -35,7 +35,7 @@ from experiments.plotting import shade_phases
 
 NAME = "astrocyte_models"
 MODELS = ("minimal", "gchi")
-#: Gliotransmitter release threshold of G-ChI calcium, C_Theta = 0.5 uM (SCIENCE.md §5).
+#: Gliotransmitter release threshold of G-ChI calcium, C_Theta = 0.5 uM (docs/model.md §5).
 C_THETA = 0.5
 
 FULL = {"tokens": 8, "queries": 8, "dim": 4, "value_dim": 4, "norm": 1.0, "features": 64, "neurons_per_value": 16}

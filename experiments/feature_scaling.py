@@ -11,7 +11,7 @@ heads (a new head and new features for every head and m).
 
 Theory: with x = q/d^(1/4), y_t = k_t/d^(1/4) and u_t = x + y_t, the kernel estimates are
 K_t (1 + eps_t) with Cov(eps_t, eps_t') = (exp(u_t . u_t') - 1) / m: all entries share the same
-features; t = t' is Performer's per-entry error sqrt((exp|x+y|^2 - 1)/m) (SCIENCE.md §3).
+features; t = t' is Performer's per-entry error sqrt((exp|x+y|^2 - 1)/m) (docs/model.md §3).
 Linearising the ratio y_hat = sum_t K_t (1+eps_t) v_t / sum_t K_t (1+eps_t) about eps = 0 gives
 y_hat - y = sum_t a_t eps_t (v_t - y) (a: softmax weights), whose expected square is
 sum_tt' a_t a_t' Cov(eps_t, eps_t') (v_t - y).(v_t' - y). This delta-method rms is exactly

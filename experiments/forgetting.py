@@ -5,7 +5,7 @@
 
 (a) Recency. With finite calcium decay tau_ca and Hebbian decay tau_hebb, set equal to tau, token t
 enters both the numerator and the denominator with weight exp(-age_t / tau), so attention becomes
-recency-weighted: a_t = K_t exp(-age_t/tau) / sum_t' K_t' exp(-age_t'/tau) (SCIENCE.md §5). To read
+recency-weighted: a_t = K_t exp(-age_t/tau) / sum_t' K_t' exp(-age_t'/tau) (docs/model.md §5). To read
 a_t off the output, every key is the same vector (so K_t is the same for every token and softmax
 attention is exactly uniform, 1/L) and the values are one-hot (v_t = e_t, d_v = L): output i is the
 weight of token i. The decoded weights, averaged over the reads, are fitted with

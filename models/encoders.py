@@ -3,7 +3,7 @@
 A token vector x (a key, a query or a value) is presented for a time window. Each signed component
 x_j is carried by an ON/OFF pair of encoder populations: the ON population fires at
 ``enc_gain * max(x_j, 0)``, the OFF population at ``enc_gain * max(-x_j, 0)``, so that a
-downstream synapse can recover x_j as the difference of the two (SCIENCE.md §4). The rates come
+downstream synapse can recover x_j as the difference of the two (docs/model.md §4). The rates come
 from a 2-D ``TimedArray`` ``rate_table(t, channel)`` so the whole token stream is one array.
 
 Two spike generators share that rate:

@@ -1,7 +1,7 @@
 """Neuron models: exponential escape-noise feature neurons, value (output) neurons and a plain LIF.
 
 Feature ("hidden") neurons implement positive random features (Choromanski et al. 2021,
-SCIENCE.md §3). Encoder spikes reach the neuron through random synaptic weights
+docs/model.md §3). Encoder spikes reach the neuron through random synaptic weights
 W_rj * delta_u, so that its membrane potential settles at
 
     v = v_rest + delta_u * (w_r^T x - |x|^2 / 2),
@@ -31,7 +31,7 @@ tripartite synapses) and each neuron links to its population's (``I_teach``, ``I
 the spike statistics are those of P neurons with synapses of their own, at 1/P of the synaptic
 events. The neurons differ only in their escape-noise draws.
 
-Key neurons (exact-kernel circuit, SCIENCE.md §3) have the same escape noise, but their drive is
+Key neurons (exact-kernel circuit, docs/model.md §3) have the same escape noise, but their drive is
 the score x_q . x_k through afferent weights written to k_t, so their rate is proportional to
 exp(scale q.k_t). While token t is written its key neuron is recruited (``recruit`` = 1) and fires
 regularly at ``rho_recruit`` (a phase oscillator, so every key stores the same number of spikes).

@@ -7,7 +7,7 @@ so after a sequence of tokens
 
     w_ij = eta_hebb * sum_t n_j(t) * v_t,i      (n_j(t): spikes of feature j during token t)
 
-which is proportional to S = sum_t phi(k_t) v_t^T of linear attention (SCIENCE.md §1-2). The
+which is proportional to S = sum_t phi(k_t) v_t^T of linear attention (docs/model.md §1-2). The
 efficacy fades with ``tau_hebb`` (default: far longer than any sequence). In the read phase each
 presynaptic spike delivers ``w`` to the value population's numerator drive ``I_num``; the
 astrocyte's divisive gain acts on that drive (see ``models.neurons``: one synapse per feature and
