@@ -186,6 +186,16 @@ _FIXED_SYNAPSE = (
        "glutamate reaching the process per write spike (weak: receptor occupancy stays low; example_4's "
        "synapse releases rho_c Y_T U_0* = 1.5 mM)", _PROJECT),
 )
+#: The circuit regime of the depitta2009 preset: IP3 degradation and basal production both halved,
+#: so the IP3 lifetime doubles (1/Omega_5P 25 -> 50 s; tau_IP3_eff ~46 s) while IP3 at rest, the
+#: IP3 per spike and the CICR threshold stay as in De Pittà 2009. The attention circuit needs an IP3
+#: lifetime long against the write span (docs/model.md §5; results/README.md "Astrocyte models").
+_CIRCUIT_REGIME_GCHI = (
+    _p("Omega_5P", 0.02 / second, Hz, "maximal rate of IP3 degradation by IP-5P (circuit regime: IP3 "
+       "lifetime ~46 s; De Pittà et al. 2009 AM: 0.04/s)", _PROJECT),
+    _p("O_delta", 0.01 * umolar / second, umolar / second, "maximal rate of IP3 production by PLC delta "
+       "(halved with Omega_5P: same IP3 rest; De Pittà et al. 2009 AM: 0.02 uM/s)", _PROJECT),
+)
 #: The decoder's reference (release per write spike where the read-out is linear).
 _KAPPA = Parameter("kappa", 1e-3, 1, "gliotransmitter release per write spike (the decoder's gain)",
                    positive=True)
@@ -200,6 +210,8 @@ def _gchi_parameters(preset):
     if preset == "depitta2009":       # a single isolated process: no IP3 exchange with the cell
         exchange = (_p("F_ex", 0 * umolar / second, umolar / second, "maximal exogenous IP3 flow (none: "
                        "De Pittà 2009 has no IP3 exchange)", _DP09, positive=False),) + _EXCHANGE[1:]
+        regime = {p.name: p for p in _CIRCUIT_REGIME_GCHI}
+        intracellular = tuple(regime.get(p.name, p) for p in intracellular)
     synapse = _STP_SYNAPSE if preset == "stimberg2018" else _FIXED_SYNAPSE
     return intracellular + exchange + _RECEPTORS + synapse + (_KAPPA,)
 
@@ -246,7 +258,8 @@ LR1994_PARAMETERS = (
     _p("k_IP3R", 0.2 / umolar / second, 1 / umolar / second, "IP3R binding rate for Ca2+ inhibition", _NEST),
     # --- IP_3 integration
     _p("IP3_0", 0.16 * umolar, umolar, "resting IP3", _NEST, positive=False),
-    _p("tau_IP3", 20 * second, second, "IP3 decay time constant (NEST: 7.142 s)", _PROJECT),
+    _p("tau_IP3", 45 * second, second, "IP3 decay time constant (circuit regime: long against the write "
+       "span; NEST: 7.142 s)", _PROJECT),
     _p("delta_IP3", 0.25e-3 * umolar, umolar,
        "IP3 added per write spike (NEST: 5 uM per unit weight; weak: sub-threshold for ~500 spikes)", _PROJECT),
     _KAPPA,
@@ -390,8 +403,10 @@ def cicr_threshold_ip3(kind, params, preset=None, rest=None) -> float:
 def read_calibration(kind, params, preset=None) -> dict:
     """Constants of the IP3 read-out at rest: ``IP3_rest`` and ``IP3_per_spike`` (Brian2
     quantities: the read variable's zero and unit), the IP3 lifetime ``tau_IP3_eff`` (s, the
-    linearised decay of IP3 above rest), ``IP3_cicr`` (the CICR threshold) and ``cicr_spikes``, the
-    write spikes per process (delivered fast against that lifetime) that take IP3 there.
+    linearised decay of IP3 above rest), ``tau_receptor`` (s, how long one spike keeps producing
+    IP3: the receptors' deactivation time for gchi, 0 for lr1994's instant increment),
+    ``IP3_cicr`` (the CICR threshold) and ``cicr_spikes``, the write spikes per process (delivered
+    fast against the IP3 lifetime) that take IP3 there.
 
     G-ChI, linear in the input at low receptor occupancy: each spike adds Y_0 glutamate, cleared at
     Omega_c, which activates O_N Y_0 / Omega_c receptors, inactivated at Omega_N (1 + zeta C/(C + K_KC)),
@@ -400,19 +415,32 @@ def read_calibration(kind, params, preset=None) -> dict:
     if kind == "minimal":
         return {}
     names = [p.name for p in process_model(kind, preset)["parameters"]]
-    rest, per_spike, lifetime, threshold = _calibration(kind, preset, tuple((n, float(params[n])) for n in names))
+    rest, per_spike, lifetime, receptor, threshold = _calibration(
+        kind, preset, tuple((n, float(params[n])) for n in names))
     return {"IP3_rest": rest * mmolar, "IP3_per_spike": per_spike * mmolar, "tau_IP3_eff": lifetime,
-            "IP3_cicr": threshold * mmolar, "cicr_spikes": (threshold - rest) / per_spike}
+            "tau_receptor": receptor, "IP3_cicr": threshold * mmolar, "cicr_spikes": (threshold - rest) / per_spike}
+
+
+def ip3_memory(age, calibration) -> np.ndarray:
+    """IP3 above rest at ``age`` (s) after one write spike, in units of ``IP3_per_spike``: produced
+    over the receptor time tau_r and degraded with the lifetime tau,
+    tau/(tau - tau_r) (exp(-age/tau) - exp(-age/tau_r)) (exp(-age/tau) for lr1994); 0 for age <= 0."""
+    age = np.asarray(age, dtype=float)
+    tau, tau_r = calibration["tau_IP3_eff"], calibration["tau_receptor"]
+    after = np.maximum(age, 0)
+    still_produced = np.exp(-after / tau_r) if tau_r > 0 else 0.0
+    return np.where(age > 0, tau / (tau - tau_r) * (np.exp(-after / tau) - still_produced), 0.0)
 
 
 @functools.lru_cache(maxsize=32)
 def _calibration(kind, preset, items):
-    """(IP3 rest, IP3 per spike, IP3 lifetime, CICR threshold) in SI units; ``items``: (name, SI value)."""
+    """(IP3 rest, IP3 per spike, IP3 lifetime, receptor time, CICR threshold) in SI units;
+    ``items``: (name, SI value)."""
     params = dict(items)
     rest = rest_state(kind, params, preset)
     ip3_rest, c = float(rest["IP3"]), float(rest["C"])
     if kind == "lr1994":
-        return ip3_rest, params["delta_IP3"], params["tau_IP3"], cicr_threshold_ip3(kind, params, preset, rest)
+        return ip3_rest, params["delta_IP3"], params["tau_IP3"], 0.0, cicr_threshold_ip3(kind, params, preset, rest)
     release = params["Y_0"] if "Y_0" in params else params["rho_c"] * params["Y_T"] * params["U_0__star"]
     occupancy = params["O_N"] * release / params["Omega_c"]
     inactivation = params["Omega_N"] * (1 + params["zeta"] * c / (c + params["K_KC"]))
@@ -421,4 +449,5 @@ def _calibration(kind, preset, items):
     fixed = [c, float(rest["h"]), float(rest["Gamma_A"])]
     eps = 1e-4 * ip3_rest
     slope = (f([ip3_rest + eps] + fixed)[0] - f([ip3_rest - eps] + fixed)[0]) / (2 * eps)
-    return ip3_rest, per_spike, -1.0 / slope, cicr_threshold_ip3(kind, params, preset, rest)
+    return (ip3_rest, per_spike, -1.0 / slope, 1.0 / inactivation,
+            cicr_threshold_ip3(kind, params, preset, rest))
