@@ -23,8 +23,9 @@ from models.synapses import TRIPARTITE_SYNAPSE_PARAMETERS
 class CircuitKind:
     """One kind of attention circuit.
 
-    ``module`` holds ``builder_name`` (q, k, v, **options -> AttentionCircuit) and ``rate_model``
-    (the circuit's ideal without spike noise); ``key_layer`` names the group that carries the
+    ``module`` holds ``builder_name`` (q, k, v, **options -> AttentionCircuit), ``rate_model``
+    (the circuit's ideal without spike noise) and ``write_spikes_per_process`` (the expected write
+    spikes of each astrocyte process); ``key_layer`` names the group that carries the
     kernel (feature or key neurons) and ``key_layer_parameters`` its model parameters;
     ``size_option`` is the builder option that sets the key layer's size (``size_format`` says it
 in words from the circuit's config); ``population_rates``
@@ -52,6 +53,11 @@ in words from the circuit's config); ``population_rates``
     @property
     def rate_model(self):
         return self._module().rate_model
+
+    @property
+    def write_spikes_per_process(self):
+        """(k, scale, params, seeds, options) -> expected write spikes of each astrocyte process."""
+        return self._module().write_spikes_per_process
 
     def size_label(self, config) -> str:
         """The key layer's size in words, e.g. ``m = 256 feature neurons``."""
