@@ -182,9 +182,10 @@ _STP_SYNAPSE = (
     _p("Omega_d", 2.0 / second, Hz, "synaptic depression rate", _EX4),
 )
 _FIXED_SYNAPSE = (
-    _p("Y_0", 0.015 * umolar, umolar,
-       "glutamate reaching the process per write spike (weak: receptor occupancy stays low; example_4's "
-       "synapse releases rho_c Y_T U_0* = 1.5 mM)", _PROJECT),
+    _p("Y_0", 0.004 * umolar, umolar,
+       "glutamate reaching the process per write spike (weak: receptor occupancy stays low and the main "
+       "experiment's busiest process stays below 1/7 of the CICR spike count, where IP3 is linear; "
+       "example_4's synapse releases rho_c Y_T U_0* = 1.5 mM)", _PROJECT),
 )
 #: The circuit regime of the depitta2009 preset: IP3 degradation and basal production both halved,
 #: so the IP3 lifetime doubles (1/Omega_5P 25 -> 50 s; tau_IP3_eff ~46 s) while IP3 at rest, the
