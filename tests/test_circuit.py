@@ -12,9 +12,10 @@ import pytest
 
 from analysis.spikes import tolerance_ratio, window_counts
 from analysis.attention import relative_error, softmax_attention, synthetic_head, uniform_attention
+from circuits.protocol import SHORT_PROTOCOL
 from circuits.random_feature import build_random_feature_circuit, expected_astrocyte_signal, rate_model
 
-SMALL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
+SMALL = SHORT_PROTOCOL
 
 
 def small_head(norm=1.2, seed=0):
@@ -49,8 +50,9 @@ def test_cython_target_matches_rate_ideal(cython_target):
 
 def test_blocking_the_astrocyte_fails_the_comparison():
     """Negative control: a constant gain (the astrocyte's mean signal) instead of the per-query
-    normalisation. The design is checked first: the expected deviation must exceed the tolerance."""
-    circuit, ideal = run_small(block_astrocyte=True)
+    normalisation. The design is checked first: the expected deviation must exceed the tolerance
+    (on this head and feature draw the astrocyte's signal varies enough across queries)."""
+    circuit, ideal = run_small(block_astrocyte=True, seed=2)
     p, s, inp = circuit.params, circuit.schedule, circuit.inputs
     signal = expected_astrocyte_signal(inp["feature_weights"], inp["x_keys"], inp["x_queries"], p, s)
     y_blocked = ideal["y_rate"] * (signal / signal.mean())[:, None]

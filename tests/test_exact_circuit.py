@@ -6,8 +6,9 @@ import pytest
 from analysis.attention import relative_error, softmax_attention, synthetic_head
 from analysis.spikes import tolerance_ratio, window_counts
 from circuits import exact_kernel, random_feature
+from circuits.protocol import SHORT_PROTOCOL
 
-PROTOCOL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
+PROTOCOL = SHORT_PROTOCOL
 # A peaky head: |q|/d^(1/4) = 2.5, attention weights far from uniform.
 PEAKY = dict(n_tokens=6, dim=4, value_dim=4, norm=2.5)
 

@@ -91,7 +91,7 @@ def test_exact_population_rate_is_checked_per_neuron():
     q, k, v = tiny_head()
     head_spec(q, k, v, "exact", neurons_per_key=4)
     with pytest.raises(ParameterError, match="R_key_target/neurons_per_key"):
-        head_spec(q, k, v, "exact", neurons_per_key=1, params={"R_key_target": "2000*Hz"})
+        head_spec(q, k, v, "exact", neurons_per_key=1, params={"R_key_target": "3000*Hz"})
 
 
 def test_options_follow_the_builders():

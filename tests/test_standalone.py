@@ -13,11 +13,12 @@ from brian2.devices.device import runtime_device
 
 from analysis.attention import relative_error, synthetic_head
 from analysis.spikes import tolerance_ratio
+from circuits.protocol import SHORT_PROTOCOL
 from circuits.random_feature import rate_model
 from circuits.head import head_spec, run_heads
 from circuits.standalone import StandaloneCircuits
 
-SMALL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
+SMALL = SHORT_PROTOCOL
 FASTER_VALUES = dict(SMALL, rho_value="400*Hz")
 OPTIONS = dict(n_features=64, neurons_per_value=16, encoders_per_dim=4)
 
