@@ -20,7 +20,8 @@ integrates linearly):
   metabotropic receptors (Gamma_A), with the IP3 exchange term J_ex of Brian2's
   ``examples/frompapers/Stimberg_et_al_2018/example_4_synrel.py``. Presets: ``depitta2009`` (the
   circuit's default: De Pittà 2009 amplitude-modulation constants, a fixed weak glutamate release
-  per spike) and ``stimberg2018`` (example_4's astrocyte and synapse: short-term plasticity,
+  per spike; IP3 lifetime ~47 s, that of the process linearised at rest, long against
+  the write span) and ``stimberg2018`` (example_4's astrocyte and synapse: short-term plasticity,
   release rho_c Y_T r_S, clearance Omega_c; I_bias = 0; the gliotransmitter feedback onto the
   synapse is left out).
 * ``lr1994``: Li-Rinzel Ca2+ dynamics with linear IP3 integration, as NEST's ``astrocyte_lr_1994``
@@ -187,16 +188,6 @@ _FIXED_SYNAPSE = (
        "experiment's busiest process stays below 1/7 of the CICR spike count, where IP3 is linear; "
        "example_4's synapse releases rho_c Y_T U_0* = 1.5 mM)", _PROJECT),
 )
-#: The circuit regime of the depitta2009 preset: IP3 degradation and basal production both halved,
-#: so the IP3 lifetime doubles (1/Omega_5P 25 -> 50 s; tau_IP3_eff ~46 s) while IP3 at rest, the
-#: IP3 per spike and the CICR threshold stay as in De Pittà 2009. The attention circuit needs an IP3
-#: lifetime long against the write span (docs/model.md §5; results/README.md "Astrocyte models").
-_CIRCUIT_REGIME_GCHI = (
-    _p("Omega_5P", 0.02 / second, Hz, "maximal rate of IP3 degradation by IP-5P (circuit regime: IP3 "
-       "lifetime ~46 s; De Pittà et al. 2009 AM: 0.04/s)", _PROJECT),
-    _p("O_delta", 0.01 * umolar / second, umolar / second, "maximal rate of IP3 production by PLC delta "
-       "(halved with Omega_5P: same IP3 rest; De Pittà et al. 2009 AM: 0.02 uM/s)", _PROJECT),
-)
 #: The decoder's reference (release per write spike where the read-out is linear).
 _KAPPA = Parameter("kappa", 1e-3, 1, "gliotransmitter release per write spike (the decoder's gain)",
                    positive=True)
@@ -211,8 +202,6 @@ def _gchi_parameters(preset):
     if preset == "depitta2009":       # a single isolated process: no IP3 exchange with the cell
         exchange = (_p("F_ex", 0 * umolar / second, umolar / second, "maximal exogenous IP3 flow (none: "
                        "De Pittà 2009 has no IP3 exchange)", _DP09, positive=False),) + _EXCHANGE[1:]
-        regime = {p.name: p for p in _CIRCUIT_REGIME_GCHI}
-        intracellular = tuple(regime.get(p.name, p) for p in intracellular)
     synapse = _STP_SYNAPSE if preset == "stimberg2018" else _FIXED_SYNAPSE
     return intracellular + exchange + _RECEPTORS + synapse + (_KAPPA,)
 
@@ -403,8 +392,9 @@ def cicr_threshold_ip3(kind, params, preset=None, rest=None) -> float:
 
 def read_calibration(kind, params, preset=None) -> dict:
     """Constants of the IP3 read-out at rest: ``IP3_rest`` and ``IP3_per_spike`` (Brian2
-    quantities: the read variable's zero and unit), the IP3 lifetime ``tau_IP3_eff`` (s: the slow
-    mode of the process linearised at rest), ``tau_receptor`` (s, how long one spike keeps producing
+    quantities: the read variable's zero and unit), the IP3 lifetime ``tau_IP3_eff`` (s: the time
+    integral of the IP3 response to one spike, in units of ``IP3_per_spike``; a single exponential
+    exp(-age/tau) integrates to tau), ``tau_receptor`` (s, how long one spike keeps producing
     IP3: the receptors' deactivation time for gchi, 0 for lr1994's instant increment),
     ``ip3_modes`` (the IP3 response to one write spike, in units of ``IP3_per_spike``, as
     ((rate in 1/s, coefficient), ...): IP3 - IP3_rest = sum coefficient exp(rate age), complex pairs
@@ -424,7 +414,8 @@ def read_calibration(kind, params, preset=None) -> dict:
     names = [p.name for p in process_model(kind, preset)["parameters"]]
     rest, per_spike, modes, receptor, threshold = _calibration(
         kind, preset, tuple((n, float(params[n])) for n in names))
-    return {"IP3_rest": rest * mmolar, "IP3_per_spike": per_spike * mmolar, "tau_IP3_eff": -1.0 / modes[0][0].real,
+    return {"IP3_rest": rest * mmolar, "IP3_per_spike": per_spike * mmolar,
+            "tau_IP3_eff": sum(-coefficient / rate for rate, coefficient in modes).real,
             "tau_receptor": receptor, "ip3_modes": modes, "IP3_cicr": threshold * mmolar,
             "cicr_spikes": (threshold - rest) / per_spike}
 
@@ -440,11 +431,10 @@ def ip3_memory(age, calibration) -> np.ndarray:
 
 def _ip3_modes(jacobian, ip3, kick, gain):
     """Modes (rate, coefficient) of IP3's response to a unit ``kick`` of state variable index ``kick``
-    under the linear system ``jacobian``, times ``gain``; slowest first."""
+    under the linear system ``jacobian``, times ``gain``."""
     rates, vectors = np.linalg.eig(jacobian)
     coefficients = gain * vectors[ip3] * np.linalg.solve(vectors, np.eye(len(rates))[kick])
-    order = np.argsort(-rates.real)
-    return tuple((complex(rates[k]), complex(coefficients[k])) for k in order)
+    return tuple((complex(r), complex(c)) for r, c in zip(rates, coefficients))
 
 
 @functools.lru_cache(maxsize=32)
