@@ -184,9 +184,10 @@ _STP_SYNAPSE = (
 )
 _FIXED_SYNAPSE = (
     _p("Y_0", 0.004 * umolar, umolar,
-       "glutamate reaching the process per write spike (weak: receptor occupancy stays low and the main "
-       "experiment's busiest process stays below 1/7 of the CICR spike count, where IP3 is linear; "
-       "example_4's synapse releases rho_c Y_T U_0* = 1.5 mM)", _PROJECT),
+       "glutamate reaching the process per write spike (weak: receptor occupancy stays low and the CICR "
+       "count is ~2400 spikes, so the main experiment's busiest process, ~340, sits at 1/7 of it, within "
+       "1 % of the linear IP3 read-out (results/README.md, regime map), and head_spec accepts ~7x that "
+       "load; example_4's synapse releases rho_c Y_T U_0* = 1.5 mM)", _PROJECT),
 )
 #: The decoder's reference (release per write spike where the read-out is linear).
 _KAPPA = Parameter("kappa", 1e-3, 1, "gliotransmitter release per write spike (the decoder's gain)",
