@@ -202,3 +202,17 @@ def test_error_ratio_on_the_main_experiment(astrocyte, cython_target):
     sizes = {n: circuit_options("random")[n] for n in SMALL}
     minimal, other = _head_results([("minimal", {}), (astrocyte, {})], sizes, 16, 8, 0.7, {})
     _assert_error_ratio(minimal, other)
+
+
+@pytest.mark.parametrize("astrocyte", ["gchi", "lr1994"])
+def test_hebbian_decay_follows_the_ip3_lifetime(astrocyte):
+    """With a biophysical process the Hebbian decay tau_hebb defaults to the process's IP3 lifetime
+    (also after the lifetime is changed), so the fading common to a read cancels; an explicit
+    tau_hebb overrides it."""
+    from circuits import circuit_parameters
+
+    shorter = {"Omega_5P": "0.4/second", "O_delta": "0.2*umolar/second"} if astrocyte == "gchi" else {"tau_IP3": "5*second"}
+    for overrides in ({}, shorter):
+        params = circuit_parameters("random", astrocyte, overrides)
+        assert float(params["tau_hebb"]) == pytest.approx(read_calibration(astrocyte, params)["tau_IP3_eff"], rel=1e-12)
+    assert float(circuit_parameters("random", astrocyte, {"tau_hebb": "7*second"})["tau_hebb"]) == 7.0
