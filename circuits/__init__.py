@@ -6,10 +6,13 @@ the standalone device, the experiments' ``--circuit`` choices) reads this regist
 """
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from brian2 import second
 
 from circuits.protocol import PROTOCOL_PARAMETERS, check_resolution
 from models import process_model
+from models.astrocytes import read_calibration
 from models.encoders import ENCODER_PARAMETERS
 from models.neurons import FEATURE_NEURON_PARAMETERS, KEY_NEURON_PARAMETERS, VALUE_NEURON_PARAMETERS
 from models.parameters import ParameterSet
@@ -20,8 +23,9 @@ from models.synapses import TRIPARTITE_SYNAPSE_PARAMETERS
 class CircuitKind:
     """One kind of attention circuit.
 
-    ``module`` holds ``builder_name`` (q, k, v, **options -> AttentionCircuit) and ``rate_model``
-    (the circuit's ideal without spike noise); ``key_layer`` names the group that carries the
+    ``module`` holds ``builder_name`` (q, k, v, **options -> AttentionCircuit), ``rate_model``
+    (the circuit's ideal without spike noise) and ``write_spikes_per_process`` (the expected write
+    spikes of each astrocyte process); ``key_layer`` names the group that carries the
     kernel (feature or key neurons) and ``key_layer_parameters`` its model parameters;
     ``size_option`` is the builder option that sets the key layer's size (``size_format`` says it
 in words from the circuit's config); ``population_rates``
@@ -49,6 +53,11 @@ in words from the circuit's config); ``population_rates``
     @property
     def rate_model(self):
         return self._module().rate_model
+
+    @property
+    def write_spikes_per_process(self):
+        """(k, scale, params, seeds, options) -> expected write spikes of each astrocyte process."""
+        return self._module().write_spikes_per_process
 
     def size_label(self, config) -> str:
         """The key layer's size in words, e.g. ``m = 256 feature neurons``."""
@@ -79,11 +88,26 @@ def circuit_parameters(circuit="random", astrocyte="minimal", overrides=None) ->
     """Default parameters of a circuit (models + protocol), with overrides checked by name, unit,
     sign and against the time step (``circuits.protocol.check_resolution``)."""
     kind = circuit_kind(circuit)
-    params = ParameterSet(ENCODER_PARAMETERS + kind.key_layer_parameters + VALUE_NEURON_PARAMETERS
-                          + TRIPARTITE_SYNAPSE_PARAMETERS + process_model(astrocyte)["parameters"]
-                          + PROTOCOL_PARAMETERS).override(overrides or {})
+    declared = (ENCODER_PARAMETERS + kind.key_layer_parameters + VALUE_NEURON_PARAMETERS
+                + TRIPARTITE_SYNAPSE_PARAMETERS + process_model(astrocyte)["parameters"] + PROTOCOL_PARAMETERS)
+    params = ParameterSet(declared).override(overrides or {})
+    if astrocyte != "minimal" and "tau_hebb" not in (overrides or {}):
+        params = _hebbian_decay_follows_ip3(declared, params, astrocyte)
     check_resolution(params, exclude=[name for name, _ in kind.population_rates])
     return params
+
+
+def _hebbian_decay_follows_ip3(declared, params, astrocyte) -> ParameterSet:
+    """``params`` with tau_hebb set to the process's IP3 lifetime (``read_calibration``'s
+    tau_IP3_eff): the Hebbian weights (numerator) then fade like the astrocyte's read variable
+    (denominator), so the fading common to all tokens of a read cancels in the ratio and what is
+    left is recency weighting across the write span (docs/model.md §5)."""
+    lifetime = read_calibration(astrocyte, params)["tau_IP3_eff"] * second
+    coupled = replace(params.spec("tau_hebb"), default=lifetime, source=f"the {astrocyte} process's tau_IP3_eff",
+                      doc="decay of the Hebbian efficacy: the astrocyte's IP3 lifetime (numerator and "
+                          "denominator fade alike)")
+    specs = [coupled if p.name == "tau_hebb" else p for p in declared]
+    return ParameterSet(specs, {name: params[name] for name in params if name != "tau_hebb"})
 
 
 def builder(circuit):

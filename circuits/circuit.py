@@ -14,16 +14,17 @@ from models.parameters import ParameterSet
 def memory_weights(params, age):
     """How much of each token the circuit holds at each read, for the numerator (Hebbian weights,
     fading with tau_hebb) and the denominator (the processes' read variable: calcium fading with
-    tau_ca for the minimal process, IP3 above rest fading with its lifetime for gchi and lr1994,
-    ``models.astrocytes.read_calibration``). Tokens not yet written (age <= 0, causal reads) count zero."""
-    from models.astrocytes import process_kind, read_calibration
+    tau_ca for the minimal process; IP3 above rest for gchi and lr1994, produced over the receptor
+    time and fading with the IP3 lifetime, ``models.astrocytes.ip3_memory``). Tokens not yet
+    written (age <= 0, causal reads) count zero."""
+    from models.astrocytes import ip3_memory, process_kind, read_calibration
 
     astrocyte = process_kind(params)
     written = (age > 0).astype(float)
     numerator = written * np.exp(-np.maximum(age, 0) / float(params["tau_hebb"]))
-    tau = float(params["tau_ca"]) if astrocyte == "minimal" else read_calibration(astrocyte, params)["tau_IP3_eff"]
-    denominator = written * np.exp(-np.maximum(age, 0) / tau)
-    return numerator, denominator
+    if astrocyte == "minimal":
+        return numerator, written * np.exp(-np.maximum(age, 0) / float(params["tau_ca"]))
+    return numerator, ip3_memory(age, read_calibration(astrocyte, params))
 
 
 @dataclass(frozen=True)

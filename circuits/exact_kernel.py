@@ -140,6 +140,12 @@ def write_spikes_per_key(params) -> float:
     return float(np.floor(float(params["rho_recruit"] * params["t_learn"])))
 
 
+def write_spikes_per_process(k, scale, params, seeds, options) -> np.ndarray:
+    """Write spikes of each astrocyte process (one per key neuron, written once): the CICR check of
+    ``circuits.head.head_spec`` (same signature as the random circuit's)."""
+    return np.full(len(k) * options["neurons_per_key"], write_spikes_per_key(params))
+
+
 def expected_astrocyte_signal(params, schedule, n_key_neurons) -> float:
     """Rate-model astrocyte signal A (the same for every query: the inhibition fixes the total
     key rate), the blocked-astrocyte level."""

@@ -34,7 +34,8 @@ from circuits import blocks, circuit_kind, circuit_parameters
 from circuits.circuit import AttentionCircuit
 from circuits.protocol import Schedule, check_spike_probability
 from circuits.seeds import SeedStreams
-from models.parameters import ParameterSet
+from models.astrocytes import read_calibration
+from models.parameters import ParameterError, ParameterSet
 
 #: Builder arguments that are not circuit options (given separately to :func:`head_spec`).
 _NOT_OPTIONS = ("scale", "params", "seed", "spike_seed")
@@ -97,6 +98,13 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
     for name, size_option in kind.population_rates:
         check_spike_probability(f"{name}/{size_option}", params[name] / options[size_option], params["dt"])
     Schedule.from_params(len(k), len(q), params, options["causal"])
+    if options["astrocyte"] != "minimal":
+        cicr = read_calibration(options["astrocyte"], params)["cicr_spikes"]
+        spikes = float(np.max(kind.write_spikes_per_process(k, scale, params, seeds, options)))
+        if spikes > cicr:
+            raise ParameterError(f"the busiest astrocyte process gets ~{spikes:.0f} write spikes, past the "
+                                 f"{cicr:.0f} at which its IP3 starts CICR (the read-out stops integrating): "
+                                 f"fewer or shorter tokens, lower rates, or a weaker drive per spike")
     return HeadSpec(q, k, v, scale, circuit, options, params, seeds.seed, seeds.spike_seed)
 
 

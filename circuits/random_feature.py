@@ -109,6 +109,15 @@ def _feature_counts(weights, x, rate, window):
     return rate * np.sqrt(weights.shape[0]) * positive_features(x, weights) * window
 
 
+def write_spikes_per_process(k, scale, params, seeds, options) -> np.ndarray:
+    """Expected write spikes of each astrocyte process (m,): its feature neuron's expected counts
+    summed over the written tokens, rho_feature sqrt(m) phi(x_k) t_learn (the CICR check of
+    ``circuits.head.head_spec``); ``seeds``: the head's SeedStreams (the builder's feature weights)."""
+    weights = draw_feature_weights(options["n_features"], k.shape[1], seeds.features)
+    counts = _feature_counts(weights, np.sqrt(scale) * k, float(params["rho_feature"]), float(params["t_learn"]))
+    return counts.sum(axis=0)
+
+
 def expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule) -> np.ndarray:
     """Rate-model value of the astrocyte's read signal A for each query (blocked-astrocyte level)."""
     rate = float(params["rho_feature"])

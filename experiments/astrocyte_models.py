@@ -1,287 +1,269 @@
-"""One attention head through the circuit with the minimal and the G-ChI astrocyte process models.
+"""Regime map of the biophysical astrocyte processes (gchi, lr1994) in the attention circuit.
 
-    python -m experiments.astrocyte_models            # L = 8, d = d_v = 4, m = 64
-    python -m experiments.astrocyte_models --quick    # small sizes, for the tests
+    python -m experiments.astrocyte_models            # L = 8, d = d_v = 4, m = 64, default protocol
+    python -m experiments.astrocyte_models --quick    # L = 4, m = 32, 2 x 2 points, no spiking runs (tests)
 
-The decoder's gain assumes that each process's calcium is proportional to the spikes it saw in the
-write phase, Ca_j = kappa n_j, so that the astrocyte's read signal is proportional to
-z^T phi(q). The minimal process satisfies this by construction (it is an integrator). The G-ChI
-process (Li-Rinzel CICR with IP3 metabolism, models/astrocytes.py) does not: its glutamate drive
-raises IP3, and Ca2+ follows through a threshold-like, saturating calcium-induced calcium release.
-This experiment measures how far that bends the ratio:
+The circuit reads each process's IP3 above rest as its gliotransmitter release (models/astrocytes.py).
+That read-out normalises attention while (i) IP3 stays below the CICR threshold (past it calcium
+fires and, in G-ChI, feeds back onto IP3) and (ii) the write span is short against the IP3 lifetime
+(tokens written earlier have faded more: recency-weighted attention; the fading common to a read
+cancels because the Hebbian weights fade with the same lifetime). The map varies both:
 
-* every process's Ca is recorded; its mean over each read window, c_sj, is regressed on the
-  write-phase spike count n_j of its feature neuron: proportional fit (kappa_eff, the decoder's
-  assumption) and affine fit (resting level + slope), with their R^2;
-* the G-ChI output is decoded with the gain that kappa_eff implies, and compared with the circuit's
-  linear-attention ideal (same features, Ca = kappa n) and with softmax;
-* "after affine calibration": the best read-out alpha y_hat + beta (least squares against the ideal,
-  fitted on the same outputs, so optimistic) -- what is left is distortion no gain/offset removes;
-* the ratio model y_s = kappa_eff sum_j phi_j(q_s) H_j / sum_j phi_j(q_s) c_sj (measured write counts
-  in H, measured Ca) against the same model with c_sj = kappa_eff n_j isolates the bend from the
-  spike noise (spikes vs ratio model: read and output noise only).
+* drive: the per-spike drive (glutamate Y_0 for gchi, the IP3 increment delta_IP3 for lr1994) is
+  scaled so that the busiest process's write spikes are a given fraction of ``cicr_spikes``;
+* write span / IP3 lifetime: the lifetime is shortened (gchi: Omega_5P and O_delta scaled together,
+  same IP3 rest; lr1994: tau_IP3); the Hebbian decay follows it (``circuits.circuit_parameters``).
+
+Every point simulates the m processes alone (Brian2, ``experiments.astrocyte_response``), each
+driven by its feature neuron's expected write counts (regular spikes in each learning window), and
+reads their release in each read window; the numerator is the Hebbian sum with its fading. The
+normalisation error is the relative error of that output against the perfect integrator's (the
+minimal process without fading: the same features, no astrocyte error); ``error_vs_linear_read_out``
+is its error against the linear read-out the circuit's rate ideal assumes (``ip3_memory``), i.e. the
+process's nonlinearity alone. The points past the CICR
+threshold are the configurations ``circuits.head.head_spec`` refuses. A subset is run spike by spike
+through the head API (not with --quick): minimal, gchi and lr1994 at their default drive and lifetime,
+same seed. The circuit's default protocol (not the paper experiments' short one): gchi's receptors keep
+producing IP3 for ~0.9 s after a spike, so reads that follow the writes within a second or two weigh
+the latest tokens less.
 
 Writes results/astrocyte_models/<run>/ with params.json, metrics.json and astrocyte_models.png.
 """
 
 import numpy as np
 
-from analysis.attention import (kernel_attention, relative_error, softmax_attention, synthetic_head,
-                                uniform_attention)
-from analysis.features import positive_features
-from analysis.spikes import decode_on_off
+from analysis.attention import kernel_attention, relative_error, synthetic_head
+from analysis.features import draw_feature_weights, positive_features
+from circuits.seeds import SeedStreams
 from experiments import paper_common as fp
-from experiments.plotting import shade_phases
 
 NAME = "astrocyte_models"
-MODELS = ("minimal", "gchi")
-#: Gliotransmitter release threshold of G-ChI calcium, C_Theta = 0.5 uM (docs/model.md §5).
-C_THETA = 0.5
+MODELS = ("gchi", "lr1994")
+#: The per-spike drive of each process model, and the parameters its IP3 lifetime is scaled by
+#: (divided by the lifetime factor).
+DRIVE = {"gchi": "Y_0", "lr1994": "delta_IP3"}
+LIFETIME_RATES = {"gchi": ("Omega_5P", "O_delta")}
 
-FULL = {"tokens": 8, "queries": 8, "dim": 4, "value_dim": 4, "norm": 1.0, "features": 64, "neurons_per_value": 16}
-QUICK = {"tokens": 4, "queries": 3, "dim": 4, "value_dim": 4, "norm": 1.0, "features": 32, "neurons_per_value": 8}
+FULL = {"tokens": 8, "dim": 4, "value_dim": 4, "norm": 1.0, "features": 64, "neurons_per_value": 16,
+        "drives": [0.125, 0.25, 0.5, 1.0, 2.0, 4.0], "spans_over_lifetime": [0.05, 0.25, 1.0]}
+QUICK = {"tokens": 4, "dim": 4, "value_dim": 4, "norm": 1.0, "features": 32, "neurons_per_value": 8,
+         "drives": [0.25, 2.0], "spans_over_lifetime": [0.05, 1.0]}
+#: The circuit's default protocol (t_settle 100 ms, t_learn 300 ms, t_read 800 ms).
+PROTOCOL = {}
+#: Sampling interval of the process traces.
+RECORD_DT = "10*ms"
 
 
 def build_parser():
     return fp.experiment_parser(NAME, __doc__)
 
 
-# ------------------------------------------------------------------------------------- simulation
+def head(sizes, seed):
+    """The synthetic head and the circuit's random feature weights (the head API's seed streams)."""
+    streams = SeedStreams(seed)
+    q, k, v = synthetic_head(sizes["tokens"], sizes["dim"], sizes["value_dim"], sizes["norm"], streams.head)
+    return q, k, v, draw_feature_weights(sizes["features"], sizes["dim"], streams.features)
 
-def simulate(args, sizes) -> dict:
-    """Run the same head (same features, same seed) with each process model. Returns, per model,
-    the circuit and a StateMonitor of every process's Ca (the circuit's own monitor keeps 8)."""
-    from brian2 import StateMonitor
 
-    from circuits.random_feature import build_random_feature_circuit
+# --------------------------------------------------------------------- process-level regime map
 
-    q, k, v = synthetic_head(sizes["tokens"], sizes["dim"], sizes["value_dim"], sizes["norm"],
-                             np.random.default_rng([args.seed, 5]))
-    q = q[: sizes["queries"]]
-    runs = {}
+def write_trains(counts, schedule) -> list:
+    """Regular spike trains (s) of each process: n_tj spikes evenly spaced in token t's learning
+    window, for the (L x m) write counts ``counts``."""
+    windows = schedule.learn_windows()
+    return [np.concatenate([np.linspace(a, b, int(n), endpoint=False) + (b - a) / (2 * max(int(n), 1))
+                            for (a, b), n in zip(windows, counts[:, j])]) for j in range(counts.shape[1])]
+
+
+def configured(model, drive, span_over_lifetime, n_max, span):
+    """Circuit parameters of ``model`` with its per-spike drive scaled so that ``n_max`` write spikes
+    are ``drive`` x cicr_spikes, and its IP3 lifetime set to span / ``span_over_lifetime``."""
+    from circuits import circuit_parameters
+    from models.astrocytes import read_calibration
+
+    base = circuit_parameters("random", model, PROTOCOL)
+    factor = span / span_over_lifetime / read_calibration(model, base)["tau_IP3_eff"]
+    overrides = {name: base[name] / factor for name in LIFETIME_RATES.get(model, ())}
+    if model == "lr1994":
+        overrides["tau_IP3"] = base["tau_IP3"] * factor
+    scaled = circuit_parameters("random", model, {**PROTOCOL, **overrides})
+    cicr = read_calibration(model, scaled)["cicr_spikes"]
+    overrides[DRIVE[model]] = base[DRIVE[model]] * drive * cicr / n_max
+    return circuit_parameters("random", model, {**PROTOCOL, **overrides})
+
+
+def map_point(model, params, q, k, v, weights, schedule):
+    """Simulate the processes of one configuration; the normalised output, its errors and calcium."""
+    from circuits.circuit import memory_weights
+    from experiments.astrocyte_response import process_parameters, simulate_process
+    from models.astrocytes import read_calibration
+
+    scale = 1 / np.sqrt(q.shape[1])
+    phi_k, phi_q = positive_features(np.sqrt(scale) * k, weights), positive_features(np.sqrt(scale) * q, weights)
+    rate = float(params["rho_feature"]) * np.sqrt(weights.shape[0])
+    counts = np.rint(rate * phi_k * schedule.t_learn)
+    names = [n for n in process_parameters(model) if n not in ("tau_read", "dt", "record_dt")]
+    lone = process_parameters(model, overrides={n: params[n] for n in names}, dt="1*ms")
+    lone = lone.override(record_dt=RECORD_DT)
+    t, traces = simulate_process(model, lone, write_trains(counts, schedule), schedule.duration,
+                                 record=("release", "C"))
+    release = np.stack([traces["release"][:, (t >= a) & (t < b)].mean(axis=1) for a, b in schedule.read_windows()])
+    numerator, memory = memory_weights(params, schedule.age_at_reads())
+    hebbian = np.einsum("st,tj,ti->sji", numerator, counts, v)                     # Lq x m x d_v
+    y = np.einsum("sj,sji->si", phi_q, hebbian) / (phi_q * release / float(params["kappa"])).sum(axis=1)[:, None]
+    y_linear = np.einsum("sj,sji->si", phi_q, hebbian) / (phi_q * (memory @ counts)).sum(axis=1)[:, None]
+    y_integrator = kernel_attention(phi_q, counts, v)
+    calibration = read_calibration(model, params)
+    return {"y": y, "y_integrator": y_integrator, "y_linear": y_linear, "counts": counts, "t": t, "C": traces["C"],
+            "release": traces["release"], "tau_IP3_eff": calibration["tau_IP3_eff"],
+            "cicr_spikes": calibration["cicr_spikes"], "n_max": float(counts.sum(axis=0).max()),
+            "ca_peak_uM": float(traces["C"].max() * 1e3)}
+
+
+def regime_map(args, sizes, q, k, v, weights) -> dict:
+    """Every (model, write span / lifetime, drive) point of the map."""
+    from analysis.attention import softmax_attention
+    from circuits import circuit_parameters
+    from circuits.protocol import Schedule
+
+    schedule = Schedule.from_params(len(k), len(q), circuit_parameters("random", "minimal", PROTOCOL))
+    span = len(k) * schedule.token_period
+    base = circuit_parameters("random", "minimal", PROTOCOL)
+    scale = 1 / np.sqrt(q.shape[1])
+    phi_k = positive_features(np.sqrt(scale) * k, weights)
+    n_max = float(np.rint(float(base["rho_feature"]) * np.sqrt(len(weights)) * phi_k * schedule.t_learn).sum(axis=0).max())
+    y_soft = softmax_attention(q, k, v, scale)
+    points, traces = [], {}
     for model in MODELS:
-        circuit = build_random_feature_circuit(q, k, v, n_features=sizes["features"],
-                                               neurons_per_value=sizes["neurons_per_value"], astrocyte=model,
-                                               params=fp.PROTOCOL, seed=args.seed)
-        calcium = StateMonitor(circuit.groups["astro_processes"], "Ca", record=True,
-                               dt=circuit.params["record_dt"], name="all_process_calcium")
-        circuit.network.add(calcium)
-        fp.run_circuit(NAME, args, circuit, f"{model} astrocyte")
-        runs[model] = {"circuit": circuit, "calcium_t": np.asarray(calcium.t_[:]),
-                       "calcium": np.asarray(calcium.Ca[:])}
-    return {"q": q, "k": k, "v": v, "runs": runs}
+        for ratio in sizes["spans_over_lifetime"]:
+            for drive in sizes["drives"]:
+                fp.say(NAME, args, f"{model}: write span / IP3 lifetime {ratio:g}, drive {drive:g} x CICR")
+                params = configured(model, drive, ratio, n_max, span)
+                point = map_point(model, params, q, k, v, weights, schedule)
+                points.append({"model": model, "span_over_lifetime": ratio, "drive_over_cicr": drive,
+                               "tau_IP3_eff_s": point["tau_IP3_eff"],
+                               "span_over_tau_IP3_eff": span / point["tau_IP3_eff"], "cicr_spikes": point["cicr_spikes"],
+                               "max_write_spikes": point["n_max"], "ca_peak_uM": point["ca_peak_uM"],
+                               "normalisation_error": relative_error(point["y"], point["y_integrator"]),
+                               "error_vs_linear_read_out": relative_error(point["y"], point["y_linear"]),
+                               "error_vs_softmax": relative_error(point["y"], y_soft)})
+                if ratio == sizes["spans_over_lifetime"][0]:
+                    traces[(model, drive)] = point
+    any_point = next(iter(traces.values()))
+    return {"points": points, "traces": traces, "schedule": schedule, "write_span_s": span,
+            "integrator_vs_softmax": relative_error(any_point["y_integrator"], y_soft)}
 
 
-# --------------------------------------------------------------------------------- NumPy analysis
+# ----------------------------------------------------------------------------------- spike subset
 
-def write_counts(circuit) -> np.ndarray:
-    """(L x m) spikes of each feature neuron while each token was learned."""
-    return circuit.window_counts("features", circuit.schedule.learn_windows())
+def spiking_runs(args, sizes, q, k, v) -> dict:
+    """minimal, gchi and lr1994 at their defaults through the head API (same seed)."""
+    from circuits.head import head_spec, run_heads
 
-
-def window_means(t, traces, windows) -> np.ndarray:
-    """(n_windows x n_traces) mean of each trace (n_traces x n_samples, sampled at t) in each window."""
-    return np.stack([traces[:, (t >= a) & (t < b)].mean(axis=1) for a, b in windows])
-
-
-def proportional_fit(n, c) -> tuple[float, float]:
-    """Least-squares c = kappa n through the origin; (kappa, R^2 about the mean of c)."""
-    kappa = float(np.sum(n * c) / np.sum(n * n))
-    return kappa, _r_squared(c, kappa * n)
-
-
-def affine_fit(n, c) -> tuple[float, float, float]:
-    """Least-squares c = a + b n; (a, b, R^2)."""
-    b, a = np.polyfit(n, c, 1)
-    return float(a), float(b), _r_squared(c, a + b * n)
-
-
-def _r_squared(c, fitted) -> float:
-    return float(1 - np.sum((c - fitted) ** 2) / np.sum((c - c.mean()) ** 2))
-
-
-def affine_calibration(y_est, y_ref) -> tuple[float, float, np.ndarray]:
-    """The best affine read-out alpha y_est + beta of y_ref (least squares over all elements)."""
-    design = np.stack([y_est.ravel(), np.ones(y_est.size)], axis=1)
-    (alpha, beta), *_ = np.linalg.lstsq(design, y_ref.ravel(), rcond=None)
-    return float(alpha), float(beta), alpha * y_est + beta
-
-
-def ratio_with_calcium(counts, calcium, phi_q, v, kappa) -> np.ndarray:
-    """The astrocyte-normalised ratio with measured write counts (L x m) and process calcium
-    ``calcium`` (Lq x m, the Ca each process holds during each read):
-    y_s = kappa sum_j phi_sj (n^T v)_j / sum_j phi_sj c_sj. With c = kappa n it is linear attention."""
-    return kappa * (phi_q @ (counts.T @ v)) / np.sum(phi_q * calcium, axis=1, keepdims=True)
-
-
-def first_crossing(t, traces, level, after) -> np.ndarray:
-    """Time after ``after`` at which each trace first reaches ``level`` (NaN if it never does)."""
-    sel = t >= after
-    above = traces[:, sel] >= level
-    times = t[sel][np.argmax(above, axis=1)] - after
-    return np.where(above.any(axis=1), times, np.nan)
-
-
-def analyse(sim) -> dict:
-    """Errors, calcium regressions and the G-ChI bend (see the module docstring)."""
-    from circuits.random_feature import rate_model
-
-    q, k, v = sim["q"], sim["k"], sim["v"]
-    minimal = sim["runs"]["minimal"]["circuit"]
-    y_soft = softmax_attention(q, k, v, minimal.config["scale"])
-    out = {"uniform_vs_softmax": relative_error(uniform_attention(v, len(q)), y_soft), "models": {}}
-    for model, run in sim["runs"].items():
-        c = run["circuit"]
-        inp, schedule = c.inputs, c.schedule
-        w = inp["feature_weights"]
-        phi_q = positive_features(inp["x_queries"], w)
-        y_ideal = kernel_attention(phi_q, positive_features(inp["x_keys"], w), v)   # Ca = kappa n, no fading
-        counts = write_counts(c)
-        n = counts.sum(axis=0)
-        ca_read = window_means(run["calcium_t"], run["calcium"], schedule.read_windows())   # Lq x m
-        n_pooled, c_pooled = np.tile(n, len(ca_read)), ca_read.ravel()
-        kappa_eff, r2_prop = proportional_fit(n_pooled, c_pooled)
-        a, b, r2_aff = affine_fit(n_pooled, c_pooled)
-        # Decoder gain P t_read rho_value eta / kappa: the minimal circuit's gain with kappa -> kappa_eff
-        # (the same P, t_read, rho_value and eta_hebb; G-ChI has no kappa of its own).
-        gain = minimal.output_gain() * float(minimal.params["kappa"]) / kappa_eff
-        y_spike = decode_on_off(c.population_counts(), gain)
-        alpha, beta, y_cal = affine_calibration(y_spike, y_ideal)
-        y_model = ratio_with_calcium(counts, ca_read, phi_q, v, kappa_eff)
-        y_proportional = ratio_with_calcium(counts, kappa_eff * np.tile(n, (len(ca_read), 1)), phi_q, v, kappa_eff)
-        end_write = window_means(run["calcium_t"], run["calcium"],
-                                 [(schedule.write_end - 0.05, schedule.write_end)])[0]
-        res = {"kappa_eff": kappa_eff, "r2_proportional": r2_prop, "affine_rest": a, "affine_slope": b,
-               "r2_affine": r2_aff,
-               "spike_vs_ideal": relative_error(y_spike, y_ideal), "spike_vs_softmax": relative_error(y_spike, y_soft),
-               "ideal_vs_softmax": relative_error(y_ideal, y_soft),
-               "calibrated_vs_ideal": relative_error(y_cal, y_ideal),
-               "calibrated_vs_softmax": relative_error(y_cal, y_soft), "calibration_alpha": alpha,
-               "calibration_beta": beta,
-               "ratio_bend": relative_error(y_model, y_proportional),
-               "spike_vs_ratio_model": relative_error(y_spike, y_model),
-               "ca_write_end_min": float(end_write.min()), "ca_write_end_max": float(end_write.max()),
-               "ca_write_end_corr_with_count": float(np.corrcoef(n, end_write)[0, 1]),
-               "ca_peak_max": float(run["calcium"].max()),
-               "ca_read_mean_per_read": ca_read.mean(axis=1).tolist()}
-        if model == "minimal":
-            ideal = rate_model(c)
-            res.update(poisson_bound=ideal["noise"]["relative_error"], noise_dof=fp.noise_dof(c, ideal["noise"]),
-                       spike_vs_rate_model=relative_error(c.decode(), ideal["y_rate"]))
-        else:
-            latency = first_crossing(run["calcium_t"], run["calcium"], C_THETA, schedule.write_end)
-            ok = np.isfinite(latency)
-            res.update(fraction_reaching_c_theta=float(ok.mean()),
-                       latency_corr_with_count=float(np.corrcoef(n[ok], latency[ok])[0, 1]) if ok.sum() > 2 else None)
-        out["models"][model] = res
-        run.update(y_spike=y_spike, y_cal=y_cal, y_ideal=y_ideal, n=n, ca_read=ca_read, end_write=end_write)
-    out["y_softmax"] = y_soft
-    return out
+    specs = [head_spec(q, k, v, "random", astrocyte=model, params=PROTOCOL, seed=args.seed,
+                       n_features=sizes["features"], neurons_per_value=sizes["neurons_per_value"])
+             for model in ("minimal",) + MODELS]
+    fp.say(NAME, args, "spiking circuits: minimal, gchi, lr1994")
+    results = run_heads(specs)
+    return {spec.options["astrocyte"]: result for spec, result in zip(specs, results)}
 
 
 # ------------------------------------------------------------------------------------------ figure
 
 def caption(metrics) -> str:
     """The figure's text, built from the measured numbers."""
-    g, m = metrics["models"]["gchi"], metrics["models"]["minimal"]
-    drift = max(g["ca_read_mean_per_read"]) / min(g["ca_read_mean_per_read"])
-    latency = ("" if g.get("latency_corr_with_count") is None else
-               f" {g['fraction_reaching_c_theta']:.0%} of processes cross C$_\\Theta$ = 0.5 µM after the write; the "
-               f"crossing time correlates with the spike count at {g['latency_corr_with_count']:+.2f}.")
-    return (
-        f"Minimal process: Ca = κ·spikes (R² {m['r2_proportional']:.4f}); spikes vs ideal {m['spike_vs_ideal']:.3f} "
-        f"(Poisson bound {m['poisson_bound']:.3f}); vs softmax {m['spike_vs_softmax']:.3f}.\n"
-        f"G-ChI: write-phase glutamate builds IP3, and Ca²⁺ follows by calcium-induced calcium release: a delayed, "
-        f"all-or-none, saturating transient (peak {g['ca_peak_max']:.2f} µM; {g['ca_write_end_min']:.2f}-"
-        f"{g['ca_write_end_max']:.2f} µM at the end of the write).{latency}\nThe mean process Ca drifts ×{drift:.1f} across reads; Ca ∝ spikes fits with R² "
-        f"{g['r2_proportional']:.2f} (affine {g['r2_affine']:.2f}; R² < 0: worse than a constant). The ratio is bent by "
-        f"{g['ratio_bend']:.2f} (ratio with measured Ca vs with Ca = κ$_{{eff}}$ n); spikes vs ideal {g['spike_vs_ideal']:.2f}, after the best affine read-out "
-        f"{g['calibrated_vs_ideal']:.2f}. Uniform baseline vs softmax {metrics['uniform_vs_softmax']:.2f}.")
+    spikes = metrics["spiking"]
+    lines = [f"Processes alone (rate-level writes, m = {metrics['sizes']['features']}): the normalisation error "
+             f"is the output's relative error against a perfect integrator's (same features; that integrator "
+             f"is {metrics['integrator_vs_softmax']:.3f} from softmax)."]
+    for model in MODELS:
+        short = min(metrics["sizes"]["spans_over_lifetime"])
+        row = [p for p in metrics["points"] if p["model"] == model and p["span_over_lifetime"] == short]
+        below = max((p["error_vs_linear_read_out"] for p in row if p["drive_over_cicr"] <= 0.5), default=float("nan"))
+        above = max((p["error_vs_linear_read_out"] for p in row if p["drive_over_cicr"] > 1), default=float("nan"))
+        floor = min(p["normalisation_error"] for p in row)
+        line = (f"{model}, write span / lifetime {short:g}: {below:.3f} from the linear IP3 read-out up to half "
+                f"the CICR drive, {above:.2f} past it; {floor:.3f} from the integrator")
+        if spikes:
+            line += (f"; spiking circuit at its defaults {spikes[model]['rel_err_spike_vs_softmax']:.3f} vs softmax "
+                     f"(minimal {spikes['minimal']['rel_err_spike_vs_softmax']:.3f}, ratio "
+                     f"{spikes[model]['ratio_to_minimal']:.2f})")
+        lines.append(line + ".")
+    return "\n".join(lines)
 
 
 def plot(sim, metrics, path):
     import matplotlib.pyplot as plt
 
-    runs = sim["runs"]
-    schedule = runs["minimal"]["circuit"].schedule
-    phases = (schedule.learn_windows(), schedule.read_windows(), schedule.write_end)
+    points, sizes = metrics["points"], metrics["sizes"]
     with fp.paper_style():
-        fig = plt.figure(figsize=(7.2, 7.6))
-        grid = fig.add_gridspec(4, 2, height_ratios=[1, 1, 1.25, 0.55], hspace=0.55, wspace=0.3)
-        ax_min, ax_g = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, :])
-        for ax, model, unit in ((ax_min, "minimal", "Ca (κ per spike)"), (ax_g, "gchi", "Ca²⁺ (µM)")):
-            shade_phases(ax, *phases)
-            run = runs[model]
-            processes = run["circuit"].monitors["process_monitor"]
-            ax.plot(processes.t_[:], processes.Ca[:].T, lw=0.7)
-            astro = run["circuit"].monitors["astrocyte_monitor"]
-            ax.plot(astro.t_[:], astro.Ca_total[0] / run["calcium"].shape[0], "k--", lw=0.8,
-                    label="mean over all processes (Ca$_{total}$ / m)")
-            ax.legend(loc="upper left")
-            ax.set_ylabel(f"{'minimal' if model == 'minimal' else 'G-ChI'} process\n{unit}")
-            ax2 = ax.twinx()
-            ax2.plot(astro.t_[:], astro.A[0], color="k", lw=0.6, alpha=0.6)
-            ax2.set_ylabel("astrocyte A (black)")
-            ax2.spines["right"].set_visible(True)
-        ax_g.axhline(C_THETA, color="0.4", lw=0.6, ls=":")
-        ax_g.set_xlabel("time (s)   yellow: write (learning), blue: read (counting)")
-        fp.panel_letter(ax_min, "a")
-        fp.panel_letter(ax_g, "b")
-
-        ax = fig.add_subplot(grid[2, 0])
-        g = runs["gchi"]
-        colors = plt.cm.viridis(np.linspace(0, 1, len(g["ca_read"])))
-        for s, (row, color) in enumerate(zip(g["ca_read"], colors)):
-            ax.plot(g["n"], row, "o", ms=2, color=color, label=f"read {s + 1}" if s in (0, len(colors) - 1) else None)
-        ax.plot(g["n"], g["end_write"], "x", ms=3, color="0.5", label="end of write")
-        n_line = np.linspace(0, g["n"].max(), 50)
-        gm = metrics["models"]["gchi"]
-        ax.plot(n_line, gm["kappa_eff"] * n_line, "k--", label=f"Ca = κ$_{{eff}}$ n (R² {gm['r2_proportional']:.2f})")
-        ax.set_xlabel("write-phase spikes of the feature neuron")
-        ax.set_ylabel("G-ChI Ca²⁺ in a read (µM)")
-        ax.legend(loc="lower right", framealpha=0.8, frameon=True)
-        fp.panel_letter(ax, "c")
-
-        ax = fig.add_subplot(grid[2, 1])
-        y_soft = metrics["y_softmax"].ravel()
-        ax.plot(y_soft, runs["minimal"]["y_spike"].ravel(), "o", ms=3, label="minimal, spikes")
-        ax.plot(y_soft, g["y_spike"].ravel(), "^", ms=3, label="G-ChI, spikes (gain from κ$_{eff}$)")
-        ax.plot(y_soft, g["y_cal"].ravel(), "v", ms=3, mfc="none", label="G-ChI, best affine read-out")
-        lim = [y_soft.min(), y_soft.max()]
-        ax.plot(lim, lim, color="0.6", lw=0.8)
-        ax.set_xlabel("softmax attention output")
-        ax.set_ylabel("decoded output")
-        ax.legend(loc="upper left")
-        fp.panel_letter(ax, "d")
-
-        text = fig.add_subplot(grid[3, :])
+        fig = plt.figure(figsize=(7.2, 6.4))
+        grid = fig.add_gridspec(3, 2, height_ratios=[1.2, 1, 0.35], hspace=0.6, wspace=0.3)
+        colors = plt.cm.viridis(np.linspace(0, 0.85, len(sizes["spans_over_lifetime"])))
+        for col, model in enumerate(MODELS):
+            ax = fig.add_subplot(grid[0, col])
+            for ratio, color in zip(sizes["spans_over_lifetime"], colors):
+                row = [p for p in points if p["model"] == model and p["span_over_lifetime"] == ratio]
+                ax.plot([p["drive_over_cicr"] for p in row], [p["normalisation_error"] for p in row], "o-",
+                        color=color, ms=3, label=f"write span / IP3 lifetime {ratio:g}")
+                ax.plot([p["drive_over_cicr"] for p in row], [p["error_vs_linear_read_out"] for p in row], "x--",
+                        color=color, ms=3, lw=0.6,
+                        label="vs the linear read-out" if ratio == sizes["spans_over_lifetime"][-1] else None)
+            ax.axvline(1.0, color="0.3", ls="--", lw=0.8)
+            ax.text(1.05, 0.02, "CICR threshold", transform=ax.get_xaxis_transform(), fontsize=6, rotation=90)
+            if metrics["spiking"]:
+                bound = metrics["spiking"]["minimal"]["poisson_bound"]
+                ax.axhline(bound, color="0.5", ls=":", lw=0.8, label=f"spike noise of the circuit ({bound:.2f})")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("busiest process's write spikes / CICR spikes")
+            ax.set_ylabel("normalisation error")
+            ax.set_title("G-ChI (depitta2009)" if model == "gchi" else "Li-Rinzel, NEST form (lr1994)")
+            if col == 0:
+                ax.legend(loc="upper left")
+            fp.panel_letter(ax, "ab"[col])
+        for col, model in enumerate(MODELS):
+            ax = fig.add_subplot(grid[1, col])
+            drives = sorted(d for m, d in sim["traces"] if m == model)
+            for drive, style in zip((drives[0], drives[-1]), ("-", "--")):
+                point = sim["traces"][(model, drive)]
+                busiest = int(np.argmax(point["counts"].sum(axis=0)))
+                ax.plot(point["t"], point["C"][busiest] * 1e3, style, color="C3", lw=0.8,
+                        label=f"Ca²⁺, drive {drive:g}")
+            ax.set_xlabel("time (s)")
+            ax.set_ylabel("busiest process Ca²⁺ (µM)")
+            ax.axvline(sim["write_span_s"], color="0.6", lw=0.6)
+            ax.legend(loc="upper right")
+            fp.panel_letter(ax, "cd"[col])
+        text = fig.add_subplot(grid[2, :])
         text.axis("off")
         text.text(0, 1, caption(metrics), va="top", ha="left", fontsize=6.5, wrap=True)
         return fp.save(fig, path)
 
 
 def main(argv=None):
-    from circuits import circuit_parameters
-
     args = build_parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    run_dir = fp.new_run(NAME, args, sizes,
-                         varied={"astrocyte": list(MODELS),
-                                 "gchi_parameters": circuit_parameters("random", "gchi", fp.PROTOCOL).to_json()})
-    sim = simulate(args, sizes)
-    metrics = analyse(sim)
+    run_dir = fp.new_run(NAME, args, sizes, varied={"astrocyte": ["minimal", *MODELS],
+                                                      "drive parameter": DRIVE,
+                                                      "lifetime parameters": {"gchi": list(LIFETIME_RATES["gchi"]),
+                                                                              "lr1994": ["tau_IP3"]}},
+                         protocol=PROTOCOL)
+    q, k, v, weights = head(sizes, args.seed)
+    sim = regime_map(args, sizes, q, k, v, weights)
+    spiking = {}
+    if not args.quick:
+        keys = ("rel_err_spike_vs_softmax", "rel_err_spike_vs_rate", "rel_err_rate_vs_softmax", "poisson_bound",
+                "bound_tolerance_ratio")
+        spiking = {model: {key: r.metrics[key] for key in keys} for model, r in spiking_runs(args, sizes, q, k, v).items()}
+        for model in MODELS:
+            spiking[model]["ratio_to_minimal"] = (spiking[model]["rel_err_spike_vs_softmax"]
+                                                  / spiking["minimal"]["rel_err_spike_vs_softmax"])
+    metrics = {"sizes": sizes, "points": sim["points"], "integrator_vs_softmax": sim["integrator_vs_softmax"],
+               "write_span_s": sim["write_span_s"], "spiking": spiking}
     if not args.no_figures:
         plot(sim, metrics, run_dir / f"{NAME}.png")
-    metrics.pop("y_softmax")
-    g, m = metrics["models"]["gchi"], metrics["models"]["minimal"]
-    metrics.update(minimal_spike_vs_ideal=m["spike_vs_ideal"], minimal_poisson_bound=m["poisson_bound"],
-                   gchi_spike_vs_ideal=g["spike_vs_ideal"], gchi_calibrated_vs_ideal=g["calibrated_vs_ideal"],
-                   gchi_ratio_bend=g["ratio_bend"], minimal_ratio_bend=m["ratio_bend"])
-    summary = (f"minimal: spikes vs ideal {m['spike_vs_ideal']:.3f} (bound {m['poisson_bound']:.3f}), vs softmax "
-               f"{m['spike_vs_softmax']:.3f} | G-ChI: vs ideal {g['spike_vs_ideal']:.3f}, after affine read-out "
-               f"{g['calibrated_vs_ideal']:.3f}, ratio bend {g['ratio_bend']:.3f}, Ca~spikes R2 "
-               f"{g['r2_proportional']:.2f}")
-    return fp.finish(NAME, args, run_dir, metrics, summary)
+    return fp.finish(NAME, args, run_dir, metrics, caption(metrics))
 
 
 if __name__ == "__main__":

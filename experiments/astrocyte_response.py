@@ -155,9 +155,12 @@ def main(argv=None):
     write_json(run_dir / "params.json", run_record(
         NAME, args.seed, astrocyte=args.astrocyte, preset=args.preset, duration_s=duration,
         n_input_spikes=int(len(spikes)), parameters=params.to_json(),
-        calibration={k: float(v) * (1e3 if k.startswith("IP3") else 1.0) for k, v in calibration.items()},
+        calibration={k: float(v) * (1e3 if k.startswith("IP3") else 1.0) for k, v in calibration.items()
+                     if k != "ip3_modes"},
         calibration_units={"IP3_rest": "uM", "IP3_per_spike": "uM", "IP3_cicr": "uM", "tau_IP3_eff": "s",
-                           "cicr_spikes": "spikes"}))
+                           "tau_receptor": "s", "cicr_spikes": "spikes"},
+        ip3_modes={"rate_per_s": [[r.real, r.imag] for r, _ in calibration["ip3_modes"]],
+                   "coefficient_per_spike": [[c.real, c.imag] for _, c in calibration["ip3_modes"]]}))
     plot(t, traces, spikes, calibration, run_dir / "response.png")
     print(run_dir)
     return run_dir

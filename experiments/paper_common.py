@@ -40,17 +40,17 @@ def experiment_parser(name: str, doc: str) -> argparse.ArgumentParser:
     return p
 
 
-def new_run(name: str, args, sizes: dict, varied=None) -> Path:
+def new_run(name: str, args, sizes: dict, varied=None, protocol=PROTOCOL) -> Path:
     """A fresh run folder for this experiment (never overwrites an earlier one) holding params.json:
     the experiment's sizes, the base circuit parameter set (random-feature circuit, minimal
-    astrocyte, :data:`PROTOCOL`), the overrides ``varied`` between its circuit runs, the seed and
-    the software versions."""
+    astrocyte, ``protocol``: :data:`PROTOCOL` unless the experiment uses another), the overrides
+    ``varied`` between its circuit runs, the seed and the software versions."""
     from circuits import circuit_parameters
 
     run_dir = new_run_dir(output_parent(args.out, name), f"quick-seed{args.seed}" if args.quick else f"seed{args.seed}")
     write_json(run_dir / "params.json", run_record(
         name, args.seed, quick=args.quick, sizes=sizes,
-        parameters=circuit_parameters("random", "minimal", PROTOCOL).to_json(), varied_per_run=varied or {}))
+        parameters=circuit_parameters("random", "minimal", protocol).to_json(), varied_per_run=varied or {}))
     return run_dir
 
 

@@ -36,7 +36,8 @@ I_num_post += w * read_phase(t)
 TRIPARTITE_SYNAPSE_PARAMETERS = (
     Parameter("eta_hebb", 1e-3, 1, "Hebbian increment per presynaptic spike and unit of depolarisation",
               positive=True),
-    Parameter("tau_hebb", 1e4 * second, second, "decay of the Hebbian efficacy (forgetting)",
+    Parameter("tau_hebb", 1e4 * second, second, "decay of the Hebbian efficacy (forgetting; with a gchi or "
+              "lr1994 astrocyte the default is the process's IP3 lifetime, circuits.circuit_parameters)",
               positive=True),
 )
 

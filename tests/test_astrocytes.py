@@ -6,7 +6,7 @@ from brian2 import (Network, NeuronGroup, SpikeGeneratorGroup, StateMonitor, Syn
                     umolar)
 
 from experiments.astrocyte_response import process_parameters, simulate_process
-from models.astrocytes import read_calibration, rest_state
+from models.astrocytes import ip3_memory, read_calibration, rest_state
 
 # Input of the reference test: a Poisson train at 2 Hz for 4 s, starting once both models rest.
 REST_BEFORE = 200.0
@@ -111,7 +111,7 @@ def test_ip3_read_out_is_linear_in_the_spike_count():
     """depitta2009 with a drive that puts the CICR threshold at ~150 fast spikes: after 20-100
     spikes in a 2 s write, the read variable (IP3 above rest) is proportional to the count
     (R^2 >= 0.99, affine fit) and its slope is kappa per spike up to the IP3 decay in the write
-    and the 4 s after it (the IP3 lifetime gives the expected factor)."""
+    and the 4 s after it (the IP3 response kernel ``ip3_memory`` gives the expected factor)."""
     counts = np.array([20, 40, 60, 80, 100])
     base = process_parameters("gchi")
     scale = read_calibration("gchi", base)["cicr_spikes"] / 150
@@ -123,6 +123,96 @@ def test_ip3_read_out_is_linear_in_the_spike_count():
     fitted = slope * counts + intercept
     r2 = 1 - np.sum((release - fitted) ** 2) / np.sum((release - release.mean()) ** 2)
     assert r2 >= 0.99
-    tau = read_calibration("gchi", params)["tau_IP3_eff"]
-    decay = np.mean(np.exp(-(6.0 - trains[-1]) / tau))
+    decay = np.mean(ip3_memory(6.0 - trains[-1], read_calibration("gchi", params)))
     assert slope == pytest.approx(float(params["kappa"]) * decay, rel=0.1)
+
+
+
+@pytest.mark.parametrize("kind,overrides", [("gchi", {}), ("gchi", {"Omega_5P": "0.4/second", "O_delta": "0.2*umolar/second"}),
+                                            ("lr1994", {})])
+def test_ip3_response_to_spikes_follows_the_linearised_kernel(kind, overrides):
+    """10 write spikes in 90 ms at rest (far below CICR): the read variable over the next 40 s is
+    kappa x the summed one-spike kernel ``ip3_memory`` within 1 % of its peak from 5 s on (G-ChI: Ca2+ and h
+    follow IP3 and feed back through PLC delta; with them held fixed the kernel is 20 % low at 19 s).
+    Also with a ~5 s lifetime (degradation and basal production x10). rk4 at 5 ms: the fastest mode
+    lives 0.25 s, glutamate clearance 25 ms."""
+    spikes = 1.0 + 0.01 * np.arange(10)
+    params = process_parameters(kind, overrides={**overrides, "dt": "5*ms", "record_dt": "500*ms"})
+    t, traces = simulate_process(kind, params, [spikes], 41.0, record=("release",))
+    late = t >= spikes[-1] + 5.0
+    predicted = float(params["kappa"]) * ip3_memory(t[late, None] - spikes[None, :],
+                                                    read_calibration(kind, params)).sum(axis=1)
+    np.testing.assert_allclose(traces["release"][0, late], predicted, atol=0.01 * predicted.max())
+
+# ------------------------------------------------------------------- the circuit error ratio
+
+#: The criterion: with gchi or lr1994 the spike-vs-softmax error is at most 1.25x the minimal model's.
+RATIO = 1.25
+SMALL = dict(n_features=32, neurons_per_value=16, encoders_per_dim=4)
+
+
+def _head_results(astrocytes, sizes, tokens, dim, norm, protocol):
+    from analysis.attention import synthetic_head
+    from circuits.head import head_spec, run_heads
+    from circuits.seeds import SeedStreams
+
+    q, k, v = synthetic_head(tokens, dim, dim, norm, SeedStreams(0).head)
+    specs = [head_spec(q, k, v, "random", astrocyte=a, params={**protocol, **extra}, seed=0, **sizes)
+             for a, extra in astrocytes]
+    return run_heads(specs)
+
+
+def _expected_error(result) -> float:
+    """Expected spike-vs-softmax error: rate ideal vs softmax and the Poisson bound in quadrature."""
+    from experiments.paper_common import expected_total_error
+
+    return expected_total_error(result.y_rate, result.y_softmax, result.metrics["poisson_bound"])
+
+
+def _assert_error_ratio(minimal, other):
+    """The expected errors meet the ratio, and the measured error of ``other`` stays below RATIO x the
+    minimal model's expected error times the chi-square tolerance of its own Poisson noise."""
+    expected_m, expected_o = _expected_error(minimal), _expected_error(other)
+    assert expected_o <= RATIO * expected_m, (expected_o, expected_m)
+    measured = other.metrics["rel_err_spike_vs_softmax"]
+    assert measured <= RATIO * expected_m * other.metrics["bound_tolerance_ratio"], (measured, expected_m)
+
+
+def test_error_ratio_and_rate_ideal_small():
+    """Small head (L = 4, d = d_v = 4, m = 32, default protocol; ~2 min on numpy), same seed: with
+    gchi and lr1994 the spiking output is within its Poisson bound of its rate ideal and the
+    spike-vs-softmax error meets the ratio to the minimal model's. Not shorter: gchi's receptors
+    keep producing IP3 for ~0.9 s after a spike, so reads that come sooner after the last write
+    (fewer tokens, the short protocol) weigh the latest tokens less than softmax does (rate ideal
+    at L = 2: 0.80 from softmax; minimal 0.13)."""
+    minimal, gchi, lr1994 = _head_results([("minimal", {}), ("gchi", {}), ("lr1994", {})], SMALL, 4, 4, 1.0, {})
+    for result in (gchi, lr1994):
+        m = result.metrics
+        assert m["rel_err_spike_vs_rate"] <= m["bound_tolerance_ratio"] * m["poisson_bound"], m
+        _assert_error_ratio(minimal, result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("astrocyte", ["gchi", "lr1994"])
+def test_error_ratio_on_the_main_experiment(astrocyte, cython_target):
+    """The main experiment (L = 16, d = d_v = 8, |q|/d^(1/4) = 0.7, m = 256, default protocol, seed 0):
+    the biophysical process's spike-vs-softmax error is at most 1.25x the minimal model's."""
+    from circuits.head import circuit_options
+
+    sizes = {n: circuit_options("random")[n] for n in SMALL}
+    minimal, other = _head_results([("minimal", {}), (astrocyte, {})], sizes, 16, 8, 0.7, {})
+    _assert_error_ratio(minimal, other)
+
+
+@pytest.mark.parametrize("astrocyte", ["gchi", "lr1994"])
+def test_hebbian_decay_follows_the_ip3_lifetime(astrocyte):
+    """With a biophysical process the Hebbian decay tau_hebb defaults to the process's IP3 lifetime
+    (also after the lifetime is changed), so the fading common to a read cancels; an explicit
+    tau_hebb overrides it."""
+    from circuits import circuit_parameters
+
+    shorter = {"Omega_5P": "0.4/second", "O_delta": "0.2*umolar/second"} if astrocyte == "gchi" else {"tau_IP3": "5*second"}
+    for overrides in ({}, shorter):
+        params = circuit_parameters("random", astrocyte, overrides)
+        assert float(params["tau_hebb"]) == pytest.approx(read_calibration(astrocyte, params)["tau_IP3_eff"], rel=1e-12)
+    assert float(circuit_parameters("random", astrocyte, {"tau_hebb": "7*second"})["tau_hebb"]) == 7.0

@@ -119,3 +119,26 @@ def test_heads_in_worker_processes_equal_heads_in_sequence():
         assert_same_spikes(spikes(a.circuit), spikes(b.circuit))
         np.testing.assert_array_equal(a.y_spike, b.y_spike)
     assert not np.array_equal(sequential[0].y_spike, sequential[1].y_spike)
+
+
+@pytest.mark.parametrize("astrocyte", ["gchi", "lr1994"])
+def test_cicr_limit_refuses_writes_past_the_threshold(astrocyte):
+    """The main experiment's head (random circuit, L = 16, m = 256: busiest process ~340 expected
+    write spikes) and a real-head-sized exact circuit (30 per key neuron) are accepted; 3 s of
+    learning per token (~3300 spikes: past gchi's ~2400 and lr1994's ~580) or a drive per spike that
+    lowers the CICR count below 30 is
+    refused before anything is built, with the counts in one line."""
+    from models.astrocytes import read_calibration
+    from circuits import circuit_parameters
+
+    q, k, v = synthetic_head(16, 8, 8, 0.7, SeedStreams(0).head)
+    head_spec(q, k, v, "random", astrocyte=astrocyte)
+    head_spec(q[:12], k[:12], v[:12], "exact", astrocyte=astrocyte)
+    with pytest.raises(ParameterError, match=r"~3\d{3} write spikes, past the \d+ at which its IP3 starts CICR") as err:
+        head_spec(q, k, v, "random", astrocyte=astrocyte, params={"t_learn": "3*second"})
+    assert "\n" not in str(err.value)
+    drive = "Y_0" if astrocyte == "gchi" else "delta_IP3"
+    base = circuit_parameters("exact", astrocyte)
+    stronger = base[drive] * read_calibration(astrocyte, base)["cicr_spikes"] / 20      # CICR at ~20 spikes
+    with pytest.raises(ParameterError, match=r"~30 write spikes, past the 2\d at which"):
+        head_spec(q[:12], k[:12], v[:12], "exact", astrocyte=astrocyte, params={drive: stronger})
