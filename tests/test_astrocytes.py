@@ -178,8 +178,11 @@ def _assert_error_ratio(minimal, other):
     assert measured <= RATIO * expected_m * other.metrics["bound_tolerance_ratio"], (measured, expected_m)
 
 
+@pytest.mark.slow
 def test_error_ratio_and_rate_ideal_small():
-    """Small head (L = 4, d = d_v = 4, m = 32, default protocol; ~2 min on numpy), same seed: with
+    """Small head (L = 4, d = d_v = 4, m = 32, default protocol; ~2 min on numpy, hence slow; the
+    default run keeps the kernel and tau_hebb-coupling tests, which catch the same mutations of the
+    read-out), same seed: with
     gchi and lr1994 the spiking output is within its Poisson bound of its rate ideal and the
     spike-vs-softmax error meets the ratio to the minimal model's. Not shorter: gchi's receptors
     keep producing IP3 for ~0.9 s after a spike, so reads that come sooner after the last write
