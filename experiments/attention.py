@@ -68,11 +68,11 @@ def synthetic_args_head(args):
 
 
 def write_run(result: HeadResult, parent, label: str, experiment: str, source: dict, figures=True,
-              keep_all_spikes=False, export=()) -> Path:
-    """A new run folder under ``parent`` with params.json, metrics.json, outputs.npz, spikes.npz
-    (``runs.spikes``; ``export=("nwb",)`` adds run.nwb) and (``figures``) raster.png and
-    prediction.png; returns it."""
-    spec, circuit, metrics = result.spec, result.circuit, result.metrics
+              keep_all_spikes=False, export=(), extra_metrics=None) -> Path:
+    """A new run folder under ``parent`` with params.json, metrics.json (the result's metrics and
+    ``extra_metrics``), outputs.npz, spikes.npz (``runs.spikes``; ``export=("nwb",)`` adds run.nwb)
+    and (``figures``) raster.png and prediction.png; returns it."""
+    spec, circuit, metrics = result.spec, result.circuit, {**result.metrics, **(extra_metrics or {})}
     run_dir = new_run_dir(Path(parent), label)
     record = run_record(experiment, spec.seed, spike_seed=spec.spike_seed, circuit=circuit.config, source=source,
                         parameters=spec.params.to_json(), device=result.device)

