@@ -246,7 +246,7 @@ def _layer_norm(x, gamma, beta, eps):
     return (x - mean) / np.sqrt(var + eps) * gamma + beta
 
 
-def _gelu(x):
+def gelu(x):
     """Exact GELU x * Phi(x) (BERT's "gelu"), not the tanh approximation."""
     return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
 
@@ -266,26 +266,86 @@ def _project(model: MiniLM, layer: int, hidden: np.ndarray) -> tuple:
     return tuple(heads(_dense(hidden, w[f"{n}_w"], w[f"{n}_b"])) for n in ("q", "k", "v"))
 
 
-def self_attention(layer: int, hidden: np.ndarray) -> np.ndarray:
-    """Attention context (L x H, heads concatenated in order) of ``layer`` given its input ``hidden``."""
+def layer_qkv(layer: int, hidden: np.ndarray) -> tuple:
+    """Queries, keys and values (each n_heads x L x head_dim) of every head of ``layer`` from its
+    input ``hidden``; with ``head_scale`` = 1/sqrt(head_dim) head h's output is
+    softmax(head_scale q[h] k[h]^T) v[h]."""
     model = load_model()
     _check_layer(model, layer)
-    q, k, v = _project(model, layer, hidden)
-    scores = q @ k.transpose(0, 2, 1) / math.sqrt(model.head_dim)
-    weights = softmax_weights(scores)
-    context = weights @ v  # (n_heads, L, head_dim)
-    return context.transpose(1, 0, 2).reshape(hidden.shape[0], model.hidden_size)
+    return _project(model, layer, hidden)
+
+
+def head_scale() -> float:
+    """The kernel scale 1/sqrt(head_dim) of every head."""
+    return 1.0 / math.sqrt(load_model().head_dim)
+
+
+def self_attention(layer: int, hidden: np.ndarray) -> np.ndarray:
+    """Attention context (L x H, heads concatenated in order) of ``layer`` given its input ``hidden``."""
+    q, k, v = layer_qkv(layer, hidden)
+    weights = softmax_weights(q @ k.transpose(0, 2, 1) * head_scale())
+    return concat_heads(weights @ v)
+
+
+def concat_heads(per_head: np.ndarray) -> np.ndarray:
+    """Heads' outputs (n_heads x L x head_dim) side by side (L x H), head h in columns h*d:(h+1)*d."""
+    return per_head.transpose(1, 0, 2).reshape(per_head.shape[1], -1)
+
+
+def attention_block(layer: int, hidden: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """The attention block's output h' = LN(hidden + context W_O + b_O): the FFN block's input."""
+    model = load_model()
+    _check_layer(model, layer)
+    w = model.layers[layer]
+    return _layer_norm(hidden + _dense(context, w["attn_out_w"], w["attn_out_b"]), w["ln1_gamma"], w["ln1_beta"],
+                       model.layer_norm_eps)
+
+
+def ffn_weights(layer: int) -> dict:
+    """The feed-forward block's weights, float64: ``w_in`` (I x H), ``b_in`` (I), ``w_out`` (H x I), ``b_out`` (H)."""
+    model = load_model()
+    _check_layer(model, layer)
+    w = model.layers[layer]
+    return {"w_in": w["ffn_in_w"].astype(np.float64), "b_in": w["ffn_in_b"].astype(np.float64),
+            "w_out": w["ffn_out_w"].astype(np.float64), "b_out": w["ffn_out_b"].astype(np.float64)}
+
+
+def ffn_hidden(layer: int, h: np.ndarray) -> np.ndarray:
+    """The FFN's hidden activations GELU(h W_1 + b_1) (L x I) of the attention block's output h."""
+    w = ffn_weights(layer)
+    return gelu(_dense(h, w["w_in"], w["b_in"]))
+
+
+def ffn_block(layer: int, h: np.ndarray, activations: np.ndarray) -> np.ndarray:
+    """The layer's output LN(h + activations W_2 + b_2) from the FFN's hidden ``activations``."""
+    model = load_model()
+    w, layer_weights = ffn_weights(layer), model.layers[layer]
+    return _layer_norm(h + _dense(activations, w["w_out"], w["b_out"]), layer_weights["ln2_gamma"],
+                       layer_weights["ln2_beta"], model.layer_norm_eps)
 
 
 def post_attention(layer: int, hidden: np.ndarray, context: np.ndarray) -> np.ndarray:
     """Rest of ``layer`` after attention: output dense + residual + LayerNorm, then the GELU
     feed-forward block + residual + LayerNorm. Returns the layer's output (next layer's input)."""
+    h = attention_block(layer, hidden, context)
+    return ffn_block(layer, h, ffn_hidden(layer, h))
+
+
+def embed(text: str) -> tuple:
+    """Tokens of ``text`` and the embedding layer's output (L x H, float64): the input of layer 0."""
     model = load_model()
-    _check_layer(model, layer)
-    w, eps = model.layers[layer], model.layer_norm_eps
-    h = _layer_norm(hidden + _dense(context, w["attn_out_w"], w["attn_out_b"]), w["ln1_gamma"], w["ln1_beta"], eps)
-    ffn = _dense(_gelu(_dense(h, w["ffn_in_w"], w["ffn_in_b"])), w["ffn_out_w"], w["ffn_out_b"])
-    return _layer_norm(h + ffn, w["ln2_gamma"], w["ln2_beta"], eps)
+    ids, tokens = tokenize(text)
+    e = model.embeddings
+    # A single sentence has token type 0 everywhere and positions 0..L-1.
+    x = (e["word"][ids].astype(np.float64) + e["position"][: len(ids)] + e["token_type"][0])
+    return tokens, _layer_norm(x, e["ln_gamma"], e["ln_beta"], model.layer_norm_eps)
+
+
+def mean_pool(last_hidden: np.ndarray) -> np.ndarray:
+    """Sentence embedding from the last hidden states: their mean over all tokens ([CLS] and [SEP]
+    included, as sentence-transformers does for an unpadded input), L2-normalised."""
+    mean = np.asarray(last_hidden).mean(axis=0)
+    return mean / np.linalg.norm(mean)
 
 
 def hidden_states(text: str, n_layers: int | None = None) -> tuple:
@@ -294,11 +354,8 @@ def hidden_states(text: str, n_layers: int | None = None) -> tuple:
     how many layers are run."""
     model = load_model()
     n_layers = model.n_layers if n_layers is None else n_layers
-    ids, tokens = tokenize(text)
-    e = model.embeddings
-    # A single sentence has token type 0 everywhere and positions 0..L-1.
-    x = (e["word"][ids].astype(np.float64) + e["position"][: len(ids)] + e["token_type"][0])
-    states = [_layer_norm(x, e["ln_gamma"], e["ln_beta"], model.layer_norm_eps)]
+    tokens, first = embed(text)
+    states = [first]
     for layer in range(n_layers):
         states.append(post_attention(layer, states[-1], self_attention(layer, states[-1])))
     return tokens, states
@@ -317,12 +374,11 @@ def attention_qkv(text: str, layer: int, head: int) -> dict:
         raise ValueError(f"head must be an integer in [0, {model.n_heads - 1}], got {head!r}")
     tokens, states = hidden_states(text, n_layers=layer)
     q, k, v = _project(model, layer, states[layer])
-    return {"tokens": tokens, "q": q[head], "k": k[head], "v": v[head], "scale": 1.0 / math.sqrt(model.head_dim)}
+    return {"tokens": tokens, "q": q[head], "k": k[head], "v": v[head], "scale": head_scale()}
 
 
 def sentence_embedding(text: str) -> np.ndarray:
     """Sentence embedding (H,): mean of the last hidden states over all tokens ([CLS] and [SEP]
     included, as sentence-transformers does for an unpadded input), L2-normalised."""
     _, states = hidden_states(text)
-    mean = states[-1].mean(axis=0)
-    return mean / np.linalg.norm(mean)
+    return mean_pool(states[-1])

@@ -21,7 +21,7 @@ from models.synapses import TEACHER_SYNAPSE_MODEL, TEACHER_SYNAPSE_ON_PRE
 
 
 #: Parameters that are not read by model code (they set the protocol or the recording).
-NOT_IN_CODE = {"dt", "t_settle", "t_learn", "t_read", "record_dt"}
+NOT_IN_CODE = {"dt", "dt_enc", "t_settle", "t_learn", "t_read", "t_count", "record_dt"}
 
 
 _BASE_UNITS = ("metre", "kilogram", "second", "amp", "kelvin", "mole", "candle")
@@ -49,8 +49,8 @@ def neuron_group(n, model, params, namespace, name, threshold=None, reset=None, 
     """A NeuronGroup whose parameters are shared constants (see the module docstring)."""
     code = (model, threshold, reset, kwargs.get("refractory"))
     model, values = _with_parameters(model, params, code, extra)
-    group = NeuronGroup(n, model, threshold=threshold, reset=reset, namespace=namespace, name=name,
-                        dt=params["dt"], **kwargs)
+    kwargs.setdefault("dt", params["dt"])
+    group = NeuronGroup(n, model, threshold=threshold, reset=reset, namespace=namespace, name=name, **kwargs)
     for var, value in values.items():
         setattr(group, var, value)
     return group
@@ -63,8 +63,8 @@ def synapses(source, target, model, params, namespace, name, connect, on_pre=Non
     """
     pathways = on_pre.values() if isinstance(on_pre, dict) else (on_pre,)
     model, values = _with_parameters(model, params, (model, *pathways), extra)
-    syn = Synapses(source, target, model, on_pre=on_pre, namespace=namespace, name=name, dt=params["dt"],
-                   **kwargs)
+    kwargs.setdefault("dt", params["dt"])
+    syn = Synapses(source, target, model, on_pre=on_pre, namespace=namespace, name=name, **kwargs)
     syn.connect(**connect)
     for var, value in values.items():
         setattr(syn, var, value)

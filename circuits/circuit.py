@@ -89,13 +89,12 @@ def freeze_group(group) -> GroupData:
 
 
 @dataclass
-class AttentionCircuit:
-    """A built key-query-value circuit, ready to run once.
+class SpikingCircuit:
+    """A built circuit, ready to run once: the Brian2 network plus the handles to read it out.
 
-    ``groups`` and ``monitors`` map names to Brian2 objects (``features``, ``value_neurons``,
-    ``astrocyte``...; ``value_neurons_spikes``, ``features_spikes``, ``astrocyte_monitor``...). ``inputs``
-    holds the scaled keys/queries (``x_keys``, ``x_queries``) and ``values`` that were presented;
-    ``seeds`` the random streams of the build and the spikes (``circuits.seeds``).
+    ``groups`` and ``monitors`` map names to Brian2 objects; ``schedule`` says when each token is
+    presented; ``inputs`` holds the arrays that were presented; ``seeds`` the random streams of the
+    build and the spikes (``circuits.seeds``).
 
     After a run, :meth:`freeze` gives a copy that holds plain arrays instead of Brian2 objects
     (monitors as :class:`SpikeData`/:class:`StateData`, groups as :class:`GroupData`): it can be
@@ -114,7 +113,7 @@ class AttentionCircuit:
     has_run: bool = field(default=False)
 
     def run(self, report=None, report_period=10 * brian2.second):
-        """Simulate the whole write and read protocol (once)."""
+        """Simulate the whole protocol (once)."""
         if self.has_run:
             raise RuntimeError("this circuit has already run; build a new one")
         brian2.seed(self.seeds.spikes)
@@ -122,12 +121,30 @@ class AttentionCircuit:
                          report_period=report_period, namespace={})
         self.has_run = True
 
-    def freeze(self) -> "AttentionCircuit":
+    def freeze(self) -> "SpikingCircuit":
         """A copy of this run circuit with its monitors' data and group sizes as plain arrays."""
         if not self.has_run:
             raise RuntimeError("run the circuit before freezing it")
         return replace(self, network=None, groups={name: freeze_group(g) for name, g in self.groups.items()},
                        monitors={name: freeze_monitor(m) for name, m in self.monitors.items()})
+
+    def window_counts(self, group, windows) -> np.ndarray:
+        """(n_windows x n_neurons) spike counts of the monitored group ``group`` in each window."""
+        mon = self.monitors[f"{group}_spikes"]
+        return window_counts(mon.t_[:], mon.i[:], windows, len(self.groups[group]), float(self.params["dt"]))
+
+    def total_spikes(self) -> int:
+        return int(sum(m.num_spikes for name, m in self.monitors.items() if name.endswith("_spikes")))
+
+
+@dataclass
+class AttentionCircuit(SpikingCircuit):
+    """A built key-query-value circuit (see :class:`SpikingCircuit`).
+
+    ``groups`` and ``monitors``: ``features``, ``value_neurons``, ``astrocyte``...;
+    ``value_neurons_spikes``, ``features_spikes``, ``astrocyte_monitor``... ``inputs`` holds the
+    scaled keys/queries (``x_keys``, ``x_queries``) and ``values`` that were presented.
+    """
 
     @property
     def per_value(self) -> int:
@@ -145,19 +162,11 @@ class AttentionCircuit:
         counts = self.window_counts("value_neurons", self.schedule.read_windows())
         return counts.reshape(len(counts), -1, self.per_value).sum(axis=2)
 
-    def window_counts(self, group, windows) -> np.ndarray:
-        """(n_windows x n_neurons) spike counts of the monitored group ``group`` in each window."""
-        mon = self.monitors[f"{group}_spikes"]
-        return window_counts(mon.t_[:], mon.i[:], windows, len(self.groups[group]), float(self.params["dt"]))
-
     def decode(self) -> np.ndarray:
         """The spiking output ŷ (n_queries x d_v): ON minus OFF counts over the known gain."""
         if not self.has_run:
             raise RuntimeError("run the circuit before decoding it")
         return decode_on_off(self.population_counts(), self.output_gain())
-
-    def total_spikes(self) -> int:
-        return int(sum(m.num_spikes for name, m in self.monitors.items() if name.endswith("_spikes")))
 
     def raster_data(self, max_features=64) -> dict:
         """Spike times/indices per layer, astrocyte traces and phase windows, for raster figures."""

@@ -10,9 +10,9 @@ circuit kind and its options, every parameter against its unit and the time step
 (decoded output, the circuit's rate ideal, softmax and uniform references, the expected spike
 noise, metrics, and the run circuit frozen to plain arrays: spikes, astrocyte traces, counts).
 
-Device runners share one interface (``run(spec, report) -> frozen AttentionCircuit``, ``close()``):
+Device runners share one interface (``run(spec, report) -> frozen circuit``, ``close()``):
 :class:`RuntimeRunner` (Brian2's runtime device) and :class:`StandaloneRunner` (C++ standalone,
-one compiled binary per circuit structure, reused across heads). :func:`run_heads` runs many specs
+one compiled binary per circuit structure, reused across heads). :class:`CircuitPool` and :func:`run_heads` run many specs
 on one runner, or fans them out over worker processes, each with its own runner; the results are
 those of the same specs run one after another (same seed, same spikes).
 """
@@ -31,7 +31,7 @@ import numpy as np
 from analysis.attention import check_qkv, relative_error, softmax_attention, uniform_attention
 from analysis.spikes import tolerance_ratio
 from circuits import blocks, circuit_kind, circuit_parameters
-from circuits.circuit import AttentionCircuit
+from circuits.circuit import AttentionCircuit, SpikingCircuit
 from circuits.protocol import Schedule, check_spike_probability
 from circuits.seeds import SeedStreams
 from models.astrocytes import read_calibration
@@ -62,8 +62,20 @@ class HeadSpec:
     def seeds(self) -> SeedStreams:
         return SeedStreams(self.seed, self.spike_seed)
 
+    @property
+    def builder(self):
+        return circuit_kind(self.circuit).builder
+
+    @property
+    def arrays(self) -> tuple:
+        """The builder's positional arguments."""
+        return self.q, self.k, self.v
+
     def builder_arguments(self) -> dict:
         return dict(self.options, scale=self.scale, params=self.params, seed=self.seed, spike_seed=self.spike_seed)
+
+    def simulate(self, runner=None, report=None) -> "HeadResult":
+        return simulate(self, runner, report)
 
 
 def circuit_options(circuit) -> dict:
@@ -175,9 +187,11 @@ class RuntimeRunner:
     def __init__(self):
         self.timings = {}
 
-    def run(self, spec: HeadSpec, report=None) -> AttentionCircuit:
+    def run(self, spec, report=None) -> SpikingCircuit:
+        """Build and run a spec (a :class:`HeadSpec` or any spec with ``builder``, ``arrays`` and
+        ``builder_arguments()``); returns the run circuit, frozen."""
         t0 = time.perf_counter()
-        circuit = circuit_kind(spec.circuit).builder(spec.q, spec.k, spec.v, **spec.builder_arguments())
+        circuit = spec.builder(*spec.arrays, **spec.builder_arguments())
         circuit.network.run(0 * brian2.second, namespace={})
         t1 = time.perf_counter()
         circuit.run(report=report)
@@ -210,13 +224,14 @@ class StandaloneRunner(RuntimeRunner):
         self._circuits = {}
         self.timings = {}
 
-    def run(self, spec: HeadSpec, report=None) -> AttentionCircuit:
+    def run(self, spec, report=None) -> SpikingCircuit:
         from circuits.standalone import StandaloneCircuits
 
         if spec.circuit not in self._circuits:
-            self._circuits[spec.circuit] = StandaloneCircuits(spec.circuit, root=self.cache, threads=self.threads)
+            self._circuits[spec.circuit] = StandaloneCircuits(spec.circuit, root=self.cache, threads=self.threads,
+                                                              build=spec.builder)
         circuits = self._circuits[spec.circuit]
-        circuit = circuits.run(spec.q, spec.k, spec.v, **spec.builder_arguments())
+        circuit = circuits.run(*spec.arrays, **spec.builder_arguments())
         self.timings = circuits.timings
         return circuit
 
@@ -263,7 +278,7 @@ def run_head(q, k, v, circuit="random", *, runner=None, report=None, **kwargs) -
     return simulate(head_spec(q, k, v, circuit, **kwargs), runner, report)
 
 
-# One runner per worker process of run_heads, made by _start_worker.
+# One runner per worker process of a CircuitPool, made by _start_worker.
 _worker_runner = None
 
 
@@ -274,39 +289,77 @@ def _start_worker(device, threads, cache, codegen_target):
 
 
 def _simulate_in_worker(spec):
-    return simulate(spec, _worker_runner)
+    return spec.simulate(_worker_runner)
 
 
-def run_heads(specs, device="runtime", *, workers=1, threads=0, cache=None, log=None) -> list[HeadResult]:
-    """Run many heads; returns their results in the order of ``specs``.
+class CircuitPool:
+    """Runs specs (heads, feed-forward blocks: anything with ``simulate(runner)`` and a ``circuit``
+    kind) over worker processes that outlive one call, so a model's layers reuse the workers and
+    their compiled binaries. Each circuit kind gets its own ``workers`` processes (a process keeps
+    one standalone network, see :class:`StandaloneRunner`); ``workers=1`` runs in this process.
+    Results equal those of the same specs run one after another (same seeds, same spikes)."""
 
-    ``workers`` > 1 fans the heads out over that many worker processes (each with its own runner,
-    so on cpp_standalone each compiles or reuses the cached binary of a structure once); the results
-    equal those of ``workers=1``. ``log``: a callable taking one progress line (e.g. ``print``).
-    """
-    specs = list(specs)
-    if int(workers) != workers or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    t0, results = time.perf_counter(), [None] * len(specs)
+    def __init__(self, device="runtime", workers=1, threads=0, cache=None):
+        if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        make_runner(device, threads, cache)          # checks device and threads
+        self.device, self.workers, self.threads, self.cache = device, int(workers), threads, cache
+        self._pools, self._runners = {}, {}
 
-    def progress(done):
-        if log is not None:
-            elapsed = time.perf_counter() - t0
-            log(f"head {done}/{len(specs)} done, {elapsed:.0f} s elapsed, "
-                f"~{elapsed / done * (len(specs) - done):.0f} s left")
+    def _pool(self, kind):
+        if kind not in self._pools:
+            context = multiprocessing.get_context("spawn")       # a fresh Brian2 in every worker
+            self._pools[kind] = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                                    initargs=(self.device, self.threads, self.cache,
+                                                              brian2.prefs.codegen.target))
+        return self._pools[kind]
 
-    if workers == 1 or len(specs) == 1:
-        with make_runner(device, threads, cache) as runner:
+    def run(self, specs, log=None) -> list:
+        """Simulate ``specs``; returns their results in order. ``log``: a callable taking one
+        progress line per finished spec (e.g. ``print``)."""
+        specs = list(specs)
+        t0, results = time.perf_counter(), [None] * len(specs)
+
+        def progress(done):
+            if log is not None:
+                elapsed = time.perf_counter() - t0
+                log(f"{done}/{len(specs)} done, {elapsed:.0f} s elapsed, "
+                    f"~{elapsed / done * (len(specs) - done):.0f} s left")
+
+        if self.workers == 1:
             for n, spec in enumerate(specs):
-                results[n] = simulate(spec, runner)
+                if spec.circuit not in self._runners:
+                    self._runners[spec.circuit] = make_runner(self.device, self.threads, self.cache)
+                results[n] = spec.simulate(self._runners[spec.circuit])
                 progress(n + 1)
-        return results
-    context = multiprocessing.get_context("spawn")       # a fresh Brian2 in every worker
-    with ProcessPoolExecutor(min(workers, len(specs)), mp_context=context, initializer=_start_worker,
-                             initargs=(device, threads, cache, brian2.prefs.codegen.target)) as pool:
-        futures = {pool.submit(_simulate_in_worker, spec): n for n, spec in enumerate(specs)}
+            return results
+        futures = {self._pool(spec.circuit).submit(_simulate_in_worker, spec): n for n, spec in enumerate(specs)}
         for done, future in enumerate(as_completed(futures), 1):
             results[futures[future]] = future.result()
             progress(done)
-    return results
+        return results
 
+    def close(self):
+        for pool in self._pools.values():
+            pool.shutdown()
+        for runner in self._runners.values():
+            runner.close()
+        self._pools.clear()
+        self._runners.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_heads(specs, device="runtime", *, workers=1, threads=0, cache=None, log=None) -> list:
+    """Run many heads (or other specs, see :class:`CircuitPool`) on a pool made for this call;
+    returns their results in the order of ``specs``. ``workers`` > 1 fans them out over that many
+    worker processes (each with its own runner, so on cpp_standalone each compiles or reuses the
+    cached binary of a structure once); the results equal those of ``workers=1``."""
+    specs = list(specs)
+    CircuitPool(device, workers, threads, cache)            # checks the arguments
+    with CircuitPool(device, min(workers, max(len(specs), 1)), threads, cache) as pool:
+        return pool.run(specs, log)

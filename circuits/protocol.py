@@ -32,6 +32,10 @@ TABLE_BIN = 1 * ms
 #: time constants of the feature neurons), 200 ms learning per token, 400 ms counting per query.
 SHORT_PROTOCOL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
 
+#: Protocol windows (whole numbers of TABLE_BIN): settling, learning and reading of the attention
+#: circuits, counting of the feed-forward circuit.
+WINDOWS = ("t_settle", "t_learn", "t_read", "t_count")
+
 #: Time steps per time constant that the (exact or Euler) integration needs at least.
 STEPS_PER_TIME_CONSTANT = 10
 #: Largest spike probability per time step of a rate parameter. Spikes are Bernoulli draws
@@ -50,7 +54,7 @@ def check_resolution(params, exclude=()) -> None:
     windows must be whole table bins."""
     dt = params["dt"]
     checked = [name for name in params if not params.spec(name).dimensionless and name not in exclude
-               and name not in ("dt", "record_dt", "t_settle", "t_learn", "t_read")]
+               and name not in ("dt", "dt_enc", "record_dt") + WINDOWS]
     for name in checked:
         value = params[name]
         if value.dim == ms.dim and float(value) > 0 and dt > value / STEPS_PER_TIME_CONSTANT:
@@ -61,7 +65,7 @@ def check_resolution(params, exclude=()) -> None:
             check_spike_probability(name, params[name], dt)
     if dt > TABLE_BIN:
         raise ParameterError(f"dt = {dt / ms:g} ms is coarser than the input tables' bin of {TABLE_BIN / ms:g} ms")
-    for name in ("t_settle", "t_learn", "t_read"):
+    for name in (w for w in WINDOWS if w in params):
         ratio = float(params[name] / TABLE_BIN)
         if abs(ratio - round(ratio)) > 1e-9:
             raise ParameterError(f"{name} must be a whole number of {TABLE_BIN / ms:g} ms (the input tables' bin), "

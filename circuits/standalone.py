@@ -56,7 +56,7 @@ from brian2.core.variables import ArrayVariable
 from brian2.devices.device import all_devices
 
 from circuits import builder
-from circuits.circuit import AttentionCircuit
+from circuits.circuit import SpikingCircuit
 
 #: Environment variable from which the compiled binary reads the seed of its random numbers.
 SEED_ENV = "ASTRO_TRANSFORMER_SEED"
@@ -77,14 +77,15 @@ class _SeedExpression:
         return f'(getenv("{SEED_ENV}") ? strtoul(getenv("{SEED_ENV}"), NULL, 10) : 0UL) + 0'
 
 
-def structure_key(circuit: AttentionCircuit) -> tuple:
+def structure_key(circuit: SpikingCircuit) -> tuple:
     """Everything the generated code depends on: the circuit's configuration without its values
     (the kernel scale only scales inputs), the table and clock resolutions, the number of table
     bins, the parameter names (they become declared variables) and the Brian2 version."""
     config = {name: value for name, value in circuit.config.items() if name != "scale"}
     params = circuit.params
-    return (circuit.kind, tuple(sorted(config.items())), circuit.schedule.n_bins(),
-            float(params["dt"]), float(params["record_dt"]), tuple(sorted(params)), brian2.__version__)
+    steps = tuple((name, float(params[name])) for name in ("dt", "dt_enc", "record_dt") if name in params)
+    return (circuit.kind, tuple(sorted(config.items())), circuit.schedule.n_bins(), steps, tuple(sorted(params)),
+            brian2.__version__)
 
 
 def _owned_state_variables(group) -> dict:
@@ -95,7 +96,7 @@ def _owned_state_variables(group) -> dict:
             and getattr(var.owner, "name", None) == group.name}
 
 
-def run_args_for(compiled: AttentionCircuit, fresh: AttentionCircuit, used_timed_arrays) -> dict:
+def run_args_for(compiled: SpikingCircuit, fresh: SpikingCircuit, used_timed_arrays) -> dict:
     """``run_args`` that give the compiled circuit the initial state and inputs of ``fresh``, the same
     structure built on the runtime device: every owned state variable and every TimedArray the
     compiled code reads (``used_timed_arrays``)."""
@@ -125,7 +126,7 @@ def _project_lock(directory: Path, mode):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _mark_values_only(circuit: AttentionCircuit):
+def _mark_values_only(circuit: SpikingCircuit):
     """Mark the objects of a runtime build that only supplied values: they are never simulated,
     which Brian2 would otherwise report as a likely mistake when they are garbage-collected."""
     for obj in circuit.network.objects:
@@ -149,9 +150,9 @@ class StandaloneCircuits:
     #: The instance whose network the standalone device holds (the device is global).
     _owner: StandaloneCircuits | None = None
 
-    def __init__(self, kind="random", root=None, threads=0):
+    def __init__(self, kind="random", root=None, threads=0, build=None):
         self.check_threads(threads)
-        self.builder = builder(kind)
+        self.builder = build or builder(kind)
         self.kind = kind
         self.threads = int(threads)
         self.root = Path(root) if root is not None else DEFAULT_ROOT
@@ -173,9 +174,10 @@ class StandaloneCircuits:
     def __exit__(self, *exc):
         self.close()
 
-    def run(self, q, k, v, *, seed=0, spike_seed=None, **options) -> AttentionCircuit:
-        """Simulate one head; returns the run circuit, frozen (``AttentionCircuit.freeze``): its
-        ``decode()``, ``population_counts()``, ``raster_data()`` and monitors hold this run's results.
+    def run(self, *arrays, seed=0, spike_seed=None, **options) -> SpikingCircuit:
+        """Simulate one head (``arrays``: q, k, v) or block (the builder's positional arrays); returns
+        the run circuit, frozen (``SpikingCircuit.freeze``): its ``decode()``, ``raster_data()`` and
+        monitors hold this run's results.
 
         ``options``: keyword arguments of the builder (``n_features``, ``neurons_per_value``,
         ``params``...). A new structure (see :func:`structure_key`) compiles a new project first.
@@ -184,12 +186,12 @@ class StandaloneCircuits:
         t0 = time.perf_counter()
         # The runtime build computes every initial value and input as a fresh build would.
         set_device("runtime")
-        fresh = self.builder(q, k, v, seed=seed, spike_seed=spike_seed, **options)
+        fresh = self.builder(*arrays, seed=seed, spike_seed=spike_seed, **options)
         key = structure_key(fresh) + (("openmp_threads", self.threads),)
         rebuild = StandaloneCircuits._owner is not self or key != self.key
         t1 = time.perf_counter()
         if rebuild:
-            self._build(key, q, k, v, seed=seed, spike_seed=spike_seed, **options)
+            self._build(key, *arrays, seed=seed, spike_seed=spike_seed, **options)
         set_device(device, build_on_run=False)
         # Every value and input travels as run_args, also right after a build: what a build left in
         # the project folder (possibly another process's values) never reaches this run.

@@ -100,3 +100,66 @@ def attention_map_figure(tokens, true_map, spike_map, path, title=""):
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def layer_error_figure(sentences, path):
+    """Relative error of the hidden state after every layer, one line per sentence (metrics.json's
+    ``sentences``), spiking layers marked."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for n, sentence in enumerate(sentences):
+        layers = [r["layer"] for r in sentence["layers"]]
+        errors = [r["rel_err_hidden"] for r in sentence["layers"]]
+        ax.plot(layers, errors, "o-", lw=1, ms=3, label=f"sentence {n + 1}" if len(sentences) <= 8 else None)
+    spiking = [r["layer"] for r in sentences[0]["layers"] if r["spiking"]]
+    for layer in spiking:
+        ax.axvspan(layer - 0.4, layer + 0.4, color=READ_COLOR, lw=0, zorder=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (shaded: on spikes)")
+    ax.set_ylabel("hidden-state error vs NumPy model")
+    ax.set_title("error through the layers", fontsize=9)
+    if len(sentences) <= 8:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def attention_maps_figure(tokens, maps, path, title=""):
+    """Each head's true attention map above the one measured from its key neurons' spikes
+    (``maps``: list of {head, true, spike})."""
+    n = len(maps)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 0.6, 3.6), squeeze=False)
+    for col, entry in enumerate(maps):
+        vmax = float(entry["true"].max())
+        for row, key in enumerate(("true", "spike")):
+            ax = axes[row, col]
+            ax.imshow(entry[key], cmap="viridis", vmin=0, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"head {entry['head']}", fontsize=8)
+        if col == 0:
+            axes[0, 0].set_ylabel("softmax", fontsize=8)
+            axes[1, 0].set_ylabel("spikes", fontsize=8)
+    fig.suptitle(f"{title} ({len(tokens)} tokens; rows: queries, columns: keys)", fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def similarity_figure(reference, spiking, path):
+    """Sentence-similarity matrices of the reference and the spiking model, and their difference."""
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.3))
+    for ax, (label, data) in zip(axes[:2], (("reference (NumPy)", reference), ("spiking", spiking))):
+        im = ax.imshow(data, cmap="viridis", vmin=min(reference.min(), spiking.min()), vmax=1)
+        ax.set_title(label, fontsize=9)
+    fig.colorbar(im, ax=axes[:2].tolist(), shrink=0.8)
+    diff = spiking - reference
+    bound = max(float(np.abs(diff).max()), 1e-6)
+    im = axes[2].imshow(diff, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    axes[2].set_title("spiking - reference", fontsize=9)
+    fig.colorbar(im, ax=axes[2], shrink=0.8)
+    for ax in axes:
+        ax.set_xlabel("sentence")
+        ax.set_ylabel("sentence")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
