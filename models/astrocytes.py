@@ -307,7 +307,8 @@ def _vector_field(kind, preset, params, clamp=()):
     the state in SI units; ``clamp``: variables held fixed (their derivative is dropped)."""
     spec = process_model(kind, preset)
     eqs = Equations(spec["model"])
-    names = [n for n in eqs.diff_eq_names if n not in _INPUTS + ("x_S",) + tuple(clamp)]
+    # Sorted: diff_eq_names is a set, whose order (hence rounding in the solvers) varies run to run.
+    names = sorted(n for n in eqs.diff_eq_names if n not in _INPUTS + ("x_S",) + tuple(clamp))
     values = {n: float(v) for n, v in params.items() if n != "dt"}
     values.update({n: 0.0 for n in _INPUTS}, x_S=1.0)
     exprs = dict(eqs.get_substituted_expressions())
