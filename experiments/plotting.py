@@ -148,7 +148,7 @@ def attention_maps_figure(tokens, maps, path, title=""):
 
 def similarity_figure(reference, spiking, path):
     """Sentence-similarity matrices of the reference and the spiking model, and their difference."""
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.3))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), layout="constrained")
     for ax, (label, data) in zip(axes[:2], (("reference (NumPy)", reference), ("spiking", spiking))):
         im = ax.imshow(data, cmap="viridis", vmin=min(reference.min(), spiking.min()), vmax=1)
         ax.set_title(label, fontsize=9)

@@ -27,6 +27,7 @@ import numpy as np
 
 from analysis import minilm
 from analysis.attention import attention_weights, relative_error, softmax_weights
+from analysis.spikes import chi_square_tolerance
 from circuits.feedforward import feedforward_parameters, feedforward_spec, output_error
 from circuits.head import CircuitPool, head_spec
 from circuits.protocol import SHORT_PROTOCOL
@@ -119,7 +120,9 @@ def spiking_minilm(texts, blocks=BLOCKS, layers=None, *, heads=None, ffn_units=N
     whose attention maps (true and spike-measured) are kept. ``log``: a callable taking progress lines.
 
     Returns ``sentences`` (per text: tokens, ``embedding`` and ``reference_embedding``, the cosine
-    between them, the hidden-state error after every layer, and per spiking block its metrics) and
+    between them, ``layers``: the hidden-state error after every layer and per spiking block its
+    metrics, ``blocks``: every layer's input, attention context (L x 384) and FFN activations
+    (L x 1536) as the run computed them) and
     ``maps`` (per head of ``map_layer``, first text: ``true`` and ``spike`` attention maps).
     """
     model = minilm.load_model()
@@ -135,7 +138,7 @@ def spiking_minilm(texts, blocks=BLOCKS, layers=None, *, heads=None, ffn_units=N
     for text in texts:
         tokens, reference = minilm.hidden_states(text)
         sentences.append({"text": text, "tokens": tokens, "reference": reference, "hidden": reference[0],
-                          "layers": []})
+                          "layers": [], "blocks": []})
     maps = []
     try:
         for n_layer in range(model.n_layers):
@@ -146,7 +149,8 @@ def spiking_minilm(texts, blocks=BLOCKS, layers=None, *, heads=None, ffn_units=N
             block_inputs = [minilm.attention_block(n_layer, s["hidden"], c) for s, c in zip(sentences, contexts)]
             activations = _ffn(sentences, records, block_inputs, n_layer, "ffn" in on_spikes, ffn_units, ffn_params,
                                ffn_options, seed, spike_seed, pool, say)
-            for sentence, record, h, g in zip(sentences, records, block_inputs, activations):
+            for sentence, record, h, c, g in zip(sentences, records, block_inputs, contexts, activations):
+                sentence["blocks"].append({"input": sentence["hidden"], "context": c, "activations": g})
                 sentence["hidden"] = minilm.ffn_block(n_layer, h, g)
                 record["rel_err_hidden"] = relative_error(sentence["hidden"], sentence["reference"][n_layer + 1])
                 sentence["layers"].append(record)
@@ -227,6 +231,7 @@ def _ffn(sentences, records, block_inputs, layer, spiking, units, params, option
             "units": units,
             "rel_err_spike_vs_gelu": relative_error(activations[s][:, :units], ideal),
             "poisson_bound": float(np.sqrt(variance.sum()) / np.linalg.norm(ideal)),
+            "bound_tolerance_ratio": chi_square_tolerance(variance.sum() ** 2 / np.sum(variance ** 2)),
             "rel_err_output": relative_error(activations[s][:, :units] @ w_out.T, ideal @ w_out.T),
             "poisson_bound_output": output_error(variance, w_out, ideal @ w_out.T),
             "total_spikes": sum(r.circuit.total_spikes() for _, r in mine),
