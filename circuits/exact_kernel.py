@@ -92,7 +92,8 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     afferents = blocks.synapses(key_encoders, keys, AFFERENT_SYNAPSE_MODEL, params, namespace,
                                 "afferent_synapses", {"i": pre.ravel(), "j": post.ravel()},
                                 on_pre=AFFERENT_SYNAPSE_ON_PRE,
-                                extra={"eta_key": afferent_learning_rate(params, encoders_per_dim)})
+                                # Preloaded weights are final: the write phase must not add to them.
+                                extra={"eta_key": (0 if preload else 1) * afferent_learning_rate(params, encoders_per_dim)})
     if preload:
         afferents.w_aff = preloaded_afferents(x_keys, pre.ravel(), post.ravel(), encoders_per_dim,
                                               neurons_per_key, params)

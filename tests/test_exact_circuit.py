@@ -107,5 +107,11 @@ def test_preload_sets_the_written_weights_directly():
     expected = exact_kernel.preloaded_afferents(circuit.inputs["x_keys"], np.asarray(syn.i[:]),
                                                 np.asarray(syn.j[:]), 4, 2, circuit.params)
     np.testing.assert_allclose(np.asarray(syn.w_aff_[:]), np.asarray(expected))
+    # The write phase leaves preloaded weights as they are (it writes the values and calcium only),
+    # so the preloaded circuit computes softmax within the same bound.
+    circuit.run()
+    np.testing.assert_allclose(np.asarray(syn.w_aff_[:]), np.asarray(expected))
+    ideal = exact_kernel.rate_model(circuit)
+    assert relative_error(circuit.decode(), ideal["y_rate"]) <= tolerance_ratio(ideal["noise"]) * ideal["noise"]["relative_error"]
     counts = window_counts([], [], [[0, 1]], 3, 1e-4)
     assert counts.shape == (1, 3) and counts.sum() == 0
