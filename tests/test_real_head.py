@@ -12,16 +12,7 @@ FAST = ["--set", "t_settle=40*ms", "--set", "t_learn=40*ms", "--set", "t_read=10
         "--neurons-per-key", "2", "--neurons-per-value", "4", "--encoders-per-dim", "2", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from analysis.minilm import MiniLMUnavailable, load_model
-    try:
-        return load_model()
-    except MiniLMUnavailable as exc:
-        pytest.skip(f"all-MiniLM-L6-v2 not installed: {exc}")
-
-
-def test_real_head_run_folder_and_attention_map(minilm, tmp_path):
+def test_real_head_run_folder_and_attention_map(model, tmp_path):
     run = real_head.main(["--text", "Cats chase mice.", "--layer", "1", "--head", "2", "--out", str(tmp_path)]
                          + FAST)
     assert {"params.json", "metrics.json", "outputs.npz", "raster.png", "prediction.png",
@@ -38,7 +29,7 @@ def test_real_head_run_folder_and_attention_map(minilm, tmp_path):
         assert out["q"].shape[1] == 32
 
 
-def test_real_head_rejects_bad_layer_and_long_text(minilm, capsys):
+def test_real_head_rejects_bad_layer_and_long_text(model, capsys):
     for argv, message in ((["--text", "hi", "--layer", "6", "--head", "0"], "layer"),
                           (["--text", "word " * 80, "--layer", "0", "--head", "0"], "at most 64")):
         with pytest.raises(SystemExit) as exc:

@@ -15,14 +15,6 @@ SMALL_HEADS = {"neurons_per_key": 8, "neurons_per_value": 8}
 SMALL_FFN = {"neurons_per_unit": 16, "off_neurons_per_unit": 2}
 
 
-@pytest.fixture(scope="module")
-def model():
-    try:
-        return numpy_model.load_model()
-    except numpy_model.MiniLMUnavailable as exc:
-        pytest.skip(f"all-MiniLM-L6-v2 not installed: {exc}")
-
-
 def test_without_spiking_blocks_the_pipeline_is_the_numpy_model(model):
     run = spiking_minilm.spiking_minilm([TEXT, "Stocks fell."], blocks=())
     for sentence, text in zip(run["sentences"], (TEXT, "Stocks fell.")):
