@@ -1,8 +1,8 @@
 """Feed-forward (GELU) layer of spiking neurons: a transformer's FFN block, W_out GELU(W_in x + b_in).
 
 A token vector x (e.g. a hidden state of 384 dimensions) is carried by ON/OFF regular encoders
-(``models.encoders``). Hidden unit j (one of the 1536 of a MiniLM layer) is a pair of ON/OFF
-populations of ``P`` neurons that share one synaptic drive (docs/model.md §9):
+(``models.encoders``). Hidden unit j (one of the 1536 of a MiniLM layer) is an ON population of
+P_on and an OFF population of P_off neurons that share one synaptic drive (docs/model.md §9):
 
 * drive: every encoder spike of channel c adds the synaptic weight w_jc = ±W_in[j, c] / (R_in tau_syn)
   (sign: the channel's polarity; R_in: total encoder rate per unit of |x_c|) to a current I_syn,
@@ -14,8 +14,8 @@ populations of ``P`` neurons that share one synaptic drive (docs/model.md §9):
   GELU's negative part is at most 0.17, so the OFF populations can be smaller at a higher gain for
   the same spike count per unit of activation.
   Their spikes are drawn by time rescaling (Brown et al. 2002, doi:10.1162/08997660252741149): the
-  integrated intensity ``hazard`` is compared with an exponential threshold ``threshold_draw``, redrawn at each
-  spike. That gives a Poisson process of the given rate with one random number per spike instead of
+  integrated intensity ``hazard`` is compared with an exponential threshold ``threshold_draw``,
+  redrawn at each spike. That gives a Poisson process of the given rate with one random number per spike instead of
   one per neuron and time step (the cost of ``rand() < rate*dt``), and it stays exact at rates
   where a Bernoulli draw per step would saturate: a step whose intensity passes two thresholds
   carries the second spike to the next step.
