@@ -111,6 +111,11 @@ def check_options(astrocyte, encoder, **sizes):
         raise ValueError(f"unknown astrocyte model {astrocyte!r}; choose one of {', '.join(ASTROCYTE_MODELS)}")
     if encoder not in ENCODER_KINDS:
         raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODER_KINDS)}")
+    check_sizes(**sizes)
+
+
+def check_sizes(**sizes):
+    """Validate integer sizes (each >= 1); ValueError with one line otherwise."""
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

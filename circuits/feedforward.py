@@ -12,7 +12,6 @@ A block may hold a slice of the units (``units``): the units are independent giv
 so a layer's 1536 units can be spread over processes and the decoded slices concatenated.
 """
 
-import inspect
 import time
 from dataclasses import dataclass
 
@@ -24,9 +23,11 @@ from analysis.minilm import gelu
 from analysis.spikes import chi_square_tolerance
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
+from circuits.head import RuntimeRunner, builder_options
 from circuits.protocol import Schedule, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
-from models.encoders import REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, signed_rates
+from models.encoders import (REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign,
+                             signed_rates)
 from models.feedforward import (FFN_ACTIVATION_UPDATE, FFN_DRIVE_EQS, FFN_PARAMETERS, FFN_SYNAPSE_MODEL,
                                 FFN_SYNAPSE_ON_PRE, GELU_FUNCTION, GELU_NEURON_EQS, GELU_NEURON_RESET,
                                 GELU_NEURON_THRESHOLD, MAX_HAZARD_PER_STEP)
@@ -69,8 +70,7 @@ def check_feedforward(x, w_in, b_in, params, neurons_per_unit, off_neurons_per_u
             raise ValueError(f"{name} has non-finite entries")
     if w_in.shape[1] != x.shape[1] or b_in.shape[0] != w_in.shape[0]:
         raise ValueError(f"shapes do not match: x {x.shape}, w_in {w_in.shape}, b_in {b_in.shape}")
-    blocks.check_options("minimal", "regular", neurons_per_unit=neurons_per_unit,
-                         off_neurons_per_unit=off_neurons_per_unit)
+    blocks.check_sizes(neurons_per_unit=neurons_per_unit, off_neurons_per_unit=off_neurons_per_unit)
     encoder_step = float(params["ffn_enc_gain"] * params["dt_enc"]) * np.abs(x).max()
     if encoder_step > 1:
         raise ParameterError(f"the largest input |x| = {np.abs(x).max():.3g} makes its encoder fire "
@@ -120,8 +120,7 @@ def build_feedforward_circuit(x, w_in, b_in, *, neurons_per_unit=64, off_neurons
     synapses = blocks.synapses(encoders, drive, FFN_SYNAPSE_MODEL, params, namespace, "ffn_synapses",
                                {"i": channel, "j": unit}, on_pre=FFN_SYNAPSE_ON_PRE, dt=params["dt_enc"])
     # Channel 2c carries +x_c, channel 2c+1 carries -x_c: the OFF synapse has the negated weight.
-    sign = np.where(channel % 2 == 0, 1.0, -1.0)
-    synapses.w_ffn = sign * w_in[unit, channel // 2] / float(params["ffn_enc_gain"] * params["tau_syn"])
+    synapses.w_ffn = polarity_sign(channel) * w_in[unit, channel // 2] / float(params["ffn_enc_gain"] * params["tau_syn"])
 
     groups = {"ffn_encoders": encoders, "ffn_drive": drive, "ffn_synapses": synapses}
     for polarity, size in (("on", neurons_per_unit), ("off", off_neurons_per_unit)):
@@ -211,8 +210,6 @@ class FeedForwardSpec:
 
     def simulate(self, runner=None, report=None) -> "FeedForwardResult":
         """Run on ``runner`` (default: a runtime runner) and compare with GELU(W_in x + b_in)."""
-        from circuits.head import RuntimeRunner
-
         runner = runner or RuntimeRunner()
         t0 = time.perf_counter()
         circuit = runner.run(self, report)
@@ -225,13 +222,7 @@ def feedforward_spec(x, w_in, b_in, *, params=None, seed=0, spike_seed=None, **o
     """Check a feed-forward block before anything is simulated (ValueError/ParameterError with one
     line). ``options``: ``neurons_per_unit``, ``off_neurons_per_unit``; ``params``: overrides by
     name or a ParameterSet of :func:`feedforward_parameters`."""
-    defaults = {name: p.default for name, p in inspect.signature(build_feedforward_circuit).parameters.items()
-                if p.kind is p.KEYWORD_ONLY and name not in ("params", "seed", "spike_seed")}
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r} for the feed-forward circuit; it takes "
-                         f"{', '.join(sorted(defaults))}")
-    options = {**defaults, **options}
+    options = builder_options(build_feedforward_circuit, options, "the feed-forward circuit")
     x, w_in, b_in = (np.asarray(a, dtype=float) for a in (x, w_in, b_in))
     seeds = SeedStreams(seed, spike_seed)
     if not isinstance(params, ParameterSet):
@@ -255,11 +246,16 @@ class FeedForwardResult:
 
     @property
     def metrics(self) -> dict:
-        expected = float(np.sqrt(self.variance.sum()) / np.linalg.norm(self.g_rate))
-        measured = relative_error(self.g_spike, self.g_rate)
-        n_eff = self.variance.sum() ** 2 / np.sum(self.variance ** 2)
-        return {"rel_err_spike_vs_gelu": measured, "poisson_bound": expected,
-                "spike_vs_gelu_over_bound": measured / expected,
-                "bound_tolerance_ratio": chi_square_tolerance(n_eff),
+        return {**activation_error(self.g_spike, self.g_rate, self.variance),
                 "total_spikes": self.circuit.total_spikes(), "wall_seconds": self.wall_seconds,
                 "simulated_seconds": self.circuit.schedule.duration}
+
+
+def activation_error(g_spike, g_rate, variance) -> dict:
+    """Decoded activations against GELU: the relative error, its Poisson bound (from the
+    activations' independent variances), their ratio and the ratio's chi-square tolerance."""
+    expected = float(np.sqrt(variance.sum()) / np.linalg.norm(g_rate))
+    measured = relative_error(g_spike, g_rate)
+    return {"rel_err_spike_vs_gelu": measured, "poisson_bound": expected,
+            "spike_vs_gelu_over_bound": measured / expected,
+            "bound_tolerance_ratio": chi_square_tolerance(variance.sum() ** 2 / np.sum(variance ** 2))}

@@ -19,6 +19,7 @@ those of the same specs run one after another (same seed, same spikes).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import multiprocessing
 import time
@@ -78,11 +79,21 @@ class HeadSpec:
         return simulate(self, runner, report)
 
 
+def builder_options(builder, options=None, what="this circuit") -> dict:
+    """A builder's keyword options (those that are not the kernel scale, parameters or seeds) with
+    their defaults, updated by ``options``; ValueError with one line for an option the builder does
+    not take (``what`` names the circuit in the message)."""
+    defaults = {name: p.default for name, p in inspect.signature(builder).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and name not in _NOT_OPTIONS}
+    unknown = sorted(set(options or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r} for {what}; it takes {', '.join(sorted(defaults))}")
+    return {**defaults, **(options or {})}
+
+
 def circuit_options(circuit) -> dict:
     """The builder options of a circuit kind with their defaults (sizes, models, causal...)."""
-    signature = inspect.signature(circuit_kind(circuit).builder)
-    return {name: p.default for name, p in signature.parameters.items()
-            if p.kind is p.KEYWORD_ONLY and name not in _NOT_OPTIONS}
+    return builder_options(circuit_kind(circuit).builder)
 
 
 def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spike_seed=None,
@@ -95,12 +106,7 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
     (see :func:`circuit_options`), e.g. ``n_features=256``, ``astrocyte="minimal"``, ``causal=True``.
     """
     kind = circuit_kind(circuit)
-    defaults = circuit_options(circuit)
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r} for the {circuit} circuit; it takes "
-                         f"{', '.join(sorted(defaults))}")
-    options = {**defaults, **options}
+    options = builder_options(kind.builder, options, f"the {circuit} circuit")
     q, k, v, scale = check_qkv(q, k, v, scale)
     seeds = SeedStreams(seed, spike_seed)         # checks both
     blocks.check_options(options["astrocyte"], options["encoder"],
@@ -141,9 +147,10 @@ class HeadResult:
     wall_seconds: float
     device: dict = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def metrics(self) -> dict:
-        """Relative errors against softmax and the rate ideal, the Poisson bound, spikes, times."""
+        """Relative errors against softmax and the rate ideal, the Poisson bound, spikes, times
+        (computed once: experiments read them several times)."""
         ys, yr, yt, yu = self.y_spike, self.y_rate, self.y_softmax, self.y_uniform
         return {
             "rel_err_spike_vs_softmax": relative_error(ys, yt),
@@ -241,15 +248,21 @@ class StandaloneRunner(RuntimeRunner):
         self._circuits.clear()
 
 
-def make_runner(device="runtime", threads=0, cache=None) -> RuntimeRunner:
-    """A runner for ``device`` ("runtime" or "cpp_standalone"); ValueError with one line otherwise."""
+def check_device(device, threads=0) -> None:
+    """ValueError with one line unless ``device`` is one of DEVICES and ``threads`` fits it."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "runtime":
-        if threads:
-            raise ValueError(f"threads ({threads}) need the cpp_standalone device")
-        return RuntimeRunner()
-    return StandaloneRunner(threads, cache)
+    if device == "runtime" and threads:
+        raise ValueError(f"threads ({threads}) need the cpp_standalone device")
+    from circuits.standalone import StandaloneCircuits
+
+    StandaloneCircuits.check_threads(threads)
+
+
+def make_runner(device="runtime", threads=0, cache=None) -> RuntimeRunner:
+    """A runner for ``device`` ("runtime" or "cpp_standalone"); ValueError with one line otherwise."""
+    check_device(device, threads)
+    return RuntimeRunner() if device == "runtime" else StandaloneRunner(threads, cache)
 
 
 # ----------------------------------------------------------------------------------- simulation
@@ -302,7 +315,7 @@ class CircuitPool:
     def __init__(self, device="runtime", workers=1, threads=0, cache=None):
         if isinstance(workers, bool) or int(workers) != workers or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-        make_runner(device, threads, cache)          # checks device and threads
+        check_device(device, threads)
         self.device, self.workers, self.threads, self.cache = device, int(workers), threads, cache
         self._pools, self._runners = {}, {}
 
@@ -359,7 +372,6 @@ def run_heads(specs, device="runtime", *, workers=1, threads=0, cache=None, log=
     returns their results in the order of ``specs``. ``workers`` > 1 fans them out over that many
     worker processes (each with its own runner, so on cpp_standalone each compiles or reuses the
     cached binary of a structure once); the results equal those of ``workers=1``."""
-    specs = list(specs)
-    CircuitPool(device, workers, threads, cache)            # checks the arguments
-    with CircuitPool(device, min(workers, max(len(specs), 1)), threads, cache) as pool:
+    # The pool spawns a worker only when a spec is waiting and none is idle: no more than len(specs).
+    with CircuitPool(device, workers, threads, cache) as pool:
         return pool.run(specs, log)

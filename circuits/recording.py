@@ -28,6 +28,8 @@ import numpy as np
 from brian2 import get_unit
 from brian2.units.fundamentalunits import DIMENSIONLESS
 
+from models.encoders import polarity_sign
+
 #: What each population is, for exported files.
 POPULATION_DESCRIPTIONS = {
     "key_encoders": "ON/OFF encoders of the keys (write phase) and queries (read phase)",
@@ -242,7 +244,7 @@ def neuron_columns(population, size, config) -> dict:
     if per_channel:
         channel = n // per_channel
         dim_column = "input_dim" if population == "key_encoders" else "value_dim"
-        return {"polarity": np.where(channel % 2 == 0, "ON", "OFF"), dim_column: channel // 2}
+        return {"polarity": np.where(polarity_sign(channel) > 0, "ON", "OFF"), dim_column: channel // 2}
     if population == "key_neurons":
         return {"token": n // config["neurons_per_key"]}
     return {}

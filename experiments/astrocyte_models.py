@@ -92,16 +92,14 @@ def configured(model, drive, span_over_lifetime, n_max, span):
     return circuit_parameters("random", model, {**PROTOCOL, **overrides})
 
 
-def map_point(model, params, q, k, v, weights, schedule):
-    """Simulate the processes of one configuration; the normalised output, its errors and calcium."""
+def map_point(model, params, counts, phi_q, v, schedule):
+    """Simulate the processes of one configuration, written with the feature neurons' ``counts``
+    (L x m) and read with the queries' features ``phi_q``; the normalised output, its linear
+    read-out and calcium."""
     from circuits.circuit import memory_weights
     from experiments.astrocyte_response import process_parameters, simulate_process
     from models.astrocytes import read_calibration
 
-    scale = 1 / np.sqrt(q.shape[1])
-    phi_k, phi_q = positive_features(np.sqrt(scale) * k, weights), positive_features(np.sqrt(scale) * q, weights)
-    rate = float(params["rho_feature"]) * np.sqrt(weights.shape[0])
-    counts = np.rint(rate * phi_k * schedule.t_learn)
     names = [n for n in process_parameters(model) if n not in ("tau_read", "dt", "record_dt")]
     lone = process_parameters(model, overrides={n: params[n] for n in names}, dt="1*ms")
     lone = lone.override(record_dt=RECORD_DT)
@@ -109,15 +107,15 @@ def map_point(model, params, q, k, v, weights, schedule):
                                  record=("release", "C"))
     release = np.stack([traces["release"][:, (t >= a) & (t < b)].mean(axis=1) for a, b in schedule.read_windows()])
     numerator, memory = memory_weights(params, schedule.age_at_reads())
-    hebbian = np.einsum("st,tj,ti->sji", numerator, counts, v)                     # Lq x m x d_v
-    y = np.einsum("sj,sji->si", phi_q, hebbian) / (phi_q * release / float(params["kappa"])).sum(axis=1)[:, None]
-    y_linear = np.einsum("sj,sji->si", phi_q, hebbian) / (phi_q * (memory @ counts)).sum(axis=1)[:, None]
-    y_integrator = kernel_attention(phi_q, counts, v)
+    # The simulated processes' read variable divides the Hebbian numerator; the linear read-out's
+    # denominator is the calibrated IP3 memory of each token.
+    weighted = ((phi_q @ counts.T) * numerator) @ v
+    y = weighted / (phi_q * release / float(params["kappa"])).sum(axis=1)[:, None]
+    y_linear = kernel_attention(phi_q, counts, v, numerator, memory)
     calibration = read_calibration(model, params)
-    return {"y": y, "y_integrator": y_integrator, "y_linear": y_linear, "counts": counts, "t": t, "C": traces["C"],
+    return {"y": y, "y_linear": y_linear, "counts": counts, "t": t, "C": traces["C"],
             "release": traces["release"], "tau_IP3_eff": calibration["tau_IP3_eff"],
-            "cicr_spikes": calibration["cicr_spikes"], "n_max": float(counts.sum(axis=0).max()),
-            "ca_peak_uM": float(traces["C"].max() * 1e3)}
+            "cicr_spikes": calibration["cicr_spikes"], "ca_peak_uM": float(traces["C"].max() * 1e3)}
 
 
 def regime_map(args, sizes, q, k, v, weights) -> dict:
@@ -126,12 +124,16 @@ def regime_map(args, sizes, q, k, v, weights) -> dict:
     from circuits import circuit_parameters
     from circuits.protocol import Schedule
 
-    schedule = Schedule.from_params(len(k), len(q), circuit_parameters("random", "minimal", PROTOCOL))
-    span = len(k) * schedule.token_period
     base = circuit_parameters("random", "minimal", PROTOCOL)
+    schedule = Schedule.from_params(len(k), len(q), base)
+    span = len(k) * schedule.token_period
     scale = 1 / np.sqrt(q.shape[1])
-    phi_k = positive_features(np.sqrt(scale) * k, weights)
-    n_max = float(np.rint(float(base["rho_feature"]) * np.sqrt(len(weights)) * phi_k * schedule.t_learn).sum(axis=0).max())
+    # Every configuration writes the same feature counts and reads the same query features: only the
+    # processes differ.
+    phi_k, phi_q = positive_features(np.sqrt(scale) * k, weights), positive_features(np.sqrt(scale) * q, weights)
+    counts = np.rint(float(base["rho_feature"]) * np.sqrt(len(weights)) * phi_k * schedule.t_learn)
+    n_max = float(counts.sum(axis=0).max())
+    y_integrator = kernel_attention(phi_q, counts, v)
     y_soft = softmax_attention(q, k, v, scale)
     points, traces = [], {}
     for model in MODELS:
@@ -139,19 +141,18 @@ def regime_map(args, sizes, q, k, v, weights) -> dict:
             for drive in sizes["drives"]:
                 fp.say(NAME, args, f"{model}: write span / IP3 lifetime {ratio:g}, drive {drive:g} x CICR")
                 params = configured(model, drive, ratio, n_max, span)
-                point = map_point(model, params, q, k, v, weights, schedule)
+                point = map_point(model, params, counts, phi_q, v, schedule)
                 points.append({"model": model, "span_over_lifetime": ratio, "drive_over_cicr": drive,
                                "tau_IP3_eff_s": point["tau_IP3_eff"],
                                "span_over_tau_IP3_eff": span / point["tau_IP3_eff"], "cicr_spikes": point["cicr_spikes"],
-                               "max_write_spikes": point["n_max"], "ca_peak_uM": point["ca_peak_uM"],
-                               "normalisation_error": relative_error(point["y"], point["y_integrator"]),
+                               "max_write_spikes": n_max, "ca_peak_uM": point["ca_peak_uM"],
+                               "normalisation_error": relative_error(point["y"], y_integrator),
                                "error_vs_linear_read_out": relative_error(point["y"], point["y_linear"]),
                                "error_vs_softmax": relative_error(point["y"], y_soft)})
                 if ratio == sizes["spans_over_lifetime"][0]:
                     traces[(model, drive)] = point
-    any_point = next(iter(traces.values()))
-    return {"points": points, "traces": traces, "schedule": schedule, "write_span_s": span,
-            "integrator_vs_softmax": relative_error(any_point["y_integrator"], y_soft)}
+    return {"points": points, "traces": traces, "write_span_s": span,
+            "integrator_vs_softmax": relative_error(y_integrator, y_soft)}
 
 
 # ----------------------------------------------------------------------------------- spike subset

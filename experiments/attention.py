@@ -19,8 +19,7 @@ from circuits import circuit_kind
 from circuits.head import HeadResult, head_spec, simulate
 from circuits.seeds import SeedStreams
 from experiments import cli
-from models.parameters import ParameterError
-from runs.folders import new_run_dir, output_parent, run_record, write_json
+from runs.folders import new_run_dir, run_record, write_json
 from runs.spikes import save_run_spikes
 
 NAME = "attention"
@@ -111,26 +110,26 @@ def simulate_with_progress(spec, args, name, runner):
     return simulate(spec, runner, None if args.quiet else progress_reporter(name))
 
 
+def head_and_source(args) -> tuple:
+    """The head spec of the command line and where its q, k, v came from (for params.json)."""
+    if args.qkv is not None:
+        q, k, v, scale = load_qkv(args.qkv)
+        source = {"qkv_file": str(args.qkv)}
+    else:
+        q, k, v = synthetic_args_head(args)
+        scale = None
+        source = {"synthetic": {"tokens": args.tokens, "dim": args.dim, "value_dim": args.value_dim,
+                                "norm": args.norm, "seed": args.seed}}
+    spec = head_spec(q, k, v, args.circuit, scale=scale, params=cli.parameter_overrides(args), seed=args.seed,
+                     spike_seed=args.spike_seed, **cli.circuit_options(args))
+    return spec, source
+
+
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        if args.qkv is not None:
-            q, k, v, scale = load_qkv(args.qkv)
-            source = {"qkv_file": str(args.qkv)}
-        else:
-            q, k, v = synthetic_args_head(args)
-            scale = None
-            source = {"synthetic": {"tokens": args.tokens, "dim": args.dim, "value_dim": args.value_dim,
-                                    "norm": args.norm, "seed": args.seed}}
-        spec = head_spec(q, k, v, args.circuit, scale=scale, params=cli.parameter_overrides(args), seed=args.seed,
-                         spike_seed=args.spike_seed, **cli.circuit_options(args))
-        parent = output_parent(args.out, NAME)
-        cli.check_export(args)
-        runner = cli.runner(args)
-    except (ParameterError, ValueError) as exc:
-        parser.error(str(exc))
-    with runner:
+    (spec, source), parent = cli.checked_specs(parser, args, NAME, head_and_source)
+    with cli.runner(args) as runner:
         result = simulate_with_progress(spec, args, NAME, runner)
     run_dir = write_run(result, parent, run_label(spec), NAME, source, figures=not args.no_figures,
                         keep_all_spikes=args.keep_all_spikes, export=args.export)

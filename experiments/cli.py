@@ -106,16 +106,17 @@ def runner(args):
     return make_runner(args.device, args.threads, args.standalone_cache)
 
 
-def checked_specs(parser, args, name: str, make_specs):
-    """``make_specs(args)`` (head specs), the output folder, the export and device options, all
-    checked before anything is simulated; a one-line error (exit status 2) otherwise. Returns
+def checked_specs(parser, args, name: str, make_specs, errors=()):
+    """``make_specs(args)`` (head specs, or whatever the experiment builds from its arguments), the
+    output folder, the export and device options, all checked before anything is simulated; a
+    one-line error (exit status 2) on ParameterError, ValueError or one of ``errors``. Returns
     (specs, parent folder of the run folder)."""
     try:
         specs = make_specs(args)
         parent = output_parent(args.out, name)
         check_export(args)
         runner(args).close()
-    except (ParameterError, ValueError) as exc:
+    except (ParameterError, ValueError, *errors) as exc:
         parser.error(str(exc))
     return specs, parent
 
@@ -132,9 +133,9 @@ def say(name: str, args, message: str) -> None:
         print(f"[{name}] {message}", file=sys.stderr, flush=True)
 
 
-def print_summary(metrics, label, stream=sys.stderr) -> None:
+def print_summary(metrics, label) -> None:
     """One line of a head's errors: spikes vs softmax and vs the rate ideal, bound, baselines."""
     print(f"[{label}] spikes vs softmax {metrics['rel_err_spike_vs_softmax']:.3f} | spikes vs rate ideal "
           f"{metrics['rel_err_spike_vs_rate']:.3f} (Poisson bound {metrics['poisson_bound']:.3f}) | "
           f"rate ideal vs softmax {metrics['rel_err_rate_vs_softmax']:.3f} | uniform baseline "
-          f"{metrics['rel_err_uniform_vs_softmax']:.3f}", file=stream)
+          f"{metrics['rel_err_uniform_vs_softmax']:.3f}", file=sys.stderr)

@@ -138,9 +138,8 @@ def attention_maps_figure(tokens, maps, path, title=""):
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(f"head {entry['head']}", fontsize=8)
-        if col == 0:
-            axes[0, 0].set_ylabel("softmax", fontsize=8)
-            axes[1, 0].set_ylabel("spikes", fontsize=8)
+    axes[0, 0].set_ylabel("softmax", fontsize=8)
+    axes[1, 0].set_ylabel("spikes", fontsize=8)
     fig.suptitle(f"{title} ({len(tokens)} tokens; rows: queries, columns: keys)", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)

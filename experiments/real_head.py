@@ -17,8 +17,6 @@ import numpy as np
 from analysis.attention import attention_weights, relative_error
 from circuits.head import HeadResult, head_spec
 from experiments import attention, cli
-from models.parameters import ParameterError
-from runs.folders import output_parent
 
 NAME = "real_head"
 MAX_TOKENS = 64
@@ -93,17 +91,15 @@ def main(argv=None):
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def head_and_spec(args):
         head = real_qkv(args.text, args.layer, args.head)
-        spec = head_spec(head["q"], head["k"], head["v"], args.circuit, scale=head["scale"],
-                         params=cli.parameter_overrides(args), seed=args.seed, spike_seed=args.spike_seed,
-                         **cli.circuit_options(args))
-        parent = output_parent(args.out, NAME)
-        cli.check_export(args)
-        runner = cli.runner(args)
-    except (MiniLMUnavailable, ParameterError, ValueError) as exc:
-        parser.error(str(exc))
-    with runner:
+        return head, head_spec(head["q"], head["k"], head["v"], args.circuit, scale=head["scale"],
+                               params=cli.parameter_overrides(args), seed=args.seed, spike_seed=args.spike_seed,
+                               **cli.circuit_options(args))
+
+    (head, spec), parent = cli.checked_specs(parser, args, NAME, head_and_spec, errors=(MiniLMUnavailable,))
+    with cli.runner(args) as runner:
         result = attention.simulate_with_progress(spec, args, NAME, runner)
     run_dir, _ = write_real_head_run(result, parent, {**head, "text": args.text, "layer": args.layer, "head": args.head},
                                   figures=not args.no_figures, keep_all_spikes=args.keep_all_spikes, export=args.export)

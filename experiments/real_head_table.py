@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.attention import relative_error, softmax_attention
 from analysis.features import draw_feature_weights, performer_attention
-from circuits.head import RuntimeRunner, head_spec, simulate
+from circuits.head import run_head
 from runs.folders import new_run_dir, output_parent, write_json
 
 SENTENCES = (
@@ -60,7 +60,7 @@ def main(argv=None) -> Path:
         text, layer, q, k, v, scale = head["text"], head["layer"], head["q"], head["k"], head["v"], head["scale"]
         print(f"[real_head_table] {len(rows) + 1}/{len(heads)}: layer {layer} head {head['head']}, {text!r}",
               file=sys.stderr, flush=True)
-        result = simulate(head_spec(q, k, v, "exact", scale=scale, seed=args.seed), RuntimeRunner())
+        result = run_head(q, k, v, "exact", scale=scale, seed=args.seed)
         run, metrics = real_head.write_real_head_run(result, table_dir / "runs", head)
         rf = {m: random_feature_errors(q, k, v, scale, m, range(args.rf_seeds)) for m in (256, 1024)}
         rows.append({

@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from analysis import minilm
-from analysis.attention import attention_weights, relative_error, softmax_weights
-from analysis.spikes import chi_square_tolerance
-from circuits.feedforward import feedforward_parameters, feedforward_spec, output_error
+from analysis.attention import relative_error, softmax_weights
+from circuits.feedforward import activation_error, feedforward_parameters, feedforward_spec, output_error
 from circuits.head import CircuitPool, head_spec
 from circuits.protocol import SHORT_PROTOCOL
 from experiments import cli
-from experiments.real_head import MAX_TOKENS, measured_attention
+from experiments.real_head import MAX_TOKENS, attention_map_metrics
 from models.parameters import ParameterError
 from runs.folders import atomic_path, new_run_dir, output_parent, run_record, write_json
 
@@ -190,14 +189,11 @@ def _attention(sentences, records, layer, heads, params, options, seed, spike_se
         results = pool.run(specs, log=lambda line: say(f"layer {layer} attention: heads {line}"))
         for (s, head), result in zip(where, results):
             contexts[s][head] = result.y_spike
+            head_maps = attention_map_metrics(result)
             metrics = {key: result.metrics[key] for key in HEAD_METRICS}
-            spike_map = measured_attention(result)
-            metrics["rel_err_attention_map"] = relative_error(spike_map, attention_weights(
-                result.spec.q, result.spec.k, result.spec.scale))
-            records[s]["heads"].append({"head": head, **metrics})
+            records[s]["heads"].append({"head": head, **metrics, **head_maps["metrics"]})
             if maps is not None and s == 0:
-                maps.append({"head": head, "true": attention_weights(result.spec.q, result.spec.k, result.spec.scale),
-                             "spike": spike_map})
+                maps.append({"head": head, "true": head_maps["true_map"], "spike": head_maps["spike_map"]})
     return [minilm.concat_heads(c) for c in contexts]
 
 
@@ -215,31 +211,25 @@ def _ffn(sentences, records, block_inputs, layer, spiking, units, params, option
         return activations
     units = len(weights["w_in"]) if units is None else units
     slices = np.array_split(np.arange(units), min(FFN_SLICES, units))
-    specs, where = [], []
-    for s, h in enumerate(block_inputs):
-        for n, part in enumerate(slices):
-            specs.append(feedforward_spec(h, weights["w_in"][part], weights["b_in"][part], params=params,
-                                          seed=circuit_seed(seed, s, layer, 100 + n),
-                                          spike_seed=None if spike_seed is None else circuit_seed(spike_seed, s, layer, 100 + n),
-                                          **(options or {})))
-            where.append((s, part))
+    specs = [feedforward_spec(h, weights["w_in"][part], weights["b_in"][part], params=params,
+                              seed=circuit_seed(seed, s, layer, 100 + n),
+                              spike_seed=None if spike_seed is None else circuit_seed(spike_seed, s, layer, 100 + n),
+                              **(options or {}))
+             for s, h in enumerate(block_inputs) for n, part in enumerate(slices)]
     results = pool.run(specs, log=lambda line: say(f"layer {layer} FFN: blocks {line}"))
-    for s, h in enumerate(block_inputs):
-        mine = [(part, r) for (s2, part), r in zip(where, results) if s2 == s]
+    w_out = weights["w_out"][:, :units]
+    for s in range(len(block_inputs)):
+        mine = results[s * len(slices):(s + 1) * len(slices)]          # this sentence's slices, in order
         ideal = activations[s][:, :units].copy()
-        for part, result in mine:
-            activations[s][:, part] = result.g_spike
-        w_out = weights["w_out"][:, :units]
-        variance = np.concatenate([r.variance for _, r in mine], axis=1)
+        activations[s][:, :units] = np.concatenate([r.g_spike for r in mine], axis=1)
+        variance = np.concatenate([r.variance for r in mine], axis=1)
         records[s]["ffn"] = {
             "units": units,
-            "rel_err_spike_vs_gelu": relative_error(activations[s][:, :units], ideal),
-            "poisson_bound": float(np.sqrt(variance.sum()) / np.linalg.norm(ideal)),
-            "bound_tolerance_ratio": chi_square_tolerance(variance.sum() ** 2 / np.sum(variance ** 2)),
+            **activation_error(activations[s][:, :units], ideal, variance),
             "rel_err_output": relative_error(activations[s][:, :units] @ w_out.T, ideal @ w_out.T),
             "poisson_bound_output": output_error(variance, w_out, ideal @ w_out.T),
-            "total_spikes": sum(r.circuit.total_spikes() for _, r in mine),
-            "wall_seconds": sum(r.wall_seconds for _, r in mine),
+            "total_spikes": sum(r.circuit.total_spikes() for r in mine),
+            "wall_seconds": sum(r.wall_seconds for r in mine),
         }
     return activations
 

@@ -124,7 +124,6 @@ Y_S += rho_c * Y_T * r_S * write_phase(t)
 
 _EX4 = "Stimberg et al. 2019, example_4_synrel.py"
 _DP09 = "De Pittà et al. 2009, AM set"
-_LR = "Li & Rinzel 1994 (De Pittà et al. 2009)"
 _PROJECT = "this project"
 
 
@@ -359,8 +358,22 @@ def rest_state(kind, params, preset=None) -> dict:
     calcium. ParameterError (one line) if the parameters give none."""
     if kind == "minimal":
         return {}
+    names, state = _rest(kind, preset, _process_items(kind, params, preset))
+    return {n: v * mmolar if n in ("C", "IP3") else v for n, v in zip(names, state)}
+
+
+def _process_items(kind, params, preset) -> tuple:
+    """(name, SI value) of the process model's parameters: the key of the cached solvers."""
+    return tuple((p.name, float(params[p.name])) for p in process_model(kind, preset)["parameters"])
+
+
+@functools.lru_cache(maxsize=64)
+def _rest(kind, preset, items) -> tuple:
+    """(state names, rest state in SI units) of :func:`rest_state`, solved once per parameter values
+    (a circuit build, its calibration and its tau_hebb coupling all ask for it)."""
+    params = dict(items)
     names, f = _vector_field(kind, preset, params)
-    start = [float(_GUESS[n]) if n in _GUESS else float(params["IP3_0"]) for n in names]
+    start = [float(_GUESS[n]) for n in names]
     if kind == "lr1994":
         start[names.index("IP3")] = float(params["IP3_0"])
     state, residual, eigenvalues = _solve_rest(names, f, start)
@@ -368,7 +381,7 @@ def rest_state(kind, params, preset=None) -> dict:
     if not np.all(np.isfinite(state)) or residual > 1e-9 or np.max(eigenvalues.real) >= 0 or not low:
         raise ParameterError(f"the {kind} process has no stable low-calcium rest state with these parameters "
                              f"(it oscillates or fires on its own)")
-    return {n: v * mmolar if n in ("C", "IP3") else v for n, v in zip(names, state)}
+    return tuple(names), tuple(state)
 
 
 def cicr_threshold_ip3(kind, params, preset=None, rest=None) -> float:
@@ -413,9 +426,7 @@ def read_calibration(kind, params, preset=None) -> dict:
     """
     if kind == "minimal":
         return {}
-    names = [p.name for p in process_model(kind, preset)["parameters"]]
-    rest, per_spike, modes, receptor, threshold = _calibration(
-        kind, preset, tuple((n, float(params[n])) for n in names))
+    rest, per_spike, modes, receptor, threshold = _calibration(kind, preset, _process_items(kind, params, preset))
     return {"IP3_rest": rest * mmolar, "IP3_per_spike": per_spike * mmolar,
             "tau_IP3_eff": sum(-coefficient / rate for rate, coefficient in modes).real,
             "tau_receptor": receptor, "ip3_modes": modes, "IP3_cicr": threshold * mmolar,
