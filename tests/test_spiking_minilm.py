@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analysis import minilm as numpy_model
-from analysis.attention import softmax_attention
+from analysis.attention import relative_error, softmax_attention
 from experiments import spiking_minilm
 
 TEXT = "A man plays a guitar."
@@ -48,6 +48,10 @@ def test_one_layer_two_heads_and_a_small_ffn_against_the_numpy_model(small_run):
     spiking_columns = slice(0, 2 * 32)                      # heads 0 and 1
     np.testing.assert_allclose(block["context"][:, 64:], exact_context[:, 64:], atol=1e-12)
     assert not np.allclose(block["context"][:, spiking_columns], exact_context[:, spiking_columns])
+    for head in layer["heads"]:                    # the spiking heads' decoded outputs are the context
+        columns = slice(32 * head["head"], 32 * (head["head"] + 1))
+        assert relative_error(block["context"][:, columns], exact_context[:, columns]) == \
+            pytest.approx(head["rel_err_spike_vs_softmax"], rel=1e-9)
     h = numpy_model.attention_block(0, states[0], block["context"])
     exact_activations = numpy_model.ffn_hidden(0, h)
     np.testing.assert_allclose(block["activations"][:, 64:], exact_activations[:, 64:], atol=1e-12)
