@@ -208,30 +208,50 @@ def _gchi_parameters(preset):
 
 # ------------------------------------------------------------------------------------- lr1994
 
+#: NEST 3.10's ``astrocyte_lr_1994`` (models/astrocyte_lr_1994.cpp, ``astrocyte_lr_1994_dynamics``
+#: and ``update``), term by term, in SI units (NEST: uM and ms). C_ER is the ER concentration of
+#: the Li-Rinzel model, (Ca_tot - C) / ratio_ER_cyt (NEST's form since its first release, 3.6; an
+#: earlier draft of NEST's model had Ca_tot + (Ca_tot - C) / ratio_ER_cyt, which raised the rest
+#: calcium from 0.0722 to 0.0864 uM). NEST keeps calcium within [0, Ca_tot] twice: the right-hand
+#: side uses C clipped to that range, and the state is clamped to it after every step. Brian2
+#: cannot clamp a clock-driven variable inside the equations, and a per-step ``run_regularly`` on
+#: every process would cost a code object per step, so the process reproduces the first: all
+#: fluxes and the h kinetics see ``C_in = clip(C, 0, Ca_tot)``. The second then never binds for
+#: the exact flow: [0, Ca_tot] is invariant (at C = 0 only the leak acts, into the cytosol; at
+#: C = Ca_tot, C_ER = 0, so channel, leak and pump all move Ca2+ into the ER), so C leaves it only
+#: by an integration step overshooting a bound, and the clipped right-hand side brings it back.
+#: Synaptic input as in NEST's ``update``: each write spike adds delta_IP3 (NEST: delta_IP3 times
+#: the spike's weight) to IP3 after the step's integration. NEST integrates with GSL's adaptive
+#: RKF45 (absolute tolerance 1e-3 uM, steps at most the resolution); the process uses rk4 at the
+#: circuit's dt. tests/test_nest_crosscheck.py checks the traces against NEST to 1e-6 uM.
 LR1994_PROCESS_EQS = """
 # IP_3 dynamics: linear integration of synaptic input
 dIP3/dt = (IP3_0 - IP3) / tau_IP3                                  : mmolar (clock-driven)
 
 # Ca^2+ dynamics (Li-Rinzel): IP3R channel, ER leak, SERCA pump
 dC/dt = J_channel - J_pump + J_leak                                : mmolar (clock-driven)
-J_channel = ratio_ER_cyt * rate_IP3R * m_inf**3 * n_inf**3 * h**3 * (C_ER - C) : mmolar/second
-J_leak = ratio_ER_cyt * rate_L * (C_ER - C)                        : mmolar/second
-J_pump = rate_SERCA * C**2 / (C**2 + Km_SERCA**2)                  : mmolar/second
-C_ER = Ca_tot + (Ca_tot - C) / ratio_ER_cyt                        : mmolar
+# Cytosolic Ca^2+ as the fluxes see it: kept within [0, Ca_tot], as in NEST
+C_in = clip(C, 0 * Ca_tot, Ca_tot)                                 : mmolar
+J_channel = ratio_ER_cyt * rate_IP3R * m_inf**3 * n_inf**3 * h**3 * (C_ER - C_in) : mmolar/second
+J_leak = ratio_ER_cyt * rate_L * (C_ER - C_in)                     : mmolar/second
+J_pump = rate_SERCA * C_in**2 / (C_in**2 + Km_SERCA**2)            : mmolar/second
+# ER Ca^2+: the total not in the cytosol, per ER volume
+C_ER = (Ca_tot - C_in) / ratio_ER_cyt                              : mmolar
 m_inf = IP3 / (IP3 + Kd_IP3_1)                                     : 1
-n_inf = C / (C + Kd_act)                                           : 1
+n_inf = C_in / (C_in + Kd_act)                                     : 1
 # Fraction of IP3 receptors not inactivated by Ca^2+
 dh/dt = alpha_h * (1 - h) - beta_h * h                             : 1 (clock-driven)
 alpha_h = k_IP3R * Kd_inh * (IP3 + Kd_IP3_1) / (IP3 + Kd_IP3_2)    : Hz
-beta_h = k_IP3R * C                                                : Hz
+beta_h = k_IP3R * C_in                                             : Hz
 
 # Read-out: gliotransmission in proportion to IP_3 above rest
 Ca = C / umolar                                                    : 1
 release = kappa * (IP3 - IP3_rest) / IP3_per_spike                 : 1
 """
+#: NEST: IP3 += delta_IP3 * (summed weight of the step's spikes); here one write spike has weight 1.
 LR1994_WRITE_ON_PRE = "IP3 += delta_IP3 * write_phase(t)"
 
-_NEST = "NEST astrocyte_lr_1994 (Nadkarni & Jung 2003)"
+_NEST = "NEST 3.10 astrocyte_lr_1994 default (Nadkarni & Jung 2003)"
 LR1994_PARAMETERS = (
     # --- Ca^2+ fluxes
     _p("Ca_tot", 2.0 * umolar, umolar, "total free Ca2+ in terms of cytosolic volume", _NEST),
@@ -249,9 +269,10 @@ LR1994_PARAMETERS = (
     # --- IP_3 integration
     _p("IP3_0", 0.16 * umolar, umolar, "resting IP3", _NEST, positive=False),
     _p("tau_IP3", 45 * second, second, "IP3 decay time constant (circuit regime: long against the write "
-       "span; NEST: 7.142 s)", _PROJECT),
+       "span; NEST's default: 7142 ms)", _PROJECT),
     _p("delta_IP3", 0.25e-3 * umolar, umolar,
-       "IP3 added per write spike (NEST: 5 uM per unit weight; weak: sub-threshold for ~500 spikes)", _PROJECT),
+       "IP3 added per write spike (weak: sub-threshold for ~780 fast spikes; NEST's default: 0.0002 uM per "
+       "unit weight since NEST 3.9, 5 uM in 3.6-3.8)", _PROJECT),
     _KAPPA,
 )
 
@@ -346,7 +367,10 @@ def _solve_rest(names, f, start, fixed=(), relax=200.0):
         k4 = g(x + dt * k3)
         x = x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
     for _ in range(50):
-        step = np.linalg.solve(jacobian(x), -g(x))
+        try:
+            step = np.linalg.solve(jacobian(x), -g(x))
+        except np.linalg.LinAlgError:     # stepped where f ignores a variable (lr1994: Ca2+ outside
+            break                         # [0, Ca_tot], clipped): no fixed point; the residual says so
         x = x + step
         if np.max(np.abs(step)) < 1e-13:
             break

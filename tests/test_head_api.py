@@ -125,7 +125,7 @@ def test_heads_in_worker_processes_equal_heads_in_sequence():
 def test_cicr_limit_refuses_writes_past_the_threshold(astrocyte):
     """The main experiment's head (random circuit, L = 16, m = 256: busiest process ~340 expected
     write spikes) and a real-head-sized exact circuit (30 per key neuron) are accepted; 3 s of
-    learning per token (~3300 spikes: past gchi's ~2400 and lr1994's ~580) or a drive per spike that
+    learning per token (~3300 spikes: past gchi's ~2400 and lr1994's ~780) or a drive per spike that
     lowers the CICR count below 30 is
     refused before anything is built, with the counts in one line."""
     from models.astrocytes import read_calibration
