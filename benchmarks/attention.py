@@ -47,11 +47,10 @@ BYTES_PER_SYNAPSE = 120      # several float64 variables, indices and Brian2's p
 
 def estimated_synapses(circuit, L, m, d, encoders=4) -> int:
     """Synapse count of one point (the memory they need dominates at scale): input, tripartite (one
-    per key-layer neuron and value population), astrocyte processes, teacher synapses and, in the
-    exact circuit, one global-inhibition synapse per key neuron."""
+    per key-layer neuron and value population), astrocyte processes and teacher synapses (the exact
+    circuit's adenosine feedback is a linked variable, no synapses)."""
     key_layer = m if circuit == "random" else NEURONS_PER_KEY * L
-    inhibition = key_layer if circuit == "exact" else 0
-    return 2 * d * encoders * key_layer + key_layer * 2 * d + key_layer + 2 * d * encoders + inhibition
+    return 2 * d * encoders * key_layer + key_layer * 2 * d + key_layer + 2 * d * encoders
 
 
 def synaptic_events(circuit) -> float:

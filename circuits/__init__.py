@@ -14,6 +14,7 @@ from circuits.protocol import PROTOCOL_PARAMETERS, check_resolution
 from models import process_model
 from models.astrocytes import read_calibration
 from models.encoders import ENCODER_PARAMETERS
+from models.gliotransmission import ADENOSINE_FEEDBACK_PARAMETERS
 from models.neurons import FEATURE_NEURON_PARAMETERS, KEY_NEURON_PARAMETERS, VALUE_NEURON_PARAMETERS
 from models.parameters import ParameterSet
 from models.synapses import TRIPARTITE_SYNAPSE_PARAMETERS
@@ -71,7 +72,8 @@ CIRCUITS = {
         "the paper's random-feature circuit: m feature neurons carry positive random features"),
     "exact": CircuitKind(
         "exact", "circuits.exact_kernel", "build_exact_kernel_circuit", "key_neurons",
-        tuple(p for p in FEATURE_NEURON_PARAMETERS if p.name != "rho_feature") + KEY_NEURON_PARAMETERS,
+        tuple(p for p in FEATURE_NEURON_PARAMETERS if p.name != "rho_feature") + KEY_NEURON_PARAMETERS
+        + ADENOSINE_FEEDBACK_PARAMETERS,
         "neurons_per_key", "{neurons_per_key} key neurons per token", "one key population per stored token (exact softmax kernel)",
         population_rates=(("R_key_target", "neurons_per_key"),)),
 }

@@ -8,7 +8,7 @@ only the TimedArrays (inputs and phase signals), so several circuits coexist in 
 """
 
 import numpy as np
-from brian2 import Hz, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, TimedArray, linked_var
+from brian2 import Hz, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, TimedArray, linked_var, volt
 from brian2.units.fundamentalunits import DIMENSIONLESS
 from brian2.utils.stringtools import get_identifiers
 
@@ -16,6 +16,7 @@ from models.astrocytes import (ASTROCYTE_MODELS, ASTROCYTE_EQS, PROCESS_READ_ON_
                                read_calibration, rest_state)
 from circuits.protocol import TABLE_BIN
 from models.encoders import ENCODER_KINDS, encoder_model, signed_rates
+from models.gliotransmission import ADENOSINE_FEEDBACK_EQS, BLOCKED_ASTROCYTE_EQS
 from models.neurons import VALUE_DRIVE_EQS, VALUE_NEURON_EQS, VALUE_NEURON_THRESHOLD
 from models.synapses import TEACHER_SYNAPSE_MODEL, TEACHER_SYNAPSE_ON_PRE
 
@@ -131,29 +132,22 @@ def encoder_population(n_channels, per_channel, kind, params, namespace, rng, na
     return group
 
 
-def value_layer(value_dim, per_value, value_encoders, encoders_per_channel, params, namespace,
-                blocked_signal=None):
+def value_layer(value_dim, per_value, value_encoders, encoders_per_channel, params, namespace):
     """ON/OFF value populations of ``per_value`` neurons per dimension, taught by the value encoders.
 
     Returns (drive, neurons, teacher synapses). ``drive`` holds the synaptic drives of the
     ``2 * value_dim`` populations (index ``2*i + pol``, pol 0: ON, 1: OFF, of value dimension i): it
     is the postsynaptic target of the teacher and tripartite synapses, and neuron
     ``(2*i + pol) * per_value + p`` reads the drives of population ``2*i + pol`` (see
-    ``models.neurons``). With ``blocked_signal`` the astrocyte is blocked: the divisive gain uses
-    that constant instead of the astrocyte's signal.
+    ``models.neurons``). Their divisor ``A`` is linked by :func:`link_astrocyte`.
     """
     n_channels = 2 * value_dim
     drive = neuron_group(n_channels, VALUE_DRIVE_EQS, params, namespace, "value_drive", method="exact")
-    eqs = VALUE_NEURON_EQS
-    if blocked_signal is not None:
-        eqs = eqs.replace("A : 1 (linked)", "A : 1 (constant)")
-    values = neuron_group(n_channels * per_value, eqs, params, namespace, "value_neurons",
+    values = neuron_group(n_channels * per_value, VALUE_NEURON_EQS, params, namespace, "value_neurons",
                           threshold=VALUE_NEURON_THRESHOLD)
     population = np.arange(len(values)) // per_value
     values.I_num = linked_var(drive, "I_num", index=population)
     values.I_teach = linked_var(drive, "I_teach", index=population)
-    if blocked_signal is not None:
-        values.A = blocked_signal
     channel = np.arange(len(value_encoders)) // encoders_per_channel
     teacher = synapses(value_encoders, drive, TEACHER_SYNAPSE_MODEL, params, namespace, "teacher_synapses",
                        {"i": np.arange(len(value_encoders)), "j": channel}, on_pre=TEACHER_SYNAPSE_ON_PRE)
@@ -188,6 +182,33 @@ def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8, pres
     return cell, processes, monitors
 
 
-def link_astrocyte(values, cell):
-    """Let the value neurons read the astrocyte's gliotransmitter signal (divisive gain)."""
-    values.A = linked_var(cell, "A", index=np.zeros(len(values), dtype=int))
+def adenosine_feedback(cell, params, namespace, set_point):
+    """The astrocyte's adenosine in its domain, driven by its signal A towards ``set_point``
+    (A_target; ``models.gliotransmission``), and a monitor of the key neurons' hyperpolarisation
+    theta. A group of its own: theta's integral control needs Euler steps, while A must stay
+    exactly integrated like the value neurons' numerator it divides. Returns (group, monitor)."""
+    group = neuron_group(1, ADENOSINE_FEEDBACK_EQS, params, namespace, "adenosine", method="euler",
+                         extra={"A_target": set_point})
+    group.A = linked_var(cell, "A")
+    return group, StateMonitor(group, "theta", record=True, dt=params["record_dt"], name="adenosine_monitor")
+
+
+def blocked_astrocyte(params, namespace, signal, theta=None):
+    """The negative control's stand-in for the astrocyte's read-phase signals: a group holding the
+    divisor A at ``signal`` and the key neurons' hyperpolarisation at ``theta`` (default 0 V),
+    constants (their mean over the read phase; see the circuits' ``blocked_signals``). Linked by
+    :func:`link_astrocyte` like the astrocyte itself."""
+    group = neuron_group(1, BLOCKED_ASTROCYTE_EQS, params, namespace, "astrocyte_block")
+    group.A = signal
+    group.theta = 0 * volt if theta is None else theta
+    return group
+
+
+def link_astrocyte(source, values, keys=None, theta_source=None):
+    """Let the value neurons read ``source``'s gliotransmitter signal A (divisive gain) and, in the
+    exact circuit, the key neurons the adenosine hyperpolarisation theta of ``theta_source``
+    (default ``source``). ``source``: the astrocyte or its blocked stand-in."""
+    values.A = linked_var(source, "A", index=np.zeros(len(values), dtype=int))
+    if keys is not None:
+        theta_source = source if theta_source is None else theta_source
+        keys.theta = linked_var(theta_source, "theta", index=np.zeros(len(keys), dtype=int))

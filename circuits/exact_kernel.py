@@ -4,20 +4,25 @@ Random features approximate peaky, real attention heads badly (docs/model.md §3
 stores every token in its own key neurons and computes exp(scale q.k_t) directly:
 
     key/query encoders --written k_t--> key neurons (token t) ==Hebbian, tripartite==> value neurons
-                                            |     ^ global adaptive inhibition          ^
-                                            +-- astrocyte processes -> astrocyte -------+ 1/A
+                                            ^        |                                  ^
+                              adenosine theta        +-- astrocyte processes -> astrocyte --+ 1/A
+                                            +------------------------------------- A --+
 
 Write phase, token t: its key population is recruited and fires regularly at ``rho_recruit``; the
 encoder->key afferents learn k_t with a two-phase contrastive Hebbian rule (``models.synapses``);
 the key->value tripartite synapses learn v_t (Hebbian) and the processes integrate the key spikes
 (z_t, the same for every token). Read phase, query s: key neurons of token t fire at
-rho_key * exp(x_q . x_k - theta / delta_u) with x = sqrt(scale) * (q or k); the global inhibition
-theta keeps the population's total rate at ``R_key_target``. Value neuron i fires at
-rho_value * sum_t w_ti n_t / sum_t Ca_t n_t: softmax attention up to spike noise.
+rho_key * exp(x_q . x_k - theta / delta_u) with x = sqrt(scale) * (q or k). The astrocyte
+integrates their spikes weighted by its processes' memory, A ~ sum_t z_t n_t, and normalises in two
+ways (``models.gliotransmission``): its adenosine hyperpolarises every key neuron by theta, which
+settles where exp(theta / delta_u) is proportional to sum_t z_t exp(scale q.k_t), the attention
+denominator; and value neuron i fires at rho_value * sum_t w_ti n_t / A. Softmax attention up to
+spike noise. With the astrocyte blocked, theta and A are constants and the read is an unnormalised
+sum of exp(scale q.k_t) v_t.
 """
 
 import numpy as np
-from brian2 import Network, linked_var
+from brian2 import Network, volt
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
@@ -26,8 +31,8 @@ from circuits.circuit import AttentionCircuit, memory_weights
 from circuits.seeds import seed_streams
 from circuits.protocol import TABLE_BIN, Schedule
 from models.encoders import polarity_sign
-from models.neurons import (GLOBAL_INHIBITION_EQS, GLOBAL_INHIBITION_ON_PRE, KEY_NEURON_EQS,
-                            KEY_NEURON_RESET, KEY_NEURON_THRESHOLD)
+from models.gliotransmission import adenosine_set_point
+from models.neurons import KEY_NEURON_EQS, KEY_NEURON_RESET, KEY_NEURON_THRESHOLD
 from models.parameters import ParameterError, ParameterSet
 from models.synapses import (AFFERENT_SYNAPSE_MODEL, AFFERENT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
                              TRIPARTITE_SYNAPSE_ON_PRE)
@@ -47,8 +52,10 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     """Build the exact-kernel circuit for one head (see the module docstring).
 
     ``preload`` sets the afferent weights to k_t directly instead of writing them with spikes
-    (isolates the read phase's error). Other arguments (``causal`` included) as in
-    ``build_random_feature_circuit``.
+    (isolates the read phase's error). ``block_astrocyte`` holds the astrocyte's read-phase signals
+    (the key neurons' adenosine hyperpolarisation theta and the value neurons' divisor A) at their
+    mean over the read phase (:func:`blocked_signals`): the negative control. Other arguments
+    (``causal`` included) as in ``build_random_feature_circuit``.
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
     blocks.check_options(astrocyte, encoder, neurons_per_key=neurons_per_key,
@@ -82,12 +89,6 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     keys.token = np.arange(len(keys)) // neurons_per_key
     # Random pacing phases: the population samples the value neurons' depolarisation at many phases.
     keys.phase = phases.uniform(0, 1, size=len(keys))
-    inhibition = blocks.neuron_group(1, GLOBAL_INHIBITION_EQS, params, namespace, "global_inhibition",
-                                     method="euler")
-    keys.theta = linked_var(inhibition, "theta", index=np.zeros(len(keys), dtype=int))
-    inhibition_synapses = blocks.synapses(keys, inhibition, None, params, namespace, "inhibition_synapses", {},
-                                          on_pre=GLOBAL_INHIBITION_ON_PRE)
-
     pre, post = np.meshgrid(np.arange(len(key_encoders)), np.arange(len(keys)), indexing="ij")
     afferents = blocks.synapses(key_encoders, keys, AFFERENT_SYNAPSE_MODEL, params, namespace,
                                 "afferent_synapses", {"i": pre.ravel(), "j": post.ravel()},
@@ -98,23 +99,25 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
         afferents.w_aff = preloaded_afferents(x_keys, pre.ravel(), post.ravel(), encoders_per_dim,
                                               neurons_per_key, params)
 
-    blocked_signal = None
-    if block_astrocyte:
-        blocked_signal = expected_astrocyte_signal(params, schedule, n_tokens * neurons_per_key)
     drive, values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
-                                         params, namespace, blocked_signal)
+                                                params, namespace)
     tripartite = blocks.synapses(keys, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses",
                                  {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
     cell, processes, astro_monitors = blocks.astrocyte(keys, astrocyte, params, namespace)
-    if not block_astrocyte:
-        blocks.link_astrocyte(values, cell)
-
     groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "key_neurons": keys,
-              "global_inhibition": inhibition, "value_drive": drive, "value_neurons": values, "astrocyte": cell,
-              "afferent_synapses": afferents, "inhibition_synapses": inhibition_synapses,
+              "value_drive": drive, "value_neurons": values, "astrocyte": cell, "afferent_synapses": afferents,
               "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
     monitors = {**blocks.spike_monitors(groups, "key_neurons"), "astrocyte_monitor": astro_monitors[0],
                 "process_monitor": astro_monitors[1]}
+    if block_astrocyte:
+        signal, theta = blocked_signals(params, schedule, x_keys, x_queries, neurons_per_key)
+        groups["astrocyte_block"] = blocks.blocked_astrocyte(params, namespace, signal, theta)
+        blocks.link_astrocyte(groups["astrocyte_block"], values, keys)
+    else:
+        set_point = adenosine_set_point(params, release_per_token(params))
+        groups["adenosine"], monitors["adenosine_monitor"] = blocks.adenosine_feedback(cell, params, namespace,
+                                                                                      set_point)
+        blocks.link_astrocyte(cell, values, keys, theta_source=groups["adenosine"])
     network = Network(*groups.values(), *monitors.values())
     config = {"circuit": "exact", "key_layer": "key_neurons", "neurons_per_key": neurons_per_key,
               "neurons_per_value": neurons_per_value, "encoders_per_dim": encoders_per_dim,
@@ -147,27 +150,113 @@ def write_spikes_per_process(k, scale, params, seeds, options) -> np.ndarray:
     return np.full(len(k) * options["neurons_per_key"], write_spikes_per_key(params))
 
 
-def expected_astrocyte_signal(params, schedule, n_key_neurons) -> float:
-    """Rate-model astrocyte signal A (the same for every query: the inhibition fixes the total
-    key rate), the blocked-astrocyte level."""
-    calcium = float(params["kappa"]) * write_spikes_per_key(params)
-    return float(params["tau_read"]) * float(params["R_key_target"]) * calcium
+def release_per_token(params) -> float:
+    """Gliotransmitter release per read spike of a process whose token was just written (kappa per
+    write spike): the unit in which the processes' memory of the write counts."""
+    return float(params["kappa"]) * write_spikes_per_key(params)
+
+
+def _log_denominator(params, schedule, x_keys, x_queries) -> tuple:
+    """(scores, memory, log of the memory-weighted attention denominator per query): scores are
+    x_q . x_k (0 for keys not yet written, whose afferents are empty), memory the processes' read
+    variable per read and token in units of :func:`release_per_token`."""
+    _, memory = memory_weights(params, schedule.age_at_reads())
+    scores = np.where(memory > 0, x_queries @ x_keys.T, 0.0)
+    top = scores.max(axis=1, keepdims=True)
+    log_sum = top[:, 0] + np.log(np.sum(memory * np.exp(scores - top), axis=1))
+    return scores, memory, log_sum
+
+
+def adenosine_level(params, schedule, x_keys, x_queries, neurons_per_key) -> np.ndarray:
+    """Rate-model hyperpolarisation theta (V) that the astrocyte's adenosine feedback settles at in
+    each read: exp(theta / delta_u) = rho_key * n_key / R_key_target * sum_t memory_t exp(x_q . x_k),
+    the attention denominator (``models.gliotransmission``)."""
+    _, _, log_sum = _log_denominator(params, schedule, x_keys, x_queries)
+    gain = float(params["rho_key"]) * neurons_per_key / float(params["R_key_target"])
+    return float(params["delta_u"]) * (np.log(gain) + log_sum)
+
+
+def blocked_signals(params, schedule, x_keys, x_queries, neurons_per_key) -> tuple:
+    """The blocked astrocyte's constants: (A, theta), the mean over the read phase of the signals the
+    working astrocyte holds -- A at its set point, theta at :func:`adenosine_level` averaged over the
+    reads (each read lasts as long)."""
+    theta = adenosine_level(params, schedule, x_keys, x_queries, neurons_per_key).mean()
+    return adenosine_set_point(params, release_per_token(params)), theta * volt
+
+
+def measured_adenosine_level(circuit: AttentionCircuit) -> np.ndarray:
+    """Mean theta (V) over each read's counting window: from the adenosine monitor of a run circuit,
+    or the blocked astrocyte's constant."""
+    if circuit.config["block_astrocyte"]:
+        p, s, inp = circuit.params, circuit.schedule, circuit.inputs
+        theta = blocked_signals(p, s, inp["x_keys"], inp["x_queries"], circuit.config["neurons_per_key"])[1]
+        return np.full(s.n_queries, float(theta))
+    monitor = circuit.monitors["adenosine_monitor"]
+    t, theta = np.asarray(monitor.t_[:]), np.asarray(monitor.theta_[0])
+    return np.array([theta[(t >= start) & (t < stop)].mean() for start, stop in circuit.schedule.read_windows()])
+
+
+def astrocyte_normaliser(circuit: AttentionCircuit) -> dict:
+    """The attention denominator of each query and what the astrocyte holds of it.
+
+    ``denominator``: sum_t z_t exp(scale q.k_t) (z_t the processes' memory, 1 for a token just
+    written); ``astrocyte``: exp(theta / delta_u) * R_key_target / (rho_key n_key) with theta the
+    adenosine hyperpolarisation measured in the read (``measured_adenosine_level``): equal to the
+    denominator when the astrocyte normalises, one constant when it is blocked. ``log_error``: rms
+    of log(astrocyte / denominator) over the queries (its mean removed: a common factor cancels in
+    attention); ``log_spread``: standard deviation of log(denominator) over the queries, what a
+    blocked astrocyte misses."""
+    p, s, inp = circuit.params, circuit.schedule, circuit.inputs
+    _, _, log_sum = _log_denominator(p, s, inp["x_keys"], inp["x_queries"])
+    gain = float(p["rho_key"]) * circuit.config["neurons_per_key"] / float(p["R_key_target"])
+    log_astrocyte = measured_adenosine_level(circuit) / float(p["delta_u"]) - np.log(gain)
+    gap = log_astrocyte - log_sum
+    return {"denominator": np.exp(log_sum), "astrocyte": np.exp(log_astrocyte),
+            "log_error": float(np.sqrt(np.mean((gap - gap.mean()) ** 2))), "log_spread": float(np.std(log_sum))}
 
 
 def rate_model(circuit: AttentionCircuit) -> dict:
-    """The circuit's ideal, softmax attention (with the fading of weights and calcium), and the
-    expected spike-count error around it: read counts of each key population are Poisson with mean
-    R_key_target * t_read * attention weight; write counts are regular (no write noise)."""
-    p, s, inp = circuit.params, circuit.schedule, circuit.inputs
+    """The circuit's ideal and the expected spike-count error around it. Write counts are regular
+    (no write noise); read counts of each key population are Poisson with the rates the astrocyte
+    sets. Working astrocyte: softmax attention (with the fading of weights and processes), the key
+    populations firing R_key_target * exp(x_q . x_k) / sum_t memory_t exp(x_q . x_k). Blocked:
+    theta and A are constants, the key populations fire n_key * rho_key * exp(x_q . x_k - theta/delta_u)
+    and the output is that unnormalised sum over A; rates past one spike per step are clipped as
+    the Bernoulli draws clip them (key and value neurons)."""
+    p, s, inp, config = circuit.params, circuit.schedule, circuit.inputs, circuit.config
     numerator, denominator = memory_weights(p, s.age_at_reads())
-    # Key populations of tokens not yet written (causal reads) have zero afferent weights: score 0.
-    scores = np.where(denominator > 0, inp["x_queries"] @ inp["x_keys"].T, 0.0)
-    kernel = np.exp(scores - scores.max(axis=1, keepdims=True))
+    scores, _, log_sum = _log_denominator(p, s, inp["x_keys"], inp["x_queries"])
     identity = np.eye(len(inp["x_keys"]))
-    y_rate = kernel_attention(kernel, identity, inp["values"], numerator, denominator)
-    # The inhibition shares R_key_target among all key populations, written or not.
-    read_counts = float(p["R_key_target"]) * s.t_read * kernel / kernel.sum(axis=1, keepdims=True)
-    write_counts = write_spikes_per_key(p) * circuit.config["neurons_per_key"] * identity
-    noise = expected_spike_error(write_counts, read_counts, inp["values"], circuit.output_gain(),
-                                 write_noise=False, memory=denominator)
+    rate_total = float(p["R_key_target"])
+    population_rates = rate_total * np.exp(scores - log_sum[:, None])
+    y_rate = kernel_attention(np.exp(scores - log_sum[:, None]), identity, inp["values"], numerator, denominator)
+    if config["block_astrocyte"]:
+        dt = float(p["dt"])
+        _, theta = blocked_signals(p, s, inp["x_keys"], inp["x_queries"], config["neurons_per_key"])
+        per_neuron = float(p["rho_key"]) * np.exp(scores - float(theta) / float(p["delta_u"]))
+        population_rates = config["neurons_per_key"] * np.minimum(per_neuron * dt, 1) / dt
+        # Value neurons: rho_value * sum_t w_t n_t / A_target, with A_target = that of R_key_target.
+        y_free = (population_rates * numerator) @ inp["values"] / rate_total
+        ceiling = 1 / (dt * float(p["rho_value"]) * float(p["eta_hebb"]) / float(p["kappa"]))
+        y_rate = np.minimum(np.maximum(y_free, 0), ceiling) - np.minimum(np.maximum(-y_free, 0), ceiling)
+    read_counts = population_rates * s.t_read
+    if config["block_astrocyte"]:
+        noise = _unnormalised_read_error(read_counts, numerator, inp["values"], y_rate, circuit.output_gain(),
+                                         rate_total * s.t_read)
+    else:
+        write_counts = write_spikes_per_key(p) * config["neurons_per_key"] * identity
+        noise = expected_spike_error(write_counts, read_counts, inp["values"], circuit.output_gain(),
+                                     write_noise=False, memory=denominator)
     return {"y_rate": y_rate, "noise": noise}
+
+
+def _unnormalised_read_error(read_counts, numerator, values, y, output_gain, count_scale) -> dict:
+    """Spike-count error of a blocked read, y = sum_t n_t numerator_t v_t / count_scale with Poisson key
+    counts n_t (no ratio) and Poisson output counts; keys as ``analysis.spikes.expected_spike_error``."""
+    var_read = (read_counts * numerator ** 2) @ values ** 2 / count_scale ** 2
+    var_output = np.abs(y) / output_gain
+    norm = np.linalg.norm(y)
+    return {"y": y, "var_output": var_output, "var_read": var_read, "var_write": np.zeros_like(y),
+            "relative_error": float(np.sqrt((var_read + var_output).sum()) / norm),
+            "relative_error_output": float(np.sqrt(var_output.sum()) / norm),
+            "relative_error_read": float(np.sqrt(var_read.sum()) / norm), "relative_error_write": 0.0}

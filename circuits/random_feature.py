@@ -41,8 +41,8 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
 
     q: (Lq x d) queries, k: (L x d) keys, v: (L x d_v) values; the kernel is exp(scale q.k)
     (default scale 1/sqrt(d)). ``params``: a ParameterSet from :func:`circuit_parameters` or a
-    mapping of overrides. ``block_astrocyte`` replaces the astrocyte's per-query signal by its
-    average over queries (no per-query normalisation: the negative control). ``causal``: read
+    mapping of overrides. ``block_astrocyte`` holds the astrocyte's signal A at its mean over the
+    read phase (no per-query normalisation: the negative control). ``causal``: read
     query s right after writing token s (autoregressive attention; needs one query per token).
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
@@ -79,20 +79,20 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     unit_weight = params["delta_u"] / (encoders_per_dim * params["key_enc_gain"] * params["tau_syn"])
     input_synapses.w_in = sign * weights[post.ravel(), channel // 2] * unit_weight
 
-    blocked_signal = None
-    if block_astrocyte:
-        blocked_signal = expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule).mean()
     drive, values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
-                                         params, namespace, blocked_signal)
+                                                params, namespace)
     tripartite = blocks.synapses(features, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace,
                                  "tripartite_synapses", {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
     cell, processes, astro_monitors = blocks.astrocyte(features, astrocyte, params, namespace)
-    if not block_astrocyte:
-        blocks.link_astrocyte(values, cell)
-
     groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "features": features,
               "value_drive": drive, "value_neurons": values, "astrocyte": cell, "input_synapses": input_synapses,
               "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
+    if block_astrocyte:
+        signal = expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule).mean()
+        groups["astrocyte_block"] = blocks.blocked_astrocyte(params, namespace, signal)
+        blocks.link_astrocyte(groups["astrocyte_block"], values)
+    else:
+        blocks.link_astrocyte(cell, values)
     monitors = {**blocks.spike_monitors(groups, "features"), "astrocyte_monitor": astro_monitors[0],
                 "process_monitor": astro_monitors[1]}
     network = Network(*groups.values(), *monitors.values())
@@ -119,11 +119,14 @@ def write_spikes_per_process(k, scale, params, seeds, options) -> np.ndarray:
 
 
 def expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule) -> np.ndarray:
-    """Rate-model value of the astrocyte's read signal A for each query (blocked-astrocyte level)."""
+    """Rate-model value of the astrocyte's read signal A for each query, tau_read sum_j release_j rho_j(q)
+    with each process's release its memory of the write (its mean over the reads is the blocked
+    astrocyte's constant)."""
     rate = float(params["rho_feature"])
-    calcium = float(params["kappa"]) * _feature_counts(weights, x_keys, rate, schedule.t_learn).sum(axis=0)
+    _, memory = memory_weights(params, schedule.age_at_reads())
+    release = float(params["kappa"]) * memory @ _feature_counts(weights, x_keys, rate, schedule.t_learn)
     read_rates = _feature_counts(weights, x_queries, rate, 1.0)
-    return float(params["tau_read"]) * read_rates @ calcium
+    return float(params["tau_read"]) * np.sum(read_rates * release, axis=1)
 
 
 def rate_model(circuit: AttentionCircuit) -> dict:

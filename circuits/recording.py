@@ -164,12 +164,14 @@ VARIABLE_DESCRIPTIONS = {
     "A": "gliotransmitter signal, the divisor of the value neurons' gain in the read phase",
     "Ca": "process calcium (minimal model: kappa per presynaptic spike in the write phase; G-ChI: C / 1 uM)",
     "IP3": "inositol trisphosphate concentration of the process",
+    "theta": "hyperpolarisation of every key neuron by the astrocyte's adenosine (exact circuit): "
+             "exp(theta / delta_u) is proportional to the attention denominator",
 }
 
 #: Suffix of the circuits' spike monitors: ``<population>_spikes``.
 SPIKE_MONITOR_SUFFIX = "_spikes"
 #: State monitors of the astrocyte and its processes, with the trace-name prefix of each.
-STATE_MONITORS = {"astrocyte_monitor": "astrocyte", "process_monitor": "process"}
+STATE_MONITORS = {"astrocyte_monitor": "astrocyte", "process_monitor": "process", "adenosine_monitor": "adenosine"}
 
 
 def recording(circuit) -> Recording:
@@ -254,7 +256,8 @@ def _trace(mon, var, prefix) -> Trace:
     """Trace of variable ``var`` of a StateMonitor (data transposed to time x channel)."""
     dim = mon.dims[var]
     unit = "dimensionless" if dim is DIMENSIONLESS else str(get_unit(dim))
-    what = "the astrocyte" if prefix == "astrocyte" else "astrocyte processes (one per presynaptic neuron)"
+    what = {"astrocyte": "the astrocyte", "adenosine": "the astrocyte's adenosine feedback"}.get(
+        prefix, "astrocyte processes (one per presynaptic neuron)")
     meaning = VARIABLE_DESCRIPTIONS.get(var, "state variable of the Brian2 model (models/astrocytes.py)")
     return Trace(np.asarray(mon.t_[:], dtype=np.float64), np.asarray(getattr(mon, var + "_")[:], dtype=np.float64).T,
                  unit, np.asarray(mon.record, dtype=np.int64), f"{var} of {what}: {meaning}")

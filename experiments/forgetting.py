@@ -139,10 +139,10 @@ def simulate_block(args, sizes) -> list[dict]:
         q, k, v = block_head(sizes, args.seed, length)
         normalised = fp.run_random_circuit(NAME, args, q, k, v, f"normalised, L = {length}", **build)
         blocked = build_random_feature_circuit(q, k, v, block_astrocyte=True, **build)
-        values = blocked.groups["value_neurons"]
+        clamp = blocked.groups["astrocyte_block"]
         if a_ref is None:                        # shortest sequence: its frozen level is the reference
-            a_ref = float(values.A[0])
-        values.A = a_ref
+            a_ref = float(clamp.A[0])
+        clamp.A = a_ref
         fp.run_circuit(NAME, args, blocked, f"hard-blocked (A = A_ref), L = {length}")
         runs.append({"length": length, "normalised": normalised, "blocked": blocked, "a_ref": a_ref})
     return runs

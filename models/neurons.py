@@ -35,8 +35,9 @@ Key neurons (exact-kernel circuit, docs/model.md §3) have the same escape noise
 the score x_q . x_k through afferent weights written to k_t, so their rate is proportional to
 exp(scale q.k_t). While token t is written its key neuron is recruited (``recruit`` = 1) and fires
 regularly at ``rho_recruit`` (a phase oscillator, so every key stores the same number of spikes).
-In the read phase a global adaptive offset ``theta`` (shared inhibition) keeps the population's
-total rate near ``R_key_target`` whatever the score range; the attention ratio is invariant to it.
+In the read phase every key neuron is hyperpolarised by the same ``theta``, the astrocyte's
+adenosine feedback (``models.gliotransmission``), which makes the population's rates proportional
+to softmax: theta is the log of the attention denominator, and the astrocyte computes it.
 
 The LIF neuron is the standard current-based leaky integrate-and-fire neuron (same units).
 """
@@ -99,30 +100,24 @@ LIF_NEURON_PARAMETERS = (
 )
 
 KEY_NEURON_EQS = """
+# Membrane and afferent (written-key) synaptic drive
 dv/dt = (v_rest - v + I_syn) / tau_m : volt
 dI_syn/dt = -I_syn / tau_syn : volt
+# Write: regular firing while the neuron's token is recruited
 dphase/dt = rho_recruit * recruit : 1
 recruit = recruit_table(t, token) : 1
 token : integer (constant)
+# Read: exponential escape noise, hyperpolarised by the astrocyte's adenosine signal theta
 theta : volt (linked)
 rho = read_phase(t) * rho_key * exp((v - v_rest - theta) / delta_u) : Hz
 """
 KEY_NEURON_THRESHOLD = "phase >= 1 or rand() < rho*dt"
 KEY_NEURON_RESET = "phase -= int(phase >= 1)"
 
-#: Global adaptive inhibition: every key spike raises theta, which relaxes at a constant rate, so
-#: the key population's total rate settles at R_key_target (a common offset: ratios unchanged).
-GLOBAL_INHIBITION_EQS = """
-dtheta/dt = -theta_step * R_key_target * read_phase(t) : volt
-theta_step = delta_u / (R_key_target * tau_theta) : volt
-"""
-GLOBAL_INHIBITION_ON_PRE = "theta_post += theta_step_post * read_phase(t)"
-
 KEY_NEURON_PARAMETERS = (
-    Parameter("rho_key", 20 * Hz, Hz, "key-neuron rate for score 0 and no inhibition", positive=True),
+    Parameter("rho_key", 20 * Hz, Hz, "key-neuron rate for score 0 and no adenosine hyperpolarisation (theta = 0)", positive=True),
     Parameter("rho_recruit", 100 * Hz, Hz, "regular firing of a key neuron while its token is written",
               positive=True),
-    Parameter("R_key_target", 2500 * Hz, Hz, "total key-population rate that the global inhibition keeps",
-              positive=True),
-    Parameter("tau_theta", 50 * ms, ms, "time constant of the global adaptive inhibition", positive=True),
+    Parameter("R_key_target", 2500 * Hz, Hz, "total key-population rate that the astrocyte's adenosine feedback "
+              "holds (counting each process by its memory of the write, in units of one token's)", positive=True),
 )

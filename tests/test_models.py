@@ -99,10 +99,12 @@ def test_hebbian_weight_matches_pre_times_postsynaptic_depolarisation():
     pre_times = np.array([0.005, 0.0125, 0.020, 0.031, 0.060])
     teacher = SpikeGeneratorGroup(2, np.zeros(len(teacher_times), dtype=int), teacher_times * second, dt=DT)
     pre = SpikeGeneratorGroup(1, np.zeros(len(pre_times), dtype=int), pre_times * second, dt=DT)
-    drive, values, teacher_syn = blocks.value_layer(1, 1, teacher, 1, params, _phases(), blocked_signal=1.0)
+    drive, values, teacher_syn = blocks.value_layer(1, 1, teacher, 1, params, _phases())
+    clamp = blocks.blocked_astrocyte(params, _phases(), 1.0)
+    blocks.link_astrocyte(clamp, values)
     hebb = blocks.synapses(pre, drive, TRIPARTITE_SYNAPSE_MODEL, params, _phases(), "hebb", {},
                            on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
-    Network(teacher, pre, drive, values, teacher_syn, hebb).run(0.1 * second)
+    Network(teacher, pre, drive, values, clamp, teacher_syn, hebb).run(0.1 * second)
 
     w_teach = 1.0 / (float(params["value_enc_gain"]) * float(params["tau_syn"]))
     tau_syn = float(params["tau_syn"])
