@@ -64,3 +64,53 @@ def test_blocking_the_astrocyte_breaks_normalisation(runs):
     # The blocked astrocyte holds one level for every query.
     held = astrocyte_normaliser(runs[True].circuit)["astrocyte"]
     assert np.ptp(held) == 0
+
+
+# ------------------------------------------------- the blocked level: the mean over the read phase
+
+def _read_means(circuit, monitor, variable) -> float:
+    """Mean of a recorded signal over the counting windows of the reads."""
+    data = circuit.monitors[monitor]
+    t, values = np.asarray(data.t_[:]), np.asarray(getattr(data, variable + "_")[0])
+    inside = np.zeros(len(t), dtype=bool)
+    for start, stop in circuit.schedule.read_windows():
+        inside |= (t >= start) & (t < stop)
+    return float(values[inside].mean())
+
+
+def _signal_relative_sd(circuit) -> float:
+    """Relative standard deviation, from Poisson counts, of the astrocyte signal averaged over the
+    reads, A ~ sum_j release_j N_j (N_j: read spikes of presynaptic neuron j over all reads;
+    release_j = kappa W_j, W_j its write spikes, Poisson for feature neurons, regular for key
+    neurons): delta method with the measured counts as means."""
+    s = circuit.schedule
+    layer = circuit.config["key_layer"]
+    reads = circuit.window_counts(layer, s.read_windows()).sum(axis=0).astype(float)
+    writes = circuit.window_counts(layer, s.learn_windows()).sum(axis=0).astype(float)
+    var = np.sum(writes ** 2 * reads) + (np.sum(reads ** 2 * writes) if circuit.kind == "random" else 0.0)
+    return float(np.sqrt(var) / np.sum(writes * reads))
+
+
+@pytest.mark.parametrize("circuit", ["random", "exact"])
+@pytest.mark.parametrize("astrocyte", ["minimal", "gchi", "lr1994"])
+def test_blocked_astrocyte_holds_its_signals_at_their_mean_over_the_reads(circuit, astrocyte):
+    """For both circuits and every process model, the blocked astrocyte's constants are what the
+    working astrocyte's signals average over the reads: A within 4 standard deviations of its
+    spike-count noise, theta within 0.1 delta_u (the escape noise's curvature bias, a few hundredths
+    of delta_u on real heads, docs/model.md §9, plus the feedback's own jitter)."""
+    from analysis.attention import synthetic_head
+    from circuits import builder
+    from circuits.protocol import SHORT_PROTOCOL
+
+    q, k, v = synthetic_head(4, 4, 4, 1.5, np.random.default_rng(1))
+    size = {"n_features": 32} if circuit == "random" else {"neurons_per_key": 4}
+    build = dict(neurons_per_value=4, encoders_per_dim=2, astrocyte=astrocyte, seed=0,
+                 params={**SHORT_PROTOCOL, "dt": "0.5*ms"}, **size)
+    working = builder(circuit)(q, k, v, **build)
+    working.run()
+    held = builder(circuit)(q, k, v, block_astrocyte=True, **build).groups["astrocyte_block"]
+    tolerance = 4 * _signal_relative_sd(working)
+    assert float(held.A[0]) == pytest.approx(_read_means(working, "astrocyte_monitor", "A"), rel=tolerance)
+    if circuit == "exact":
+        delta_u = float(working.params["delta_u"])
+        assert abs(float(held.theta[0]) - _read_means(working, "adenosine_monitor", "theta")) <= 0.1 * delta_u
