@@ -205,13 +205,16 @@ def astrocyte_normaliser(circuit: AttentionCircuit) -> dict:
     denominator when the astrocyte normalises, one constant when it is blocked. ``log_error``: rms
     of log(astrocyte / denominator) over the queries (its mean removed: a common factor cancels in
     attention); ``log_spread``: standard deviation of log(denominator) over the queries, what a
-    blocked astrocyte misses."""
+    blocked astrocyte misses; ``blocked``: the level a blocked astrocyte holds for every query (the
+    mean over the reads of the rate-model theta, :func:`blocked_signals`)."""
     p, s, inp = circuit.params, circuit.schedule, circuit.inputs
     _, _, log_sum = _log_denominator(p, s, inp["x_keys"], inp["x_queries"])
     gain = float(p["rho_key"]) * circuit.config["neurons_per_key"] / float(p["R_key_target"])
     log_astrocyte = measured_adenosine_level(circuit) / float(p["delta_u"]) - np.log(gain)
     gap = log_astrocyte - log_sum
+    held = blocked_signals(p, s, inp["x_keys"], inp["x_queries"], circuit.config["neurons_per_key"])[1]
     return {"denominator": np.exp(log_sum), "astrocyte": np.exp(log_astrocyte),
+            "blocked": float(np.exp(float(held) / float(p["delta_u"]) - np.log(gain))),
             "log_error": float(np.sqrt(np.mean((gap - gap.mean()) ** 2))), "log_spread": float(np.std(log_sum))}
 
 

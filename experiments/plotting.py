@@ -105,15 +105,15 @@ def attention_map_figure(tokens, true_map, spike_map, path, title=""):
 def normaliser_figure(denominator, astrocyte, path, title="", blocked=None):
     """The astrocyte's normalising signal per query against the attention denominator
     sum_t exp(beta q.k_t) (log-log; the identity line is exact normalisation); ``blocked``: the
-    blocked astrocyte's constant, drawn as a horizontal line."""
+    level a blocked astrocyte holds for every query, drawn as a horizontal line."""
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
-    low = min(np.min(denominator), np.min(astrocyte)) / 1.5
-    high = max(np.max(denominator), np.max(astrocyte)) * 1.5
+    levels = np.concatenate([np.ravel(denominator), np.ravel(astrocyte), [] if blocked is None else [blocked]])
+    low, high = np.min(levels) / 1.5, np.max(levels) * 1.5
     ax.plot([low, high], [low, high], color="0.6", lw=1, label="astrocyte = denominator")
     ax.scatter(denominator, astrocyte, s=18, color="tab:green", zorder=3,
                label=r"astrocyte: $e^{\theta/\Delta u}\,R/(\rho_{key} n_{key})$, one dot a query")
     if blocked is not None:
-        ax.axhline(blocked, color="tab:red", ls="--", lw=1, label="astrocyte blocked (mean over the reads)")
+        ax.axhline(blocked, color="tab:red", ls="--", lw=1, label="astrocyte blocked: its mean over the reads")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(low, high)

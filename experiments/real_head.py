@@ -96,7 +96,7 @@ def write_real_head_run(result: HeadResult, parent, head: dict, figures=True, **
             blocked = result.circuit.config["block_astrocyte"]
             normaliser_figure(normaliser["denominator"], normaliser["astrocyte"], run_dir / "normaliser.png",
                               f"{label}: the astrocyte's normaliser" + (" (blocked)" if blocked else ""),
-                              blocked=normaliser["astrocyte"][0] if blocked else None)
+                              blocked=normaliser["blocked"])
     return run_dir, {**result.metrics, **maps["metrics"]}
 
 
