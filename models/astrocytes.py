@@ -18,12 +18,14 @@ integrates linearly):
 * ``gchi``: the G-ChI model (Li-Rinzel CICR with IP3 production and degradation; De Pittà et al.
   2009, doi:10.1007/s10867-009-9155-y), driven by glutamate released at the synapse onto
   metabotropic receptors (Gamma_A), with the IP3 exchange term J_ex of Brian2's
-  ``examples/frompapers/Stimberg_et_al_2018/example_4_synrel.py``. Presets: ``depitta2009`` (the
-  circuit's default: De Pittà 2009 amplitude-modulation constants, a fixed weak glutamate release
-  per spike; IP3 lifetime ~47 s, that of the process linearised at rest, long against
-  the write span) and ``stimberg2018`` (example_4's astrocyte and synapse: short-term plasticity,
-  release rho_c Y_T r_S, clearance Omega_c; I_bias = 0; the gliotransmitter feedback onto the
-  synapse is left out).
+  ``examples/frompapers/Stimberg_et_al_2018/example_4_synrel.py``. Presets: ``integrator`` (the
+  circuits' default: ``depitta2009`` with the IP3 turnover, Omega_5P and O_delta, 5x slower, so
+  that the IP3 lifetime, ~215 s, is long against the write span and attention is not weighted by
+  recency), ``depitta2009`` (De Pittà 2009 amplitude-modulation constants, a fixed weak glutamate
+  release per spike; IP3 lifetime ~47 s, that of the process linearised at rest) and
+  ``stimberg2018`` (example_4's astrocyte and synapse: short-term plasticity, release
+  rho_c Y_T r_S, clearance Omega_c; I_bias = 0; the gliotransmitter feedback onto the synapse is
+  left out).
 * ``lr1994``: Li-Rinzel Ca2+ dynamics with linear IP3 integration, as NEST's ``astrocyte_lr_1994``
   (Li & Rinzel 1994, doi:10.1006/jtbi.1994.1041; input after Nadkarni & Jung 2003,
   doi:10.1103/PhysRevLett.91.268101): dIP3/dt = (IP3_0 - IP3)/tau_IP3, IP3 += delta_IP3 per spike.
@@ -193,13 +195,27 @@ _KAPPA = Parameter("kappa", 1e-3, 1, "gliotransmitter release per write spike (t
                    positive=True)
 
 
+#: The ``integrator`` preset: De Pittà 2009's constants with the IP3 turnover (production by PLC
+#: delta and degradation by IP-5P, scaled together: the same IP3 rest) this many times slower, so
+#: that the process's IP3 lifetime (~215 s) is ~30x the main experiment's write span (6.4 s) and its
+#: read-out integrates over a sequence as the paper's astrocyte does (docs/model.md §5).
+INTEGRATOR_SLOWING = 5
+_SLOWED = ("Omega_5P", "O_delta")
+
+
 def _gchi_parameters(preset):
+    literature = "stimberg2018" if preset == "stimberg2018" else "depitta2009"
     intracellular = tuple(
-        _p(name, ex4 if preset == "stimberg2018" or dp09 is None else dp09, unit, doc,
-           _EX4 if preset == "stimberg2018" or dp09 is None else _DP09)
+        _p(name, ex4 if literature == "stimberg2018" or dp09 is None else dp09, unit, doc,
+           _EX4 if literature == "stimberg2018" or dp09 is None else _DP09)
         for name, ex4, dp09, unit, doc in _GCHI_TABLE)
+    if preset == "integrator":
+        intracellular = tuple(
+            _p(p.name, p.default / INTEGRATOR_SLOWING, p.unit, p.doc + f" (/{INTEGRATOR_SLOWING}: IP3 lifetime "
+               "long against the write span)", f"{_DP09} / {INTEGRATOR_SLOWING}, this project")
+            if p.name in _SLOWED else p for p in intracellular)
     exchange = _EXCHANGE
-    if preset == "depitta2009":       # a single isolated process: no IP3 exchange with the cell
+    if literature == "depitta2009":   # a single isolated process: no IP3 exchange with the cell
         exchange = (_p("F_ex", 0 * umolar / second, umolar / second, "maximal exogenous IP3 flow (none: "
                        "De Pittà 2009 has no IP3 exchange)", _DP09, positive=False),) + _EXCHANGE[1:]
     synapse = _STP_SYNAPSE if preset == "stimberg2018" else _FIXED_SYNAPSE
@@ -268,8 +284,8 @@ LR1994_PARAMETERS = (
     _p("k_IP3R", 0.2 / umolar / second, 1 / umolar / second, "IP3R binding rate for Ca2+ inhibition", _NEST),
     # --- IP_3 integration
     _p("IP3_0", 0.16 * umolar, umolar, "resting IP3", _NEST, positive=False),
-    _p("tau_IP3", 45 * second, second, "IP3 decay time constant (circuit regime: long against the write "
-       "span; NEST's default: 7142 ms)", _PROJECT),
+    _p("tau_IP3", 300 * second, second, "IP3 decay time constant (circuit regime: ~50x the main experiment's "
+       "write span, so attention is not weighted by recency; NEST's default: 7142 ms)", _PROJECT),
     _p("delta_IP3", 0.25e-3 * umolar, umolar,
        "IP3 added per write spike (weak: sub-threshold for ~780 fast spikes; NEST's default: 0.0002 uM per "
        "unit weight since NEST 3.9, 5 uM in 3.6-3.8)", _PROJECT),
@@ -280,7 +296,7 @@ LR1994_PARAMETERS = (
 
 ASTROCYTE_MODELS = ("minimal", "gchi", "lr1994")
 #: Named parameter presets of each process model; the first is the default (used by the circuits).
-PRESETS = {"minimal": ("project",), "gchi": ("depitta2009", "stimberg2018"), "lr1994": ("nest",)}
+PRESETS = {"minimal": ("project",), "gchi": ("integrator", "depitta2009", "stimberg2018"), "lr1994": ("nest",)}
 #: Integration method of each process model.
 _METHODS = {"minimal": "exact", "gchi": "rk4", "lr1994": "rk4"}
 

@@ -96,7 +96,8 @@ def test_stimberg2018_process_reproduces_brian2_example_4():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,preset", [("gchi", "depitta2009"), ("gchi", "stimberg2018"), ("lr1994", None)])
+@pytest.mark.parametrize("kind,preset", [("gchi", "integrator"), ("gchi", "depitta2009"), ("gchi", "stimberg2018"),
+                                         ("lr1994", None)])
 def test_process_stays_at_rest_without_input(kind, preset):
     """120 s without input: calcium and IP3 stay at the computed rest (tolerance: 1 % of it; the
     rest is solved to 1e-9 relative, so any drift is the dynamics leaving it)."""
@@ -113,17 +114,18 @@ def test_ip3_read_out_is_linear_in_the_spike_count():
     (R^2 >= 0.99, affine fit) and its slope is kappa per spike up to the IP3 decay in the write
     and the 4 s after it (the IP3 response kernel ``ip3_memory`` gives the expected factor)."""
     counts = np.array([20, 40, 60, 80, 100])
-    base = process_parameters("gchi")
-    scale = read_calibration("gchi", base)["cicr_spikes"] / 150
-    params = process_parameters("gchi", overrides={"Y_0": base["Y_0"] * scale, "dt": "1*ms", "record_dt": "100*ms"})
+    preset = "depitta2009"
+    base = process_parameters("gchi", preset)
+    scale = read_calibration("gchi", base, preset)["cicr_spikes"] / 150
+    params = process_parameters("gchi", preset, {"Y_0": base["Y_0"] * scale, "dt": "1*ms", "record_dt": "100*ms"})
     trains = [np.linspace(0.01, 2.0, n, endpoint=False) for n in counts]
-    t, traces = simulate_process("gchi", params, trains, 6.0, record=("release",))
+    t, traces = simulate_process("gchi", params, trains, 6.0, preset, record=("release",))
     release = traces["release"][:, -1]
     slope, intercept = np.polyfit(counts, release, 1)
     fitted = slope * counts + intercept
     r2 = 1 - np.sum((release - fitted) ** 2) / np.sum((release - release.mean()) ** 2)
     assert r2 >= 0.99
-    decay = np.mean(ip3_memory(6.0 - trains[-1], read_calibration("gchi", params)))
+    decay = np.mean(ip3_memory(6.0 - trains[-1], read_calibration("gchi", params, preset)))
     assert slope == pytest.approx(float(params["kappa"]) * decay, rel=0.1)
 
 
