@@ -82,6 +82,15 @@ def expected_spike_error(write_rates, read_rates, values, output_gain, write_noi
     }
 
 
+def expected_total_error(y_rate, y_true, bound) -> float:
+    """Expected relative error of the spiking output against ``y_true`` when spikes scatter around
+    the rate ideal ``y_rate`` with relative rms ``bound``: independent parts add in quadrature,
+    sqrt(|y_rate - y_true|^2 + (bound |y_rate|)^2) / |y_true|."""
+    rate_part = np.linalg.norm(y_rate - y_true)
+    noise_part = bound * np.linalg.norm(y_rate)
+    return float(np.hypot(rate_part, noise_part) / np.linalg.norm(y_true))
+
+
 def tolerance_ratio(noise, n_sigma=4.0) -> float:
     """Largest plausible (measured / expected) relative error under ``expected_spike_error``, with
     the per-element variances taken as independent (n_eff = (sum var)^2 / sum var^2)."""

@@ -18,7 +18,7 @@ m = 256 feature neurons unless ``--features``; "exact": default options) runs it
 gchi and lr1994, all with seed s (same features, pacing phases and spike seed), at the circuit's default
 protocol (``--quick``: a shorter one). Per run: rel_err_spike_vs_softmax, rel_err_rate_vs_softmax,
 the Poisson bound, the expected error hypot(rate-ideal error, Poisson bound x |y_rate|) / |y_softmax|
-(the formula of ``experiments.paper_common.expected_total_error``) and the rate ideal's distance from
+(``analysis.spikes.expected_total_error``) and the rate ideal's distance from
 the minimal model's rate ideal (same features: the recency of the IP3 read-out alone). Per circuit and
 model: the ratio to minimal of the measured and of the expected errors, per seed, mean and max.
 
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.attention import relative_error, synthetic_head
+from analysis.spikes import expected_total_error
 from circuits import CIRCUITS
 from circuits.head import CircuitPool, circuit_options, head_spec, make_runner
 from circuits.seeds import SeedStreams
@@ -121,15 +122,6 @@ def make_specs(setup) -> list:
 
 # ------------------------------------------------------------------------------------ simulation
 
-def expected_error(y_rate, y_true, bound) -> float:
-    """Expected relative error of the spiking output against ``y_true`` when spikes scatter around the
-    rate ideal ``y_rate`` with relative rms ``bound``, independent parts in quadrature:
-    sqrt(|y_rate - y_true|^2 + (bound |y_rate|)^2) / |y_true|."""
-    rate_part = np.linalg.norm(y_rate - y_true)
-    noise_part = bound * np.linalg.norm(y_rate)
-    return float(np.hypot(rate_part, noise_part) / np.linalg.norm(y_true))
-
-
 def record(label, result) -> dict:
     """One run's numbers, and what it ran (circuit, astrocyte model and seed, from the run circuit)."""
     m = result.metrics
@@ -139,7 +131,7 @@ def record(label, result) -> dict:
             "rel_err_rate_vs_softmax": m["rel_err_rate_vs_softmax"],
             "rel_err_spike_vs_rate": m["rel_err_spike_vs_rate"], "poisson_bound": m["poisson_bound"],
             "bound_tolerance_ratio": m["bound_tolerance_ratio"],
-            "expected_error": expected_error(result.y_rate, result.y_softmax, m["poisson_bound"]),
+            "expected_error": expected_total_error(result.y_rate, result.y_softmax, m["poisson_bound"]),
             "rel_err_uniform_vs_softmax": m["rel_err_uniform_vs_softmax"],
             "total_spikes": m["total_spikes"], "wall_seconds": m["wall_seconds"]}
 

@@ -28,6 +28,7 @@ import numpy as np
 from analysis.attention import (attention_weights, relative_error, softmax_attention, synthetic_head,
                                 uniform_attention)
 from analysis.features import draw_feature_weights, performer_attention
+from analysis.spikes import expected_total_error
 from experiments import paper_common as fp
 
 NAME = "feature_scaling"
@@ -130,7 +131,7 @@ def spiking_point(args, sizes, m, run) -> dict:
             "spike_vs_softmax": relative_error(y_spike, y_soft), "rate_vs_softmax": relative_error(y_rate, y_soft),
             "spike_vs_rate": relative_error(y_spike, y_rate), "poisson_bound": bound,
             "noise_dof": fp.noise_dof(circuit, ideal["noise"]),
-            "expected_spike_vs_softmax": fp.expected_total_error(y_rate, y_soft, bound),
+            "expected_spike_vs_softmax": expected_total_error(y_rate, y_soft, bound),
             "uniform_vs_softmax": relative_error(uniform_attention(v, len(q)), y_soft)}
 
 

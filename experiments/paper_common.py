@@ -16,7 +16,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
-import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from circuits.protocol import SHORT_PROTOCOL  # noqa: E402
@@ -101,15 +100,6 @@ def noise_dof(circuit, noise: dict) -> float:
     n = circuit.window_counts(layer, circuit.schedule.learn_windows())
     r = circuit.window_counts(layer, circuit.schedule.read_windows())
     return effective_dof(output_covariance(n, r, circuit.inputs["values"], noise["var_output"]))
-
-
-def expected_total_error(y_rate, y_true, bound) -> float:
-    """Expected relative error of the spiking output against ``y_true`` when spikes scatter around
-    the rate ideal ``y_rate`` with relative rms ``bound``: independent parts add in quadrature,
-    sqrt(|y_rate - y_true|^2 + (bound |y_rate|)^2) / |y_true|."""
-    rate_part = np.linalg.norm(y_rate - y_true)
-    noise_part = bound * np.linalg.norm(y_rate)
-    return float(np.hypot(rate_part, noise_part) / np.linalg.norm(y_true))
 
 
 # ------------------------------------------------------------------------------------------ figures

@@ -69,15 +69,6 @@ def test_quick_run_folder_and_ratios(quick_run):
         assert cells[3] == " ".join(f"{x:.2f}" for x in metrics["summary"][circuit][model]["ratio_measured"])
 
 
-def test_expected_error_is_paper_commons():
-    """The experiment's expected error is the formula of experiments.paper_common (not imported there)."""
-    from experiments.paper_common import expected_total_error
-
-    rng = np.random.default_rng(0)
-    y_rate, y_true = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
-    assert experiment.expected_error(y_rate, y_true, 0.2) == pytest.approx(expected_total_error(y_rate, y_true, 0.2))
-
-
 @pytest.mark.parametrize("argv, message", [(["--seeds", "0"], "--seeds"), (["--circuits", "randm"], "randm"),
                                             (["--workers", "0"], "--workers")])
 def test_bad_arguments_stop_with_one_line(argv, message, tmp_path, capsys):

@@ -166,7 +166,7 @@ def _head_results(astrocytes, sizes, tokens, dim, norm, protocol):
 
 def _expected_error(result) -> float:
     """Expected spike-vs-softmax error: rate ideal vs softmax and the Poisson bound in quadrature."""
-    from experiments.paper_common import expected_total_error
+    from analysis.spikes import expected_total_error
 
     return expected_total_error(result.y_rate, result.y_softmax, result.metrics["poisson_bound"])
 
