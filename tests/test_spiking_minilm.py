@@ -96,6 +96,8 @@ def test_run_folder_and_metrics(small_run, tmp_path):
     (["--text", "   "], "no sentence given"),
     (["--texts", "/nonexistent/file.txt"], "cannot read --texts"),
     (["--text", "Hi.", "--set", "dt=0.1*ms", "--set", "R_key_target=1e5*Hz"], "R_key_target"),
+    (["--text", "Hi.", "--astrocyte", "gchi", "--set", "tau_ca=5*second"], "tau_ca"),     # a minimal-process parameter
+    (["--text", "Hi.", "--astrocyte", "glia"], "--astrocyte"),
 ])
 def test_bad_command_lines_fail_with_one_line_before_simulating(model, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
