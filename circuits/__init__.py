@@ -8,9 +8,11 @@ the standalone device, the experiments' ``--circuit`` choices) reads this regist
 import importlib
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from brian2 import second
 
-from circuits.protocol import PROTOCOL_PARAMETERS, check_resolution
+from circuits.protocol import PROTOCOL_PARAMETERS, TABLE_BIN, check_resolution
 from models import process_model
 from models.astrocytes import read_calibration
 from models.encoders import ENCODER_PARAMETERS
@@ -95,6 +97,8 @@ def circuit_parameters(circuit="random", astrocyte="minimal", overrides=None) ->
     params = ParameterSet(declared).override(overrides or {})
     if astrocyte != "minimal" and "tau_hebb" not in (overrides or {}):
         params = _hebbian_decay_follows_ip3(declared, params, astrocyte)
+    if astrocyte != "minimal" and "t_consolidate" not in (overrides or {}):
+        params = _reads_wait_for_receptors(params, astrocyte)
     check_resolution(params, exclude=[name for name, _ in kind.population_rates])
     return params
 
@@ -110,6 +114,21 @@ def _hebbian_decay_follows_ip3(declared, params, astrocyte) -> ParameterSet:
                           "denominator fade alike)")
     specs = [coupled if p.name == "tau_hebb" else p for p in declared]
     return ParameterSet(specs, {name: params[name] for name in params if name != "tau_hebb"})
+
+
+#: How many receptor times the reads wait after the last write (1 - exp(-5) = 99.3 % of the IP3
+#: that the write's last spikes will make has been made).
+RECEPTOR_TIMES = 5
+
+
+def _reads_wait_for_receptors(params, astrocyte) -> ParameterSet:
+    """``params`` with t_consolidate = RECEPTOR_TIMES x the process's receptor time (``read_calibration``'s
+    tau_receptor; whole table bins, rounded up): G-ChI's receptors keep making IP3 for ~0.9 s after a
+    spike, so reads right after the writes would weigh the latest tokens less than softmax does
+    (docs/model.md §5). 0 for lr1994, whose IP3 steps at the spike."""
+    receptor = read_calibration(astrocyte, params)["tau_receptor"]
+    bins = int(np.ceil(RECEPTOR_TIMES * receptor / float(TABLE_BIN) - 1e-9))
+    return params.override({"t_consolidate": bins * TABLE_BIN})
 
 
 def builder(circuit):

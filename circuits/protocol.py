@@ -22,6 +22,9 @@ PROTOCOL_PARAMETERS = (
               positive=True),
     Parameter("t_learn", 300 * ms, ms, "plasticity window per token (write phase)", positive=True),
     Parameter("t_read", 800 * ms, ms, "counting window per query (read phase)", positive=True),
+    Parameter("t_consolidate", 0 * ms, ms, "pause between the last write and the first read (not causal): a "
+              "read-out that keeps integrating after a spike finishes first (G-ChI: 5 receptor times, "
+              "circuits.circuit_parameters)", nonnegative=True),
     Parameter("record_dt", 5 * ms, ms, "sampling interval of recorded astrocyte calcium", positive=True),
 )
 
@@ -34,7 +37,7 @@ SHORT_PROTOCOL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
 
 #: Protocol windows (whole numbers of TABLE_BIN): settling, learning and reading of the attention
 #: circuits, counting of the feed-forward circuit.
-WINDOWS = ("t_settle", "t_learn", "t_read", "t_count")
+WINDOWS = ("t_settle", "t_learn", "t_read", "t_count", "t_consolidate")
 
 #: Time steps per time constant that the (exact or Euler) integration needs at least.
 STEPS_PER_TIME_CONSTANT = 10
@@ -90,7 +93,8 @@ def check_spike_probability(name, rate, dt) -> None:
 @dataclass(frozen=True)
 class Schedule:
     """Timing of ``n_tokens`` writes and ``n_queries`` reads (all in seconds): every write first,
-    or, if ``causal``, write token s then read query s."""
+    then a pause ``t_consolidate``, then every read; or, if ``causal``, write token s then read
+    query s (no pause)."""
 
     n_tokens: int
     n_queries: int
@@ -99,6 +103,7 @@ class Schedule:
     t_read: float
     causal: bool = False
     bin: float = float(TABLE_BIN)
+    t_consolidate: float = 0.0
 
     @classmethod
     def from_params(cls, n_tokens, n_queries, params, causal=False) -> "Schedule":
@@ -106,8 +111,9 @@ class Schedule:
         if causal and n_queries != n_tokens:
             raise ValueError(f"causal attention needs one query per token, got {n_queries} queries "
                              f"for {n_tokens} tokens")
+        pause = 0.0 if causal or "t_consolidate" not in params else float(params["t_consolidate"])
         return cls(n_tokens, n_queries, float(params["t_settle"]), float(params["t_learn"]),
-                   float(params["t_read"]), bool(causal))
+                   float(params["t_read"]), bool(causal), t_consolidate=pause)
 
     @property
     def token_period(self) -> float:
@@ -124,7 +130,7 @@ class Schedule:
 
     @property
     def duration(self) -> float:
-        return self.n_tokens * self.token_period + self.n_queries * self.read_period
+        return self.n_tokens * self.token_period + self.t_consolidate + self.n_queries * self.read_period
 
     def token_windows(self) -> np.ndarray:
         """Whole write windows (settling included), one per token."""
@@ -141,7 +147,7 @@ class Schedule:
         if self.causal:
             start = self.token_windows()[:, 1]
         else:
-            start = self.write_end + np.arange(self.n_queries) * self.read_period
+            start = self.write_end + self.t_consolidate + np.arange(self.n_queries) * self.read_period
         return np.stack([start, start + self.read_period], axis=1)
 
     def read_windows(self) -> np.ndarray:
@@ -156,8 +162,9 @@ class Schedule:
         return np.rint(np.asarray(t) / self.bin).astype(int)
 
     def input_rows(self) -> np.ndarray:
-        """For each bin, the row of ``concat(keys, queries)`` presented to the feature layer."""
-        rows = np.empty(self.n_bins(), dtype=int)
+        """For each bin, the row of ``concat(keys, queries)`` presented to the feature layer (in the
+        pause before the reads, the first query: no phase is on, nothing is learned or read)."""
+        rows = np.full(self.n_bins(), self.n_tokens, dtype=int)
         for t, (start, stop) in enumerate(self.token_windows()):
             a, b = self._bin_index([start, stop])
             rows[a:b] = t

@@ -221,3 +221,31 @@ def test_hebbian_decay_follows_the_ip3_lifetime(astrocyte):
         params = circuit_parameters("random", astrocyte, overrides)
         assert float(params["tau_hebb"]) == pytest.approx(read_calibration(astrocyte, params)["tau_IP3_eff"], rel=1e-12)
     assert float(circuit_parameters("random", astrocyte, {"tau_hebb": "7*second"})["tau_hebb"]) == 7.0
+
+
+def test_gchi_reads_wait_until_the_receptors_have_made_their_ip3():
+    """G-ChI's receptors make IP3 for ~0.9 s after a spike: read right after the writes, the last
+    token weighs ~40 % less than softmax gives it. The circuits therefore pause 5 receptor times
+    before the first read (t_consolidate; lr1994, whose IP3 steps at the spike, does not), and the
+    rate ideal (the processes' linearised read-out) of a head that attends to its last token is
+    then within 1 % of softmax; without the pause it is > 5 % off."""
+    from analysis.attention import kernel_attention, relative_error, softmax_attention
+    from circuits import RECEPTOR_TIMES, circuit_parameters
+    from circuits.circuit import memory_weights
+    from circuits.protocol import Schedule
+
+    params = circuit_parameters("exact", "gchi")
+    receptor = read_calibration("gchi", params)["tau_receptor"]
+    assert float(params["t_consolidate"]) == pytest.approx(RECEPTOR_TIMES * receptor, abs=1e-3)
+    assert float(circuit_parameters("exact", "lr1994")["t_consolidate"]) == 0.0
+    rng = np.random.default_rng(0)
+    k, v = rng.normal(size=(8, 4)), rng.normal(size=(8, 4))
+    q = np.repeat(2.0 * k[-1:], 4, axis=0)                      # every query attends to the last token
+    y_soft = softmax_attention(q, k, v, 1.0)
+
+    def rate_ideal(p):
+        numerator, denominator = memory_weights(p, Schedule.from_params(8, 4, p).age_at_reads())
+        return kernel_attention(np.exp(q @ k.T), np.eye(8), v, numerator, denominator)
+
+    assert relative_error(rate_ideal(params), y_soft) <= 0.01
+    assert relative_error(rate_ideal(params.override({"t_consolidate": "0*ms"})), y_soft) > 0.05
