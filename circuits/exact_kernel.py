@@ -156,22 +156,25 @@ def release_per_token(params) -> float:
     return float(params["kappa"]) * write_spikes_per_key(params)
 
 
-def _log_denominator(params, schedule, x_keys, x_queries) -> tuple:
-    """(scores, memory, log of the memory-weighted attention denominator per query): scores are
-    x_q . x_k (0 for keys not yet written, whose afferents are empty), memory the processes' read
-    variable per read and token in units of :func:`release_per_token`."""
-    _, memory = memory_weights(params, schedule.age_at_reads())
+def _log_denominator(x_keys, x_queries, memory) -> tuple:
+    """(scores, log of the memory-weighted attention denominator per query): scores are x_q . x_k
+    (0 for keys not yet written, whose afferents are empty); ``memory``: the processes' read
+    variable per read and token in units of :func:`release_per_token` (``memory_weights``)."""
     scores = np.where(memory > 0, x_queries @ x_keys.T, 0.0)
     top = scores.max(axis=1, keepdims=True)
-    log_sum = top[:, 0] + np.log(np.sum(memory * np.exp(scores - top), axis=1))
-    return scores, memory, log_sum
+    return scores, top[:, 0] + np.log(np.sum(memory * np.exp(scores - top), axis=1))
+
+
+def _process_memory(params, schedule) -> np.ndarray:
+    """The processes' read variable per read and token (the denominator of ``memory_weights``)."""
+    return memory_weights(params, schedule.age_at_reads())[1]
 
 
 def adenosine_level(params, schedule, x_keys, x_queries, neurons_per_key) -> np.ndarray:
     """Rate-model hyperpolarisation theta (V) that the astrocyte's adenosine feedback settles at in
     each read: exp(theta / delta_u) = rho_key * n_key / R_key_target * sum_t memory_t exp(x_q . x_k),
     the attention denominator (``models.gliotransmission``)."""
-    _, _, log_sum = _log_denominator(params, schedule, x_keys, x_queries)
+    _, log_sum = _log_denominator(x_keys, x_queries, _process_memory(params, schedule))
     gain = float(params["rho_key"]) * neurons_per_key / float(params["R_key_target"])
     return float(params["delta_u"]) * (np.log(gain) + log_sum)
 
@@ -208,7 +211,7 @@ def astrocyte_normaliser(circuit: AttentionCircuit) -> dict:
     blocked astrocyte misses; ``blocked``: the level a blocked astrocyte holds for every query (the
     mean over the reads of the rate-model theta, :func:`blocked_signals`)."""
     p, s, inp = circuit.params, circuit.schedule, circuit.inputs
-    _, _, log_sum = _log_denominator(p, s, inp["x_keys"], inp["x_queries"])
+    _, log_sum = _log_denominator(inp["x_keys"], inp["x_queries"], _process_memory(p, s))
     gain = float(p["rho_key"]) * circuit.config["neurons_per_key"] / float(p["R_key_target"])
     log_astrocyte = measured_adenosine_level(circuit) / float(p["delta_u"]) - np.log(gain)
     gap = log_astrocyte - log_sum
@@ -228,7 +231,7 @@ def rate_model(circuit: AttentionCircuit) -> dict:
     the Bernoulli draws clip them (key and value neurons)."""
     p, s, inp, config = circuit.params, circuit.schedule, circuit.inputs, circuit.config
     numerator, denominator = memory_weights(p, s.age_at_reads())
-    scores, _, log_sum = _log_denominator(p, s, inp["x_keys"], inp["x_queries"])
+    scores, log_sum = _log_denominator(inp["x_keys"], inp["x_queries"], denominator)
     identity = np.eye(len(inp["x_keys"]))
     rate_total = float(p["R_key_target"])
     population_rates = rate_total * np.exp(scores - log_sum[:, None])

@@ -31,6 +31,10 @@ SENTENCES = (
     "She sold her old bicycle because the city built a new subway line.",
 )
 HEADS = ((0, 3), (2, 5), (4, 7), (5, 10))          # (layer, head) pairs, spread over depth
+#: The table's numeric columns, in order (their medians are the summary).
+COLUMNS = ("exact_spike_vs_head", "exact_cosine", "exact_poisson_bound", "exact_astrocyte_blocked",
+           "normaliser_log_error", "denominator_log_spread", "random_rate_m256", "random_rate_m1024",
+           "uniform_baseline")
 
 
 def random_feature_errors(q, k, v, scale, n_features, seeds) -> float:
@@ -88,24 +92,18 @@ def main(argv=None) -> Path:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary = {key: float(np.median([r[key] for r in rows])) for key in
-               ("exact_spike_vs_head", "exact_cosine", "exact_poisson_bound", "exact_astrocyte_blocked",
-                "normaliser_log_error", "denominator_log_spread", "random_rate_m256", "random_rate_m1024",
-                "uniform_baseline")}
+    summary = {key: float(np.median([r[key] for r in rows])) for key in COLUMNS}
     summary["blocked_over_astrocyte"] = float(np.median([r["exact_astrocyte_blocked"] / r["exact_spike_vs_head"]
                                                          for r in rows]))
     write_json(table_dir / "summary.json", {"median": summary, "n_heads": len(rows), "astrocyte": args.astrocyte})
-    columns = ("exact_spike_vs_head", "exact_cosine", "exact_poisson_bound", "exact_astrocyte_blocked",
-               "normaliser_log_error", "denominator_log_spread", "random_rate_m256", "random_rate_m1024",
-               "uniform_baseline")
     lines = ["| sentence | layer | head | L | exact (spikes) err | cosine | Poisson bound | astrocyte blocked | "
              "astrocyte vs denominator (log rms) | denominator spread (log sd) | random m=256 (rate) | "
-             "random m=1024 (rate) | uniform |", "|---|---|---|---|" + "---|" * len(columns)]
+             "random m=1024 (rate) | uniform |", "|---|---|---|---|" + "---|" * len(COLUMNS)]
     for r in rows:
         lines.append(f"| {r['text'][:28]}… | {r['layer']} | {r['head']} | {r['tokens']} | "
-                     + " | ".join(f"{r[c]:.4f}" if c == "exact_cosine" else f"{r[c]:.3f}" for c in columns) + " |")
+                     + " | ".join(f"{r[c]:.4f}" if c == "exact_cosine" else f"{r[c]:.3f}" for c in COLUMNS) + " |")
     lines.append("| **median** | | | | " + " | ".join(
-        f"**{summary[c]:.4f}**" if c == "exact_cosine" else f"**{summary[c]:.3f}**" for c in columns) + " |")
+        f"**{summary[c]:.4f}**" if c == "exact_cosine" else f"**{summary[c]:.3f}**" for c in COLUMNS) + " |")
     lines.append(f"\nastrocyte: {args.astrocyte}; median blocked / with astrocyte: {summary['blocked_over_astrocyte']:.1f}x")
     (table_dir / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), file=sys.stderr)
