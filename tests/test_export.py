@@ -192,14 +192,51 @@ def test_nwb_units_intervals_traces_and_metadata(nwb_file, rec):
         assert notes["circuit_config"] == rec.config
 
 
-def test_nwbinspector_finds_nothing_important(nwb_file):
-    """No message of importance CRITICAL or BEST_PRACTICE_VIOLATION (nor a validation error),
-    except that the file has no Subject: a simulation has no animal (see runs/nwb.py)."""
+def dandi_messages(path):
+    """nwbinspector's messages on a file with its DANDI configuration, as ``dandi validate`` runs
+    it (which refuses CRITICAL, ERROR and PYNWB_VALIDATION and warns of BEST_PRACTICE_VIOLATION),
+    here also with the suggestions and the PyNWB validation: {importance name: ["check: message"]}."""
     nwbinspector = pytest.importorskip("nwbinspector")
 
-    messages = list(nwbinspector.inspect_nwbfile(
-        nwb_file, importance_threshold=nwbinspector.Importance.BEST_PRACTICE_VIOLATION))
-    assert [m.check_function_name for m in messages] == ["check_subject_exists"], [m.message for m in messages]
+    found = {}
+    for m in nwbinspector.inspect_nwbfile(path, config=nwbinspector.load_config("dandi"),
+                                          importance_threshold=nwbinspector.Importance.BEST_PRACTICE_SUGGESTION):
+        found.setdefault(m.importance.name, []).append(f"{m.check_function_name}: {m.message}")
+    return found
+
+
+#: What nwbinspector still suggests on an exported run: who ran it and where, which the simulator
+#: cannot know (``write_nwb``'s ``experimenter`` and ``institution``).
+WHO_AND_WHERE = ["check_experimenter_exists: Experimenter is missing.",
+                 "check_institution: Metadata /general/institution is missing."]
+
+
+def test_nwb_passes_nwbinspector_with_the_dandi_config(nwb_file):
+    """Nothing DANDI would refuse or warn of (no ERROR, PYNWB_VALIDATION, CRITICAL or
+    BEST_PRACTICE_VIOLATION), and no suggestion but who ran it and where."""
+    assert dandi_messages(nwb_file) == {"BEST_PRACTICE_SUGGESTION": WHO_AND_WHERE}
+
+
+def test_nwb_subject_says_the_data_are_simulated(nwb_file, rec, tmp_path):
+    import pynwb
+    from runs.nwb import SYNTHETIC_CONSTRUCT, simulated_subject, write_nwb
+
+    with pynwb.NWBHDF5IO(str(nwb_file), "r") as io:
+        subject = io.read().subject
+        assert subject.subject_id == f"simulated-random-minimal-seed{rec.seed}"
+        assert subject.description.startswith("in silico subject, not an animal: the simulated random")
+        assert (subject.species, subject.sex, subject.age) == (SYNTHETIC_CONSTRUCT, "O", "P0D")
+    assert SYNTHETIC_CONSTRUCT == "http://purl.obolibrary.org/obo/NCBITaxon_32630"
+    # the caller names the subject, the seed, the people and the place: then nothing is left to suggest
+    path = write_nwb(tmp_path / "run.nwb", rec, {}, seed=7, experimenter="Doe, Jane", institution="Nowhere",
+                     subject=simulated_subject(rec, seed=7, subject_id="network-A"))
+    assert dandi_messages(path) == {}
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        subject = io.read().subject
+        assert subject.subject_id == "network-A" and "seed 7" in subject.description
+    assert simulated_subject(rec, seed=3).subject_id == "simulated-random-minimal-seed3"
+    with pytest.raises(ValueError, match="must not contain '/'"):
+        simulated_subject(rec, subject_id="a/b")
 
 
 def test_nwb_needs_its_extra(monkeypatch, rec, tmp_path):
@@ -303,3 +340,6 @@ def test_experiment_run_folder_keeps_spikes_and_exports_nwb(tmp_path):
     assert load_spikes(run).total_spikes() == total > 0
     read_back = read_nwb_spikes(run / "run.nwb")
     assert sum(len(t) for trains in read_back.values() for t in trains) == total
+    # nothing DANDI would refuse or warn of (suggestions vary with the size: two tokens make the
+    # token column look binary)
+    assert set(dandi_messages(run / "run.nwb")) <= {"BEST_PRACTICE_SUGGESTION"}
