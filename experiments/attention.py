@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from analysis.attention import check_qkv, synthetic_head
-from circuits import circuit_kind
-from circuits.head import HeadResult, head_spec, simulate
+from circuits.head import head_spec
 from circuits.seeds import SeedStreams
 from experiments import cli
-from runs.folders import new_run_dir, run_record, write_json
-from runs.spikes import save_run_spikes
+from experiments.head_run import run_label, simulate_with_progress, write_run
 
 NAME = "attention"
 
@@ -64,50 +62,6 @@ def synthetic_args_head(args):
     if not np.isfinite(args.norm) or args.norm <= 0:
         raise ValueError(f"--norm must be a positive number, got {args.norm}")
     return synthetic_head(args.tokens, args.dim, args.value_dim, args.norm, SeedStreams(args.seed).head)
-
-
-def write_run(result: HeadResult, parent, label: str, experiment: str, source: dict, figures=True,
-              keep_all_spikes=False, export=(), extra_metrics=None) -> Path:
-    """A new run folder under ``parent`` with params.json, metrics.json (the result's metrics and
-    ``extra_metrics``), outputs.npz, spikes.npz (``runs.spikes``; ``export=("nwb",)`` adds run.nwb)
-    and (``figures``) raster.png and prediction.png; returns it."""
-    spec, circuit, metrics = result.spec, result.circuit, {**result.metrics, **(extra_metrics or {})}
-    run_dir = new_run_dir(Path(parent), label)
-    record = run_record(experiment, spec.seed, spike_seed=spec.spike_seed, circuit=circuit.config, source=source,
-                        parameters=spec.params.to_json(), device=result.device)
-    write_json(run_dir / "params.json", record)
-    save_run_spikes(run_dir, circuit, record, experiment, keep_all_spikes, export)
-    np.savez_compressed(run_dir / "outputs.npz", y_spike=result.y_spike, y_rate=result.y_rate,
-                        y_softmax=result.y_softmax, y_uniform=result.y_uniform, q=spec.q, k=spec.k, v=spec.v,
-                        scale=spec.scale, population_counts=result.population_counts())
-    write_json(run_dir / "metrics.json", metrics)
-    if figures:
-        from experiments.plotting import prediction_figure, raster_figure
-
-        size = circuit_kind(spec.circuit).size_label(circuit.config)
-        raster_figure(result.raster(), run_dir / "raster.png", f"{spec.circuit} circuit, {size}, seed {spec.seed}")
-        prediction_figure(result.y_softmax, {
-            f"spikes ({metrics['rel_err_spike_vs_softmax']:.1%})": result.y_spike,
-            f"rate ideal ({metrics['rel_err_rate_vs_softmax']:.1%})": result.y_rate,
-            f"uniform baseline ({metrics['rel_err_uniform_vs_softmax']:.1%})": result.y_uniform},
-            run_dir / "prediction.png", "relative error vs softmax in brackets")
-    return run_dir
-
-
-def run_label(spec, *parts) -> str:
-    """The run folder's label: ``parts``, circuit, seed and spike seed, e.g. ``L2H5-exact-seed0``."""
-    return "-".join(filter(None, [*parts, spec.circuit, f"seed{spec.seed}",
-                                  None if spec.spike_seed is None else f"spikes{spec.spike_seed}"]))
-
-
-def simulate_with_progress(spec, args, name, runner):
-    """Simulate one head on ``runner`` with progress lines on stderr (unless --quiet)."""
-    from runs.folders import progress_reporter
-
-    size = circuit_kind(spec.circuit).size_label(spec.options)
-    cli.say(name, args, f"{spec.circuit} circuit on {args.device}: {size}, {len(spec.k)} tokens, {len(spec.q)} "
-                        f"queries")
-    return simulate(spec, runner, None if args.quiet else progress_reporter(name))
 
 
 def head_and_source(args) -> tuple:

@@ -3,12 +3,13 @@
     python -m experiments.real_head_table                  # 12 heads, 3 sentences x layers/heads below
     python -m experiments.real_head_table --out results/real_heads/mine
 
-For every (sentence, layer, head) it runs the spiking exact-kernel circuit (experiments.real_head)
-and reports its error against the real head's output, the cosine similarity, the same circuit with
-the astrocyte blocked (its signals held at their mean over the read phase: the ablation of the
-normalisation), how closely the astrocyte's signal follows the attention denominator, the
-random-feature circuit's rate ideal at m = 256 and 1024 (NumPy, mean over seeds: a lower bound on
-what its spikes can reach) and the uniform baseline. ``--astrocyte`` picks the process model.
+For every (sentence, layer, head) it runs the spiking exact-kernel circuit (a run folder of
+experiments.real_head, ``experiments.head_run.write_real_head_run``) and reports its error against
+the real head's output, the cosine similarity, the same circuit with the astrocyte blocked (its
+signals held at their mean over the read phase: the ablation of the normalisation), how closely the
+astrocyte's signal follows the attention denominator, the random-feature circuit's rate ideal at
+m = 256 and 1024 (NumPy, mean over seeds: a lower bound on what its spikes can reach) and the
+uniform baseline. ``--astrocyte`` picks the process model.
 Writes table.csv, table.md and the runs' folders.
 """
 
@@ -54,11 +55,12 @@ def main(argv=None) -> Path:
     parser.add_argument("--rf-seeds", type=int, default=5, help="seeds of the random-feature rate ideal")
     parser.add_argument("--astrocyte", default="minimal", choices=ASTROCYTE_MODELS, help="astrocyte process model")
     args = parser.parse_args(argv)
-    from analysis.minilm import MiniLMUnavailable
-    from experiments import real_head
+    from experiments.head_run import write_real_head_run
+    from transformer.heads import real_qkv
+    from transformer.minilm import MiniLMUnavailable
 
     try:
-        heads = [dict(real_head.real_qkv(text, layer, head), text=text, layer=layer, head=head)
+        heads = [dict(real_qkv(text, layer, head), text=text, layer=layer, head=head)
                  for text in SENTENCES for layer, head in HEADS]
         parent = output_parent(args.out, "real_heads")
     except MiniLMUnavailable as exc:
@@ -70,10 +72,10 @@ def main(argv=None) -> Path:
         print(f"[real_head_table] {len(rows) + 1}/{len(heads)}: layer {layer} head {head['head']}, {text!r}",
               file=sys.stderr, flush=True)
         result = run_head(q, k, v, "exact", scale=scale, seed=args.seed, astrocyte=args.astrocyte)
-        run, metrics = real_head.write_real_head_run(result, table_dir / "runs", head)
+        run, metrics = write_real_head_run(result, table_dir / "runs", head)
         blocked = run_head(q, k, v, "exact", scale=scale, seed=args.seed, astrocyte=args.astrocyte,
                            block_astrocyte=True)
-        _, blocked_metrics = real_head.write_real_head_run(blocked, table_dir / "runs_blocked", head)
+        _, blocked_metrics = write_real_head_run(blocked, table_dir / "runs_blocked", head)
         rf = {m: random_feature_errors(q, k, v, scale, m, range(args.rf_seeds)) for m in (256, 1024)}
         rows.append({
             "text": text, "layer": layer, "head": head["head"], "tokens": len(q),

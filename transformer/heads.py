@@ -1,0 +1,62 @@
+"""A real head of all-MiniLM-L6-v2 on the exact circuit: its q/k/v and the attention map its key
+neurons' spikes measure.
+
+:func:`real_qkv` takes one head's q, k, v and scale from the NumPy reference pass
+(``transformer.forward.attention_qkv``) after checking the text against :data:`MAX_TOKENS`, the
+longest input the circuits here take. :func:`measured_attention` reads the attention weights from
+the exact circuit's key populations (one per token): their spike counts in each read window,
+normalised over tokens. :func:`attention_map_metrics` sets the measured map against the true
+softmax map and the astrocyte's normaliser against the attention denominator
+(``circuits.exact_kernel.astrocyte_normaliser``, docs/model.md §3).
+"""
+
+import numpy as np
+
+from analysis.attention import attention_weights, relative_error
+from circuits.exact_kernel import astrocyte_normaliser
+from circuits.head import HeadResult
+
+#: The most tokens ([CLS] and [SEP] included) of a text the circuits here take.
+MAX_TOKENS = 64
+
+
+def real_qkv(text: str, layer: int, head: int) -> dict:
+    """q, k, v, scale and tokens of one head of all-MiniLM-L6-v2 on ``text``
+    (``transformer.forward.attention_qkv``); ValueError (or ``transformer.minilm.MiniLMUnavailable``)
+    with one line if unusable."""
+    from transformer.forward import attention_qkv
+    from transformer.minilm import tokenize
+
+    if not text.strip():
+        raise ValueError("--text is empty")
+    n_tokens = len(tokenize(text)[0])
+    if n_tokens > MAX_TOKENS:
+        raise ValueError(f"--text has {n_tokens} tokens; the circuits here take at most {MAX_TOKENS}")
+    return attention_qkv(text, layer, head)
+
+
+def measured_attention(result: HeadResult) -> np.ndarray | None:
+    """Attention weights measured from the key populations' spike counts in each read window
+    (exact circuit), or None for circuits without per-token neurons."""
+    circuit = result.circuit
+    if circuit.kind != "exact":
+        return None
+    counts = circuit.window_counts("key_neurons", circuit.schedule.read_windows())
+    per_token = counts.reshape(len(counts), circuit.config["n_tokens"], -1).sum(axis=2)
+    return per_token / np.maximum(per_token.sum(axis=1, keepdims=True), 1)
+
+
+def attention_map_metrics(result: HeadResult) -> dict:
+    """The true attention map, the spike-measured one (exact circuit) and their relative error; for
+    the exact circuit also the astrocyte's normaliser per query against the attention denominator
+    (``circuits.exact_kernel.astrocyte_normaliser``: ``normaliser_log_error``, ``denominator_log_spread``)."""
+    spec = result.spec
+    true_map = attention_weights(spec.q, spec.k, spec.scale)
+    spike_map = measured_attention(result)
+    metrics = {"max_attention_weight_mean": float(true_map.max(axis=1).mean())}
+    normaliser = None
+    if spike_map is not None:
+        metrics["rel_err_attention_map"] = relative_error(spike_map, true_map)
+        normaliser = astrocyte_normaliser(result.circuit)
+        metrics.update(normaliser_log_error=normaliser["log_error"], denominator_log_spread=normaliser["log_spread"])
+    return {"true_map": true_map, "spike_map": spike_map, "normaliser": normaliser, "metrics": metrics}
