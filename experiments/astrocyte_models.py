@@ -14,7 +14,7 @@ cancels because the Hebbian weights fade with the same lifetime). The map varies
 * write span / IP3 lifetime: the lifetime is shortened (gchi: Omega_5P and O_delta scaled together,
   same IP3 rest; lr1994: tau_IP3); the Hebbian decay follows it (``circuits.circuit_parameters``).
 
-Every point simulates the m processes alone (Brian2, ``experiments.astrocyte_response``), each
+Every point simulates the m processes alone (Brian2, ``circuits.process_response``), each
 driven by its feature neuron's expected write counts (regular spikes in each learning window), and
 reads their release in each read window; the numerator is the Hebbian sum with its fading. The
 normalisation error is the relative error of that output against the perfect integrator's (the
@@ -97,10 +97,10 @@ def map_point(model, params, counts, phi_q, v, schedule):
     (L x m) and read with the queries' features ``phi_q``; the normalised output, its linear
     read-out and calcium."""
     from circuits.circuit import memory_weights
-    from experiments.astrocyte_response import process_parameters, simulate_process
+    from circuits.process_response import SHARED_PARAMETERS, process_parameters, simulate_process
     from models.astrocytes import read_calibration
 
-    names = [n for n in process_parameters(model) if n not in ("tau_read", "dt", "record_dt")]
+    names = [n for n in process_parameters(model) if n not in SHARED_PARAMETERS]
     lone = process_parameters(model, overrides={n: params[n] for n in names}, dt="1*ms")
     lone = lone.override(record_dt=RECORD_DT)
     t, traces = simulate_process(model, lone, write_trains(counts, schedule), schedule.duration,
@@ -159,7 +159,8 @@ def regime_map(args, sizes, q, k, v, weights) -> dict:
 
 def spiking_runs(args, sizes, q, k, v) -> dict:
     """minimal, gchi and lr1994 at their defaults through the head API (same seed)."""
-    from circuits.head import head_spec, run_heads
+    from circuits.head import head_spec
+    from circuits.runners import run_heads
 
     specs = [head_spec(q, k, v, "random", astrocyte=model, params=PROTOCOL, seed=args.seed,
                        n_features=sizes["features"], neurons_per_value=sizes["neurons_per_value"])

@@ -4,13 +4,13 @@
     python -m experiments.astrocyte_response --spike-times spikes.txt --astrocyte gchi --preset stimberg2018
     python -m experiments.astrocyte_response --astrocyte lr1994 --set tau_IP3=10*second --rate 5*Hz
 
-The process (models/astrocytes.py) starts at its computed rest state; every input spike is a
-write-phase spike (glutamate release for gchi, IP3 increment for lr1994). ``--spike-times``: one
-time in seconds a line; ``--rate``: Poisson input for ``--input-duration`` (default: the whole
-run); no input: the process stays at rest. Writes a new run folder with params.json (every
-parameter with unit and source, the read-out calibration and CICR threshold), traces.npz (``t`` in
-s, ``C`` and ``IP3`` in uM, the model's other state, ``spikes`` in s) and response.png (input
-spikes, IP3, Ca2+).
+The process (models/astrocytes.py, simulated alone by ``circuits.process_response``) starts at its
+computed rest state; every input spike is a write-phase spike (glutamate release for gchi, IP3
+increment for lr1994). ``--spike-times``: one time in seconds a line; ``--rate``: Poisson input for
+``--input-duration`` (default: the whole run); no input: the process stays at rest. Writes a new run
+folder with params.json (every parameter with unit and source, the read-out calibration and CICR
+threshold), traces.npz (``t`` in s, ``C`` and ``IP3`` in uM, the model's other state, ``spikes`` in
+s) and response.png (input spikes, IP3, Ca2+).
 """
 
 from pathlib import Path
@@ -43,37 +43,6 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input")
     p.add_argument("--out", type=Path, default=None, help="parent folder of the run folder (default results/astrocyte_response)")
     return p
-
-
-def process_parameters(kind, preset=None, overrides=None, dt="1*ms"):
-    """The parameters a lone process needs: its model's (preset) values, the read-signal decay
-    tau_read, the time step and the recording interval; overrides checked by name and unit."""
-    from circuits.protocol import PROTOCOL_PARAMETERS
-    from models.astrocytes import process_model
-    from models.neurons import VALUE_NEURON_PARAMETERS
-    from models.parameters import ParameterSet
-
-    shared = tuple(p for p in VALUE_NEURON_PARAMETERS + PROTOCOL_PARAMETERS if p.name in ("tau_read", "dt", "record_dt"))
-    return ParameterSet(process_model(kind, preset)["parameters"] + shared).override(
-        {"dt": dt, "record_dt": dt, **(overrides or {})})
-
-
-def simulate_process(kind, params, spike_times, duration, preset=None, record=("C", "IP3", "h")):
-    """Drive one process with presynaptic spikes (a list of arrays of times in s, one process
-    each) for ``duration`` seconds from rest. Returns (t, {var: array processes x samples})."""
-    from brian2 import Network, SpikeGeneratorGroup, StateMonitor, TimedArray, second
-
-    from circuits import blocks
-
-    times = [np.sort(np.asarray(s, dtype=float)) for s in spike_times]
-    index = np.concatenate([np.full(len(s), i) for i, s in enumerate(times)]).astype(int)
-    pre = SpikeGeneratorGroup(len(times), index, np.concatenate(times) * second, dt=params["dt"], name="input")
-    phases = {"write_phase": TimedArray([1.0], dt=duration * second),
-              "read_phase": TimedArray([0.0], dt=duration * second)}
-    cell, processes, monitors = blocks.astrocyte(pre, kind, params, phases, preset=preset)
-    trace = StateMonitor(processes, list(record), record=True, dt=params["record_dt"], name="process_trace")
-    Network(pre, cell, processes, trace).run(duration * second)
-    return np.asarray(trace.t_[:]), {v: np.asarray(getattr(trace, f"{v}_")[:]) for v in record}
 
 
 def _input_spikes(args, duration) -> np.ndarray:
@@ -132,6 +101,7 @@ def plot(t, traces, spikes, calibration, path):
 
 
 def main(argv=None):
+    from circuits.process_response import process_parameters, simulate_process
     from models.astrocytes import PRESETS, read_calibration
     from runs.folders import new_run_dir, output_parent, run_record, write_json
 

@@ -5,7 +5,7 @@ import pytest
 from brian2 import (Network, NeuronGroup, SpikeGeneratorGroup, StateMonitor, Synapses, mmolar, ms, second,
                     umolar)
 
-from experiments.astrocyte_response import process_parameters, simulate_process
+from circuits.process_response import process_parameters, simulate_process
 from models.astrocytes import ip3_memory, read_calibration, rest_state
 
 # Input of the reference test: a Poisson train at 2 Hz for 4 s, starting once both models rest.
@@ -155,7 +155,8 @@ SMALL = dict(n_features=32, neurons_per_value=16, encoders_per_dim=4)
 
 def _head_results(astrocytes, sizes, tokens, dim, norm, protocol):
     from analysis.attention import synthetic_head
-    from circuits.head import head_spec, run_heads
+    from circuits.head import head_spec
+    from circuits.runners import run_heads
     from circuits.seeds import SeedStreams
 
     q, k, v = synthetic_head(tokens, dim, dim, norm, SeedStreams(0).head)

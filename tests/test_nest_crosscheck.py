@@ -1,6 +1,6 @@
 """The lr1994 astrocyte process against NEST's ``astrocyte_lr_1994`` (NEST 3.10; skipped without NEST).
 
-One process built by the project (``experiments.astrocyte_response.simulate_process``: the
+One process built by the project (``circuits.process_response.simulate_process``: the
 circuit's ``blocks.astrocyte`` on a spike generator, started at ``rest_state``) and one NEST
 astrocyte with the same parameters and initial state are fed the same spike train (NEST: a
 spike_generator, weight 1); IP3 and Ca2+ must agree to 1e-6 uM over the whole trace. Brian2
@@ -20,7 +20,7 @@ nest = pytest.importorskip("nest")
 
 from brian2 import ms, umolar  # noqa: E402
 
-from experiments.astrocyte_response import process_parameters, simulate_process  # noqa: E402
+from circuits.process_response import process_parameters, simulate_process  # noqa: E402
 from models.astrocytes import read_calibration, rest_state  # noqa: E402
 
 #: Time step of both simulators (s) and the tolerance on IP3 and Ca2+ (uM).
