@@ -26,13 +26,15 @@ from brian2 import Network, volt
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
-from circuits import blocks, circuit_parameters
+from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights
+from circuits.kinds import CircuitKind, kind_parameters
 from circuits.seeds import seed_streams
 from circuits.protocol import TABLE_BIN, Schedule
 from models.encoders import polarity_sign
-from models.gliotransmission import adenosine_set_point
-from models.neurons import KEY_NEURON_EQS, KEY_NEURON_RESET, KEY_NEURON_THRESHOLD
+from models.gliotransmission import ADENOSINE_FEEDBACK_PARAMETERS, adenosine_set_point
+from models.neurons import (FEATURE_NEURON_PARAMETERS, KEY_NEURON_EQS, KEY_NEURON_PARAMETERS, KEY_NEURON_RESET,
+                            KEY_NEURON_THRESHOLD)
 from models.parameters import ParameterError, ParameterSet
 from models.synapses import (AFFERENT_SYNAPSE_MODEL, AFFERENT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
                              TRIPARTITE_SYNAPSE_ON_PRE)
@@ -61,7 +63,7 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     blocks.check_options(astrocyte, encoder, neurons_per_key=neurons_per_key,
                          neurons_per_value=neurons_per_value, encoders_per_dim=encoders_per_dim)
     if not isinstance(params, ParameterSet):
-        params = circuit_parameters("exact", astrocyte, params)
+        params = kind_parameters(EXACT, astrocyte, params)
     schedule = Schedule.from_params(len(k), len(q), params, causal)
     half = float(params["t_learn"] / TABLE_BIN) / 2
     if half != int(half):
@@ -266,3 +268,12 @@ def _unnormalised_read_error(read_counts, numerator, values, y, output_gain, cou
             "relative_error": float(np.sqrt((var_read + var_output).sum()) / norm),
             "relative_error_output": float(np.sqrt(var_output.sum()) / norm),
             "relative_error_read": float(np.sqrt(var_read.sum()) / norm), "relative_error_write": 0.0}
+
+
+#: The exact-kernel circuit's entry in the registry (``circuits.CIRCUITS``).
+EXACT = CircuitKind(
+    "exact", build_exact_kernel_circuit, rate_model, write_spikes_per_process, "key_neurons",
+    tuple(p for p in FEATURE_NEURON_PARAMETERS if p.name != "rho_feature") + KEY_NEURON_PARAMETERS
+    + ADENOSINE_FEEDBACK_PARAMETERS,
+    "neurons_per_key", "{neurons_per_key} key neurons per token", "one key population per stored token (exact softmax kernel)",
+    population_rates=(("R_key_target", "neurons_per_key"),))

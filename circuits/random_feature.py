@@ -23,11 +23,11 @@ from analysis.features import draw_feature_weights, positive_features
 from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights
-from circuits import circuit_parameters
+from circuits.kinds import CircuitKind, kind_parameters
 from circuits.seeds import seed_streams
 from circuits.protocol import Schedule
 from models.encoders import polarity_sign
-from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_THRESHOLD
+from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_PARAMETERS, FEATURE_NEURON_THRESHOLD
 from models.parameters import ParameterSet
 from models.synapses import (INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
                              TRIPARTITE_SYNAPSE_ON_PRE)
@@ -49,7 +49,7 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     blocks.check_options(astrocyte, encoder, n_features=n_features, neurons_per_value=neurons_per_value,
                          encoders_per_dim=encoders_per_dim)
     if not isinstance(params, ParameterSet):
-        params = circuit_parameters("random", astrocyte, params)
+        params = kind_parameters(RANDOM, astrocyte, params)
     schedule = Schedule.from_params(len(k), len(q), params, causal)
     streams = seed_streams(seed, spike_seed)
     phases = streams.phases
@@ -145,3 +145,10 @@ def rate_model(circuit: AttentionCircuit) -> dict:
                                  _feature_counts(weights, inp["x_queries"], rate, s.t_read),
                                  inp["values"], circuit.output_gain(), memory=denominator)
     return {"y_rate": y_rate, "noise": noise}
+
+
+#: The random-feature circuit's entry in the registry (``circuits.CIRCUITS``).
+RANDOM = CircuitKind(
+    "random", build_random_feature_circuit, rate_model, write_spikes_per_process, "features",
+    FEATURE_NEURON_PARAMETERS, "n_features", "m = {n_features} feature neurons",
+    "the paper's random-feature circuit: m feature neurons carry positive random features")
