@@ -18,7 +18,8 @@ from circuits.protocol import TABLE_BIN
 from models.encoders import ENCODER_KINDS, encoder_model, signed_rates
 from models.gliotransmission import ADENOSINE_FEEDBACK_EQS, BLOCKED_ASTROCYTE_EQS
 from models.neurons import VALUE_DRIVE_EQS, VALUE_NEURON_EQS, VALUE_NEURON_THRESHOLD
-from models.synapses import TEACHER_SYNAPSE_MODEL, TEACHER_SYNAPSE_ON_PRE
+from models.synapses import (TEACHER_SYNAPSE_MODEL, TEACHER_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
+                             TRIPARTITE_SYNAPSE_ON_PRE)
 
 
 #: Parameters that are not read by model code (they set the protocol or the recording).
@@ -180,6 +181,33 @@ def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8, pres
                      dt=record_dt, name="process_monitor"),
     ]
     return cell, processes, monitors
+
+
+def tripartite_circuit(key_encoders, value_encoders, key_layer, afferents, value_dim, neurons_per_value,
+                       encoders_per_dim, astrocyte_kind, params, namespace):
+    """What both attention circuits build on their key layer, and their groups and monitors.
+
+    ``key_layer`` and ``afferents``: (name, object) of the key layer (feature or key neurons) and
+    of the synapses from the key encoders onto it. Adds the ON/OFF value populations taught by the
+    value encoders (:func:`value_layer`), Hebbian tripartite synapses from every key-layer neuron
+    to every value population's drive, and an astrocyte with one process per key-layer neuron
+    (:func:`astrocyte`). Returns (groups, monitors): the circuit's groups by name (encoders, key
+    layer and afferents included) and its monitors (:func:`spike_monitors`, the astrocyte's and
+    its processes' traces). The astrocyte's signals are not yet linked: the circuit links them
+    (:func:`link_astrocyte`), or those of a blocked stand-in.
+    """
+    (key_name, keys), (afferent_name, afferent_synapses) = key_layer, afferents
+    drive, values, teacher = value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim, params,
+                                         namespace)
+    tripartite = synapses(keys, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses", {},
+                          on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
+    cell, processes, (astrocyte_monitor, process_monitor) = astrocyte(keys, astrocyte_kind, params, namespace)
+    groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, key_name: keys,
+              "value_drive": drive, "value_neurons": values, "astrocyte": cell, afferent_name: afferent_synapses,
+              "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
+    monitors = {**spike_monitors(groups, key_name), "astrocyte_monitor": astrocyte_monitor,
+                "process_monitor": process_monitor}
+    return groups, monitors
 
 
 def adenosine_feedback(cell, params, namespace, set_point):

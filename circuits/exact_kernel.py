@@ -36,8 +36,7 @@ from models.gliotransmission import ADENOSINE_FEEDBACK_PARAMETERS, adenosine_set
 from models.neurons import (FEATURE_NEURON_PARAMETERS, KEY_NEURON_EQS, KEY_NEURON_PARAMETERS, KEY_NEURON_RESET,
                             KEY_NEURON_THRESHOLD)
 from models.parameters import ParameterError, ParameterSet
-from models.synapses import (AFFERENT_SYNAPSE_MODEL, AFFERENT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
-                             TRIPARTITE_SYNAPSE_ON_PRE)
+from models.synapses import AFFERENT_SYNAPSE_MODEL, AFFERENT_SYNAPSE_ON_PRE
 
 
 def afferent_learning_rate(params, encoders_per_dim):
@@ -101,16 +100,10 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
         afferents.w_aff = preloaded_afferents(x_keys, pre.ravel(), post.ravel(), encoders_per_dim,
                                               neurons_per_key, params)
 
-    drive, values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
-                                                params, namespace)
-    tripartite = blocks.synapses(keys, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses",
-                                 {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
-    cell, processes, astro_monitors = blocks.astrocyte(keys, astrocyte, params, namespace)
-    groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "key_neurons": keys,
-              "value_drive": drive, "value_neurons": values, "astrocyte": cell, "afferent_synapses": afferents,
-              "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
-    monitors = {**blocks.spike_monitors(groups, "key_neurons"), "astrocyte_monitor": astro_monitors[0],
-                "process_monitor": astro_monitors[1]}
+    groups, monitors = blocks.tripartite_circuit(key_encoders, value_encoders, ("key_neurons", keys),
+                                                 ("afferent_synapses", afferents), value_dim, neurons_per_value,
+                                                 encoders_per_dim, astrocyte, params, namespace)
+    cell, values = groups["astrocyte"], groups["value_neurons"]
     if block_astrocyte:
         signal, theta = blocked_signals(params, schedule, x_keys, x_queries, neurons_per_key)
         groups["astrocyte_block"] = blocks.blocked_astrocyte(params, namespace, signal, theta)

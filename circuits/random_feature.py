@@ -29,8 +29,7 @@ from circuits.protocol import Schedule
 from models.encoders import polarity_sign
 from models.neurons import FEATURE_NEURON_EQS, FEATURE_NEURON_PARAMETERS, FEATURE_NEURON_THRESHOLD
 from models.parameters import ParameterSet
-from models.synapses import (INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE, TRIPARTITE_SYNAPSE_MODEL,
-                             TRIPARTITE_SYNAPSE_ON_PRE)
+from models.synapses import INPUT_SYNAPSE_MODEL, INPUT_SYNAPSE_ON_PRE
 
 
 def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons_per_value=32,
@@ -79,22 +78,16 @@ def build_random_feature_circuit(q, k, v, *, scale=None, n_features=256, neurons
     unit_weight = params["delta_u"] / (encoders_per_dim * params["key_enc_gain"] * params["tau_syn"])
     input_synapses.w_in = sign * weights[post.ravel(), channel // 2] * unit_weight
 
-    drive, values, teacher = blocks.value_layer(value_dim, neurons_per_value, value_encoders, encoders_per_dim,
-                                                params, namespace)
-    tripartite = blocks.synapses(features, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace,
-                                 "tripartite_synapses", {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
-    cell, processes, astro_monitors = blocks.astrocyte(features, astrocyte, params, namespace)
-    groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "features": features,
-              "value_drive": drive, "value_neurons": values, "astrocyte": cell, "input_synapses": input_synapses,
-              "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
+    groups, monitors = blocks.tripartite_circuit(key_encoders, value_encoders, ("features", features),
+                                                 ("input_synapses", input_synapses), value_dim, neurons_per_value,
+                                                 encoders_per_dim, astrocyte, params, namespace)
+    values = groups["value_neurons"]
     if block_astrocyte:
         signal = expected_astrocyte_signal(weights, x_keys, x_queries, params, schedule).mean()
         groups["astrocyte_block"] = blocks.blocked_astrocyte(params, namespace, signal)
         blocks.link_astrocyte(groups["astrocyte_block"], values)
     else:
-        blocks.link_astrocyte(cell, values)
-    monitors = {**blocks.spike_monitors(groups, "features"), "astrocyte_monitor": astro_monitors[0],
-                "process_monitor": astro_monitors[1]}
+        blocks.link_astrocyte(groups["astrocyte"], values)
     network = Network(*groups.values(), *monitors.values())
     config = {"circuit": "random", "key_layer": "features", "n_features": n_features, "neurons_per_value": neurons_per_value,
               "encoders_per_dim": encoders_per_dim, "astrocyte": astrocyte, "encoder": encoder,
