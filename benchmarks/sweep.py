@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from experiments.sweep import read_failures, run_sweep
 from runs.folders import new_run_dir
-from runs.sweep import read_failures, run_sweep
 
 ROOT = Path("results/benchmarks")
 PROTOCOL = ["--set", "t_settle=50*ms", "--set", "t_learn=200*ms", "--set", "t_read=400*ms"]

@@ -1,16 +1,20 @@
 """Parameter sweeps: one experiment over a grid of parameters x seeds, in parallel, resumable.
 
-    python -m experiments.sweep attention --grid features=64,128,256 --grid tau_ca=1*second,10*second --seeds 5
-    python -m experiments.sweep attention --grid features=64,128 --seed-list 3,7 -- --tokens 8
-    python -m experiments.sweep attention --grid features=64,128 --scheduler tcp://10.0.0.1:8786
-    python -m experiments.sweep --resume results/sweeps/20250101-120000-attention
+The experiment is a module object with the interface of ``experiments.attention``: ``build_parser()``
+(with ``--seed``, ``--out``, ``--quiet``, ``--no-figures``), ``main(argv)`` returning its new run
+folder, and optionally ``prepare(args)`` that checks a point's input without running it. The caller
+resolves it and passes the module in (``experiments.sweep`` finds experiments by name; this module
+imports none)::
+
+    run_sweep(experiment, {"features": ["64", "128"], "tau_ca": ["1*second", "10*second"]}, seeds=range(5))
 
 A grid name becomes the experiment's option ``--<name with _ as ->`` when it has one (flags take
-``true``/``false``), else ``--set name=value``. Arguments after ``--`` go to every point. Every point
-is checked with the experiment's own parser (and its ``prepare``) before anything runs.
+``true``/``false``), else ``--set name=value``. Fixed arguments go to every point. Every point is
+checked with the experiment's own parser (and its ``prepare``) before anything runs.
 
-Each point runs in a fresh Python process (Brian2 keeps global state), locally (``--workers``) or on a
-Dask cluster (``--scheduler``; needs the optional ``dask[distributed]``). Sweep folder::
+Each point runs in a fresh Python process (Brian2 keeps global state) that imports the experiment
+under the name its module object was imported by (``__spec__.name``), locally (``workers``) or on a
+Dask cluster (``scheduler``; needs the optional ``dask[distributed]``). Sweep folder::
 
     sweep.json     the sweep: experiment, grid, seeds, fixed arguments, points (written once)
     results.csv    one row per point: parameters, seed, status, metrics, run folder (rewritten atomically)
@@ -20,8 +24,9 @@ Dask cluster (``--scheduler``; needs the optional ``dask[distributed]``). Sweep 
     tmp/           points in progress; removed when a sweep (re)starts
     .lock          held (flock) by the running sweep, so two cannot write the same folder
 
-Re-running with the same ``--out``, or ``--resume DIR``, skips completed points and runs the rest,
-failed ones included, so a killed sweep loses only the points that were in progress.
+Running the same sweep into the same ``out`` folder again skips completed points and runs the rest,
+failed ones included, so a killed sweep loses only the points that were in progress;
+:func:`sweep_description` reads back what a folder's sweep was (its experiment by module name).
 """
 
 from __future__ import annotations
@@ -52,8 +57,6 @@ from pathlib import Path
 
 from runs.folders import RESULTS_ROOT, new_run_dir, write_atomic, write_json
 
-PROG = "python -m experiments.sweep"
-
 # Options every experiment has (experiments/attention.py); the sweep sets them for each point.
 CONTROLLED_DESTS = frozenset({"seed", "out", "quiet", "no_figures", "help"})
 # Of those, the ones a fixed argument must not set: the sweep's value would silently win.
@@ -82,19 +85,23 @@ class Point:
         return {"id": self.point_id, "params": dict(self.params), "seed": self.seed, "argv": list(self.argv)}
 
 
-def load_experiment(name: str):
-    """Import ``experiments.<name>`` (or a dotted module path) and check it has the experiment interface."""
-    module_name = name if "." in name else f"experiments.{name}"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SweepError(f"cannot import experiment {module_name!r}: {exc}") from None
+def experiment_name(module) -> str:
+    """The name under which ``module`` was imported (also when it runs as ``__main__``): the name a
+    point's process imports it by, and the experiment a sweep folder records."""
+    spec = getattr(module, "__spec__", None)
+    return spec.name if spec is not None else module.__name__
+
+
+def check_experiment(module):
+    """``module`` if it has the experiment interface (``build_parser()`` with the options a sweep
+    sets, ``main(argv)``); SweepError with one line otherwise."""
+    name = experiment_name(module)
     if not (callable(getattr(module, "build_parser", None)) and callable(getattr(module, "main", None))):
-        raise SweepError(f"{module_name} is not an experiment (needs build_parser() and main(argv))")
+        raise SweepError(f"{name} is not an experiment (needs build_parser() and main(argv))")
     options = _options(module.build_parser())
     missing = [opt for opt in ("--seed", "--out", "--quiet", "--no-figures") if opt not in options]
     if missing:
-        raise SweepError(f"{module_name} lacks option(s) {', '.join(missing)} that a sweep sets")
+        raise SweepError(f"{name} lacks option(s) {', '.join(missing)} that a sweep sets")
     return module
 
 
@@ -236,8 +243,9 @@ class Outcome:
         return self.workdir / "log.txt"
 
 
-# Runs in the point's process: import the experiment, call main(), report through a small JSON file
-# (stdout belongs to the experiment).
+# Runs in the point's process: import the experiment (by the name its module object had in the sweep's
+# process, as ``python -m NAME`` would), call main(), report through a small JSON file (stdout belongs
+# to the experiment).
 _CHILD_CODE = "import sys; from runs.sweep import point_process_main; sys.exit(point_process_main(sys.argv[1:]))"
 
 
@@ -565,19 +573,20 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def run_sweep(experiment: str, grid: Mapping[str, Sequence[str]], seeds: Sequence[int] = (0,), *,
+def run_sweep(experiment, grid: Mapping[str, Sequence[str]], seeds: Sequence[int] = (0,), *,
               fixed_args: Sequence[str] = (), out: Path | None = None, workers: int | None = None,
               scheduler: str | None = None, figures: bool = False, stream=sys.stderr) -> Path:
     """Run (or resume) a sweep and return its folder.
 
-    ``experiment``: a name in experiments/ or a dotted module path; ``grid``: parameter name -> values
-    as command-line strings; ``seeds``: the seeds of every grid point; ``fixed_args``: experiment
-    arguments shared by all points. An ``out`` folder that holds this same sweep is resumed. Failed
-    points do not raise: see ``failures.json`` / :func:`read_failures`. SweepError for invalid input,
-    raised before anything runs.
+    ``experiment``: the experiment's module object (see the module docstring); ``grid``: parameter
+    name -> values as command-line strings; ``seeds``: the seeds of every grid point;
+    ``fixed_args``: experiment arguments shared by all points. An ``out`` folder that holds this same
+    sweep is resumed. Failed points do not raise: see ``failures.json`` / :func:`read_failures`.
+    SweepError for invalid input, raised before anything runs.
     """
-    module = load_experiment(experiment)
-    grid = {str(name): [str(v) for v in values] for name, values in grid.items()}
+    module = check_experiment(experiment)
+    name = experiment_name(module)
+    grid = {str(key): [str(v) for v in values] for key, values in grid.items()}
     seeds, fixed_args = [int(s) for s in seeds], [str(a) for a in fixed_args]
     points = make_points(module, grid, seeds, fixed_args, figures)
     validate_points(module, points)
@@ -585,16 +594,14 @@ def run_sweep(experiment: str, grid: Mapping[str, Sequence[str]], seeds: Sequenc
         raise SweepError(f"workers must be >= 1, got {workers}")
     client = connect_dask(scheduler) if scheduler else None
     if out is None:
-
-        out = new_run_dir(RESULTS_ROOT / "sweeps", module.__name__.rsplit(".", 1)[-1])
-    config = {"experiment": module.__name__, "grid": grid, "seeds": seeds, "fixed_args": fixed_args,
-              "figures": figures}
+        out = new_run_dir(RESULTS_ROOT / "sweeps", name.rsplit(".", 1)[-1])
+    config = {"experiment": name, "grid": grid, "seeds": seeds, "fixed_args": fixed_args, "figures": figures}
     folder = SweepFolder(Path(out), points, config)
     try:
         folder.open()
         print(f"[sweep] folder {folder.path}", file=stream)
         folder.write_tables()
-        _run_points(folder, module.__name__, client, workers or default_workers(), stream)
+        _run_points(folder, name, client, workers or default_workers(), stream)
     finally:
         if client is not None:
             client.close()
@@ -619,99 +626,16 @@ def _run_points(folder: SweepFolder, module_name: str, client, workers: int, str
         progress.update(final=True)
 
 
-def resume_sweep(path: Path, *, workers: int | None = None, scheduler: str | None = None,
-                 stream=sys.stderr) -> Path:
-    """Continue the sweep in ``path`` as described by its sweep.json."""
+def sweep_description(path: Path) -> dict:
+    """What the sweep in ``path`` is, from its sweep.json: ``experiment`` (the module name it was
+    imported by), ``grid``, ``seeds``, ``fixed_args``, ``figures`` (the arguments of
+    :func:`run_sweep` that continue it, once the experiment is resolved), and its points."""
     try:
-        config = json.loads((Path(path) / "sweep.json").read_text())
+        return json.loads((Path(path) / "sweep.json").read_text())
     except (OSError, ValueError) as exc:
-        raise SweepError(f"--resume {path}: no readable sweep.json ({exc})") from None
-    return run_sweep(config["experiment"], config["grid"], config["seeds"], fixed_args=config["fixed_args"],
-                     out=Path(path), workers=workers, scheduler=scheduler, figures=config["figures"],
-                     stream=stream)
+        raise SweepError(f"{path}: no readable sweep.json ({exc})") from None
 
 
 def read_failures(path: Path) -> dict:
     """The failed points of the sweep in ``path``: point id -> parameters, seed, error, log."""
     return json.loads((Path(path) / "failures.json").read_text())
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                usage=f"{PROG} [EXPERIMENT] [options] [-- EXPERIMENT ARGS...]")
-    p.add_argument("experiment", nargs="?", help="experiment name (experiments/<name>.py) or dotted module")
-    p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
-                   help="values of one parameter (repeatable; the points are the Cartesian product)")
-    seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1 at every grid point (default 1)")
-    seeds.add_argument("--seed-list", metavar="A,B,...", help="run these seeds at every grid point")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, help="local processes at once (default: the number of CPUs)")
-    where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the points on this Dask cluster")
-    folder = p.add_mutually_exclusive_group()
-    folder.add_argument("--out", type=Path, help="sweep folder (default results/sweeps/<UTC time>-<experiment>); "
-                        "resumed if it holds the same sweep")
-    folder.add_argument("--resume", type=Path, metavar="DIR", help="continue the sweep in DIR (from its sweep.json)")
-    p.add_argument("--figures", action="store_true", help="let each point draw its figures (off: faster)")
-    return p
-
-
-def parse_grid_option(text: str) -> tuple[str, list[str]]:
-    """``"features=64,128"`` -> ``("features", ["64", "128"])``."""
-    name, sep, values = text.partition("=")
-    if not sep or not name.strip() or not values.strip():
-        raise SweepError(f"--grid {text!r}: expected NAME=VALUE1,VALUE2,...")
-    return name.strip(), [v.strip() for v in values.split(",")]
-
-
-def _parse_seeds(args, parser) -> list[int]:
-    if args.seed_list is not None:
-        try:
-            return [int(s) for s in args.seed_list.split(",")]
-        except ValueError:
-            parser.error(f"--seed-list: expected integers separated by commas, got {args.seed_list!r}")
-    if args.seeds is not None and args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    return list(range(args.seeds or 1))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; returns the exit status (1 if any point failed). Exits with 2 on invalid input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    own, fixed = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    parser = build_parser()
-    args = parser.parse_args(own)
-    try:
-        if args.resume is not None:
-            if args.experiment or args.grid or args.seeds or args.seed_list or fixed:
-                parser.error("--resume takes the sweep from DIR/sweep.json: give no experiment, --grid, "
-                             "seeds or experiment arguments")
-            path = resume_sweep(args.resume, workers=args.workers, scheduler=args.scheduler)
-        else:
-            if not args.experiment:
-                parser.error("name an experiment (or --resume DIR)")
-            grid = dict(parse_grid_option(text) for text in args.grid)
-            if len(grid) != len(args.grid):
-                parser.error("--grid: a parameter is given twice")
-            path = run_sweep(args.experiment, grid, _parse_seeds(args, parser), fixed_args=fixed, out=args.out,
-                             workers=args.workers, scheduler=args.scheduler, figures=args.figures)
-    except SweepError as exc:
-        parser.exit(2, f"{PROG}: error: {exc}\n")
-    except KeyboardInterrupt:
-        print("[sweep] interrupted: completed points are kept; rerun with --resume to finish", file=sys.stderr)
-        return 130
-    failures = read_failures(path)
-    for point_key, failure in failures.items():
-        print(f"[sweep] FAILED {point_key}: {failure['error']}", file=sys.stderr)
-    print(path)
-    return 1 if failures else 0
-
-
-def cli() -> int:
-    """``python -m experiments.sweep``: SIGTERM (batch systems, timeouts) unwinds like Ctrl-C so that
-    running points are killed too."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    return main()

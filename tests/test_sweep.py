@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runs import sweep
-from runs.sweep import SweepError, load_experiment, make_points, run_sweep
+from experiments import sweep
+from experiments.sweep import SweepError, load_experiment, make_points, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = "tests.sweep_fake_experiment"
