@@ -80,7 +80,8 @@ def peak_rss_mb() -> float:
 def run_point(point) -> dict:
     """Measure one point in this process (called in the child)."""
     from analysis.attention import softmax_attention, synthetic_head
-    from circuits.head import head_spec, make_runner
+    from circuits.head import head_spec
+    from circuits.runners import make_runner
 
     L, m, d, circuit_kind, device = point["L"], point["m"], point["d"], point["circuit"], point["device"]
     options = {"n_features": m} if circuit_kind == "random" else {"neurons_per_key": NEURONS_PER_KEY}

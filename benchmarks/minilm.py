@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circuits.head import CircuitPool
+from circuits.runners import CircuitPool
 from experiments.spiking_minilm import FFN_SLICES, parse_blocks, peak_memory_mb, spiking_minilm
 from runs.folders import new_run_dir, run_record, write_json
 

@@ -23,7 +23,7 @@ from analysis.minilm import gelu
 from analysis.spikes import chi_square_tolerance
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
-from circuits.head import RuntimeRunner, builder_options
+from circuits.runners import CircuitSpec, RuntimeRunner, builder_options
 from circuits.protocol import Schedule, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
 from models.encoders import (REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign,
@@ -184,7 +184,7 @@ def output_error(variance, w_out, ideal_output) -> float:
 
 
 @dataclass(frozen=True)
-class FeedForwardSpec:
+class FeedForwardSpec(CircuitSpec):
     """A checked feed-forward block, ready to simulate on any runner of ``circuits.head``: tokens
     ``x`` (L x D), ``w_in`` (units x D), ``b_in`` (units), builder options, parameters and seeds."""
 

@@ -10,20 +10,16 @@ circuit kind and its options, every parameter against its unit and the time step
 (decoded output, the circuit's rate ideal, softmax and uniform references, the expected spike
 noise, metrics, and the run circuit frozen to plain arrays: spikes, astrocyte traces, counts).
 
-Device runners share one interface (``run(spec, report) -> frozen circuit``, ``close()``):
-:class:`RuntimeRunner` (Brian2's runtime device) and :class:`StandaloneRunner` (C++ standalone,
-one compiled binary per circuit structure, reused across heads). :class:`CircuitPool` and :func:`run_heads` run many specs
-on one runner, or fans them out over worker processes, each with its own runner; the results are
-those of the same specs run one after another (same seed, same spikes).
+A :class:`HeadSpec` is a ``circuits.runners.CircuitSpec``: any runner of ``circuits.runners``
+(``make_runner("runtime")`` or ``make_runner("cpp_standalone")``) runs it, and ``run_heads`` /
+``CircuitPool`` run many heads on one runner or over worker processes with the results of the same
+heads run one after another (same seed, same spikes).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import brian2
@@ -32,20 +28,16 @@ import numpy as np
 from analysis.attention import check_qkv, relative_error, softmax_attention, uniform_attention
 from analysis.spikes import tolerance_ratio
 from circuits import blocks, circuit_kind, circuit_parameters
-from circuits.circuit import AttentionCircuit, SpikingCircuit
+from circuits.circuit import AttentionCircuit
 from circuits.protocol import Schedule, check_spike_probability
+from circuits.runners import CircuitSpec, Runner, RuntimeRunner, builder_options
 from circuits.seeds import SeedStreams
 from models.astrocytes import read_calibration
 from models.parameters import ParameterError, ParameterSet
 
-#: Builder arguments that are not circuit options (given separately to :func:`head_spec`).
-_NOT_OPTIONS = ("scale", "params", "seed", "spike_seed")
-
-DEVICES = ("runtime", "cpp_standalone")
-
 
 @dataclass(frozen=True)
-class HeadSpec:
+class HeadSpec(CircuitSpec):
     """A checked head, ready to simulate: q (Lq x d), k (L x d), v (L x d_v), kernel scale, circuit
     kind with its complete builder options, parameter set and seeds."""
 
@@ -77,18 +69,6 @@ class HeadSpec:
 
     def simulate(self, runner=None, report=None) -> "HeadResult":
         return simulate(self, runner, report)
-
-
-def builder_options(builder, options=None, what="this circuit") -> dict:
-    """A builder's keyword options (those that are not the kernel scale, parameters or seeds) with
-    their defaults, updated by ``options``; ValueError with one line for an option the builder does
-    not take (``what`` names the circuit in the message)."""
-    defaults = {name: p.default for name, p in inspect.signature(builder).parameters.items()
-                if p.kind is p.KEYWORD_ONLY and name not in _NOT_OPTIONS}
-    unknown = sorted(set(options or {}) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r} for {what}; it takes {', '.join(sorted(defaults))}")
-    return {**defaults, **(options or {})}
 
 
 def circuit_options(circuit) -> dict:
@@ -178,97 +158,10 @@ class HeadResult:
         return self.circuit.population_counts()
 
 
-# --------------------------------------------------------------------------------------- runners
-
-
-class RuntimeRunner:
-    """Brian2's runtime device (numpy or Cython code per ``brian2.prefs.codegen.target``).
-
-    ``timings`` holds the last run's seconds: ``build`` (building the network and generating, and
-    with Cython compiling, its code in a run of no time) and ``binary`` (the simulation alone).
-    """
-
-    name = "runtime"
-    threads = 0
-
-    def __init__(self):
-        self.timings = {}
-
-    def run(self, spec, report=None) -> SpikingCircuit:
-        """Build and run a spec (a :class:`HeadSpec` or any spec with ``builder``, ``arrays`` and
-        ``builder_arguments()``); returns the run circuit, frozen."""
-        t0 = time.perf_counter()
-        circuit = spec.builder(*spec.arrays, **spec.builder_arguments())
-        circuit.network.run(0 * brian2.second, namespace={})
-        t1 = time.perf_counter()
-        circuit.run(report=report)
-        self.timings = {"build": t1 - t0, "binary": time.perf_counter() - t1}
-        return circuit.freeze()
-
-    def close(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class StandaloneRunner(RuntimeRunner):
-    """Brian2's C++ standalone device: each circuit structure compiles once (cached in ``cache``,
-    default ``circuits.standalone.DEFAULT_ROOT``) and its binary is re-run for every head of that
-    structure. ``threads``: OpenMP threads of the binary (0: single-threaded). Holds Brian2's
-    (global) device until :meth:`close`."""
-
-    name = "cpp_standalone"
-
-    def __init__(self, threads=0, cache=None):
-        from circuits.standalone import StandaloneCircuits
-
-        StandaloneCircuits.check_threads(threads)
-        self.threads, self.cache = int(threads), cache
-        self._circuits = {}
-        self.timings = {}
-
-    def run(self, spec, report=None) -> SpikingCircuit:
-        from circuits.standalone import StandaloneCircuits
-
-        if spec.circuit not in self._circuits:
-            self._circuits[spec.circuit] = StandaloneCircuits(spec.circuit, root=self.cache, threads=self.threads,
-                                                              build=spec.builder)
-        circuits = self._circuits[spec.circuit]
-        circuit = circuits.run(*spec.arrays, **spec.builder_arguments())
-        self.timings = circuits.timings
-        return circuit
-
-    def close(self):
-        for circuits in self._circuits.values():
-            circuits.close()
-        self._circuits.clear()
-
-
-def check_device(device, threads=0) -> None:
-    """ValueError with one line unless ``device`` is one of DEVICES and ``threads`` fits it."""
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "runtime" and threads:
-        raise ValueError(f"threads ({threads}) need the cpp_standalone device")
-    from circuits.standalone import StandaloneCircuits
-
-    StandaloneCircuits.check_threads(threads)
-
-
-def make_runner(device="runtime", threads=0, cache=None) -> RuntimeRunner:
-    """A runner for ``device`` ("runtime" or "cpp_standalone"); ValueError with one line otherwise."""
-    check_device(device, threads)
-    return RuntimeRunner() if device == "runtime" else StandaloneRunner(threads, cache)
-
-
 # ----------------------------------------------------------------------------------- simulation
 
 
-def simulate(spec: HeadSpec, runner: RuntimeRunner | None = None, report=None) -> HeadResult:
+def simulate(spec: HeadSpec, runner: Runner | None = None, report=None) -> HeadResult:
     """Run a checked head on ``runner`` (default: a runtime runner) and compare it with the references.
 
     ``report``: a Brian2 progress callback (runtime device only).
@@ -289,89 +182,3 @@ def simulate(spec: HeadSpec, runner: RuntimeRunner | None = None, report=None) -
 def run_head(q, k, v, circuit="random", *, runner=None, report=None, **kwargs) -> HeadResult:
     """Check and run one head: :func:`head_spec` (same arguments) then :func:`simulate`."""
     return simulate(head_spec(q, k, v, circuit, **kwargs), runner, report)
-
-
-# One runner per worker process of a CircuitPool, made by _start_worker.
-_worker_runner = None
-
-
-def _start_worker(device, threads, cache, codegen_target):
-    global _worker_runner
-    brian2.prefs.codegen.target = codegen_target
-    _worker_runner = make_runner(device, threads, cache)
-
-
-def _simulate_in_worker(spec):
-    return spec.simulate(_worker_runner)
-
-
-class CircuitPool:
-    """Runs specs (heads, feed-forward blocks: anything with ``simulate(runner)`` and a ``circuit``
-    kind) over worker processes that outlive one call, so a model's layers reuse the workers and
-    their compiled binaries. Each circuit kind gets its own ``workers`` processes (a process keeps
-    one standalone network, see :class:`StandaloneRunner`); ``workers=1`` runs in this process.
-    Results equal those of the same specs run one after another (same seeds, same spikes)."""
-
-    def __init__(self, device="runtime", workers=1, threads=0, cache=None):
-        if isinstance(workers, bool) or int(workers) != workers or workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-        check_device(device, threads)
-        self.device, self.workers, self.threads, self.cache = device, int(workers), threads, cache
-        self._pools, self._runners = {}, {}
-
-    def _pool(self, kind):
-        if kind not in self._pools:
-            context = multiprocessing.get_context("spawn")       # a fresh Brian2 in every worker
-            self._pools[kind] = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
-                                                    initargs=(self.device, self.threads, self.cache,
-                                                              brian2.prefs.codegen.target))
-        return self._pools[kind]
-
-    def run(self, specs, log=None) -> list:
-        """Simulate ``specs``; returns their results in order. ``log``: a callable taking one
-        progress line per finished spec (e.g. ``print``)."""
-        specs = list(specs)
-        t0, results = time.perf_counter(), [None] * len(specs)
-
-        def progress(done):
-            if log is not None:
-                elapsed = time.perf_counter() - t0
-                log(f"{done}/{len(specs)} done, {elapsed:.0f} s elapsed, "
-                    f"~{elapsed / done * (len(specs) - done):.0f} s left")
-
-        if self.workers == 1:
-            for n, spec in enumerate(specs):
-                if spec.circuit not in self._runners:
-                    self._runners[spec.circuit] = make_runner(self.device, self.threads, self.cache)
-                results[n] = spec.simulate(self._runners[spec.circuit])
-                progress(n + 1)
-            return results
-        futures = {self._pool(spec.circuit).submit(_simulate_in_worker, spec): n for n, spec in enumerate(specs)}
-        for done, future in enumerate(as_completed(futures), 1):
-            results[futures[future]] = future.result()
-            progress(done)
-        return results
-
-    def close(self):
-        for pool in self._pools.values():
-            pool.shutdown()
-        for runner in self._runners.values():
-            runner.close()
-        self._pools.clear()
-        self._runners.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def run_heads(specs, device="runtime", *, workers=1, threads=0, cache=None, log=None) -> list:
-    """Run many heads (or other specs, see :class:`CircuitPool`) on a pool made for this call;
-    returns their results in the order of ``specs``. ``workers`` > 1 fans them out over that many
-    worker processes (each with its own runner, so on cpp_standalone each compiles or reuses the
-    cached binary of a structure once); the results equal those of ``workers=1``."""
-    # The pool spawns a worker only when a spec is waiting and none is idle: no more than len(specs).
-    with CircuitPool(device, workers, threads, cache) as pool:
-        return pool.run(specs, log)

@@ -35,7 +35,8 @@ import numpy as np
 from analysis.attention import relative_error, synthetic_head
 from analysis.spikes import expected_total_error
 from circuits import CIRCUITS
-from circuits.head import CircuitPool, circuit_options, head_spec, make_runner
+from circuits.head import circuit_options, head_spec
+from circuits.runners import CircuitPool, make_runner
 from circuits.seeds import SeedStreams
 from experiments import cli
 from models.parameters import ParameterError

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from circuits import CIRCUITS
-from circuits.head import DEVICES, make_runner, run_heads
+from circuits.runners import DEVICES, make_runner, run_heads
 from models import ASTROCYTE_MODELS, ENCODER_KINDS
 from models.parameters import ParameterError, load_parameter_file, parse_assignments
 from runs.folders import output_parent

@@ -28,8 +28,9 @@ import numpy as np
 from analysis import minilm
 from analysis.attention import relative_error, softmax_weights
 from circuits.feedforward import activation_error, feedforward_parameters, feedforward_spec, output_error
-from circuits.head import CircuitPool, head_spec
+from circuits.head import head_spec
 from circuits.protocol import SHORT_PROTOCOL
+from circuits.runners import CircuitPool
 from experiments import cli
 from experiments.real_head import MAX_TOKENS, attention_map_metrics
 from models.astrocytes import ASTROCYTE_MODELS

@@ -8,7 +8,7 @@ import pytest
 from analysis.minilm import gelu as reference_gelu
 from analysis.spikes import chi_square_tolerance
 from circuits.feedforward import FeedForwardSpec, feedforward_spec, output_error
-from circuits.head import CircuitPool
+from circuits.runners import CircuitPool
 from models.feedforward import gelu as brian_gelu
 from models.parameters import ParameterError
 

@@ -9,7 +9,8 @@ from brian2.utils.logger import catch_logs
 
 from analysis.attention import softmax_attention, synthetic_head
 from circuits import builder
-from circuits.head import circuit_options, head_spec, run_head, run_heads
+from circuits.head import circuit_options, head_spec, run_head
+from circuits.runners import run_heads
 from circuits.seeds import STREAMS, SeedStreams
 from models.parameters import ParameterError
 

@@ -15,7 +15,8 @@ from analysis.attention import relative_error, synthetic_head
 from analysis.spikes import tolerance_ratio
 from circuits.protocol import SHORT_PROTOCOL
 from circuits.random_feature import rate_model
-from circuits.head import head_spec, run_heads
+from circuits.head import head_spec
+from circuits.runners import run_heads
 from circuits.standalone import StandaloneCircuits
 
 SMALL = SHORT_PROTOCOL
