@@ -6,6 +6,7 @@ import brian2
 import numpy as np
 
 from analysis.spikes import decode_on_off, window_counts
+from circuits.projection import window_values
 from circuits.protocol import Schedule
 from circuits.seeds import SeedStreams
 from models.parameters import ParameterSet
@@ -25,6 +26,13 @@ def memory_weights(params, age):
     if astrocyte == "minimal":
         return numerator, written * np.exp(-np.maximum(age, 0) / float(params["tau_ca"]))
     return numerator, ip3_memory(age, read_calibration(astrocyte, params))
+
+
+def output_gain(params, schedule, per_value) -> float:
+    """Expected spike count of one value population of ``per_value`` neurons per unit of one
+    polarity of y, per read: P * t_read * rho_value * eta_hebb / kappa (the Hebbian and calcium
+    gains set the ratio)."""
+    return per_value * schedule.t_read * float(params["rho_value"]) * float(params["eta_hebb"]) / float(params["kappa"])
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,20 @@ class StateData:
 
 
 @dataclass(frozen=True)
+class EventData(SpikeData):
+    """What an EventMonitor recorded: event times ``t_`` (s), indices ``i`` and the recorded
+    variables at each event, read as attributes (``y``)."""
+
+    values: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        values = self.__dict__.get("values", {})
+        if name not in values:
+            raise AttributeError(name)
+        return values[name]
+
+
+@dataclass(frozen=True)
 class GroupData:
     """Size and wiring of a Brian2 group or Synapses object of a run circuit, without its state."""
 
@@ -68,15 +90,20 @@ class GroupData:
     synapses: bool = False
     source: str | None = None       # Synapses: name of the presynaptic group
     n_pathways: int = 0             # Synapses: number of on_pre pathways
+    fanout: np.ndarray | None = None  # Synapses: number of synapses of each presynaptic neuron
 
     def __len__(self):
         return self.size
 
 
 def freeze_monitor(monitor):
-    """A plain-array copy of a SpikeMonitor's or StateMonitor's data."""
+    """A plain-array copy of a SpikeMonitor's, EventMonitor's or StateMonitor's data."""
     if isinstance(monitor, brian2.SpikeMonitor):
         return SpikeData(np.array(monitor.t_[:]), np.array(monitor.i[:]))
+    if isinstance(monitor, brian2.EventMonitor):
+        return EventData(np.array(monitor.t_[:]), np.array(monitor.i[:]),
+                         {name: np.array(getattr(monitor, name + "_")[:]) for name in monitor.record_variables
+                          if name not in ("t", "i")})
     return StateData(np.array(monitor.t_[:]), np.array(monitor.record),
                      {name: np.array(getattr(monitor, name + "_")) for name in monitor.record_variables},
                      {name: monitor.variables[name].dim for name in monitor.record_variables})
@@ -84,7 +111,8 @@ def freeze_monitor(monitor):
 
 def freeze_group(group) -> GroupData:
     if isinstance(group, brian2.Synapses):
-        return GroupData(len(group), True, group.source.name, len(group._pathways))
+        fanout = np.bincount(np.asarray(group.i[:]), minlength=len(group.source))
+        return GroupData(len(group), True, group.source.name, len(group._pathways), fanout)
     return GroupData(len(group))
 
 
@@ -136,6 +164,27 @@ class SpikingCircuit:
     def total_spikes(self) -> int:
         return int(sum(m.num_spikes for name, m in self.monitors.items() if name.endswith("_spikes")))
 
+    def population_spikes(self) -> dict:
+        """Spikes of every monitored population over the whole run, by group name."""
+        return {name[:-len("_spikes")]: int(m.num_spikes) for name, m in self.monitors.items()
+                if name.endswith("_spikes")}
+
+    def synaptic_events(self) -> dict:
+        """Synaptic events the run delivered, per Synapses object: for every presynaptic spike, one
+        event per synapse of that neuron and on_pre pathway (what the simulation executed, counted
+        from the source's spike monitor and the synapses' wiring). A run circuit only (frozen or not)."""
+        events = {}
+        for name, group in self.groups.items():
+            data = group if isinstance(group, GroupData) else freeze_group(group)
+            if not data.synapses:
+                continue
+            monitor = self.monitors.get(f"{data.source}_spikes")
+            if monitor is None:
+                raise KeyError(f"{name}: its source {data.source} has no spike monitor to count events from")
+            spikes = np.bincount(np.asarray(monitor.i[:]), minlength=len(data.fanout))
+            events[name] = int(spikes @ data.fanout) * data.n_pathways
+        return events
+
 
 @dataclass
 class AttentionCircuit(SpikingCircuit):
@@ -151,11 +200,16 @@ class AttentionCircuit(SpikingCircuit):
         return self.config["neurons_per_value"]
 
     def output_gain(self) -> float:
-        """Expected spike count of one value population per unit of one polarity of y, per read:
-        P * t_read * rho_value * eta_hebb / kappa (the Hebbian and calcium gains set the ratio)."""
-        p = self.params
-        return (self.per_value * self.schedule.t_read * float(p["rho_value"])
-                * float(p["eta_hebb"]) / float(p["kappa"]))
+        """Expected spike count of one value population per unit of one polarity of y, per read
+        (:func:`output_gain`)."""
+        return output_gain(self.params, self.schedule, self.per_value)
+
+    def projected(self) -> np.ndarray | None:
+        """The output projection's accumulated values W_O ŷ + b_O (queries x out), or None if the
+        circuit was built without ``w_out`` (``circuits.projection``)."""
+        if "out_samples" not in self.monitors:
+            return None
+        return window_values(self.monitors["out_samples"], self.schedule.n_queries, self.config["n_out"])
 
     def population_counts(self) -> np.ndarray:
         """Spike counts (n_queries x 2 d_v) of each ON/OFF value population in each read window."""

@@ -27,7 +27,8 @@ from brian2 import Network, volt
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
 from circuits import blocks
-from circuits.circuit import AttentionCircuit, memory_weights
+from circuits.circuit import AttentionCircuit, memory_weights, output_gain
+from circuits.projection import projection
 from circuits.kinds import CircuitKind, kind_parameters
 from circuits.seeds import seed_streams
 from circuits.protocol import TABLE_BIN, Schedule
@@ -48,12 +49,15 @@ def afferent_learning_rate(params, encoders_per_dim):
 
 def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
                                encoders_per_dim=4, astrocyte="minimal", encoder="regular",
-                               block_astrocyte=False, preload=False, causal=False, params=None,
-                               seed=0, spike_seed=None) -> AttentionCircuit:
+                               block_astrocyte=False, preload=False, causal=False, w_out=None, b_out=None,
+                               params=None, seed=0, spike_seed=None) -> AttentionCircuit:
     """Build the exact-kernel circuit for one head (see the module docstring).
 
     ``preload`` sets the afferent weights to k_t directly instead of writing them with spikes
-    (isolates the read phase's error). ``block_astrocyte`` holds the astrocyte's read-phase signals
+    (isolates the read phase's error). ``w_out`` (out x d_v) and ``b_out`` (out, default zero): the
+    head's output projection W_O on synapses, driven by the value neurons' spikes in the counting
+    windows onto accumulating units (``circuits.projection``; a transformer's attention output).
+    ``block_astrocyte`` holds the astrocyte's read-phase signals
     (the key neurons' adenosine hyperpolarisation theta and the value neurons' divisor A) at their
     mean over the read phase (:func:`blocked_signals`): the negative control. Other arguments
     (``causal`` included) as in ``build_random_feature_circuit``.
@@ -113,8 +117,20 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
         groups["adenosine"], monitors["adenosine_monitor"] = blocks.adenosine_feedback(cell, params, namespace,
                                                                                       set_point)
         blocks.link_astrocyte(cell, values, keys, theta_source=groups["adenosine"])
+    n_out = 0
+    if w_out is not None:
+        n_out = len(w_out)
+        # A spike of the ON (OFF) population of value dimension i adds (subtracts) W_O[:, i] over
+        # the output gain: a read's accumulated value is W_O times the decoded output, plus b_O.
+        population = np.arange(len(values)) // neurons_per_value
+        weights = (polarity_sign(population)[:, None] * np.asarray(w_out, dtype=float).T[population // 2]
+                   / output_gain(params, schedule, neurons_per_value))
+        counting = dict(namespace, count_phase=blocks.table(schedule.phase(schedule.read_windows()), "out_count_table"))
+        groups.update(projection([(values, weights)], np.zeros(n_out) if b_out is None else b_out, params, counting,
+                                 "out", schedule.read_windows(), schedule.duration, float(params["dt"])))
+        monitors["out_samples"] = groups.pop("out_samples")
     network = Network(*groups.values(), *monitors.values())
-    config = {"circuit": "exact", "key_layer": "key_neurons", "neurons_per_key": neurons_per_key,
+    config = {"circuit": "exact", "n_out": n_out, "key_layer": "key_neurons", "neurons_per_key": neurons_per_key,
               "neurons_per_value": neurons_per_value, "encoders_per_dim": encoders_per_dim,
               "astrocyte": astrocyte, "encoder": encoder, "block_astrocyte": bool(block_astrocyte), "causal": bool(causal),
               "preload": bool(preload), "scale": scale, "n_tokens": n_tokens, "n_queries": len(q), "dim": dim,

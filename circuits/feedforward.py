@@ -19,18 +19,18 @@ import numpy as np
 from brian2 import BrianLogger, Hz, Network, SpikeMonitor, TimedArray, linked_var, second
 
 from analysis.attention import relative_error
-from analysis.minilm import gelu
 from analysis.spikes import chi_square_tolerance
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
 from circuits.runners import CircuitSpec, RuntimeRunner, builder_options
+from circuits.projection import projection, window_values
 from circuits.protocol import Schedule, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
 from models.encoders import (REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign,
                              signed_rates)
 from models.feedforward import (FFN_ACTIVATION_UPDATE, FFN_DRIVE_EQS, FFN_PARAMETERS, FFN_SYNAPSE_MODEL,
                                 FFN_SYNAPSE_ON_PRE, GELU_FUNCTION, GELU_NEURON_EQS, GELU_NEURON_RESET,
-                                GELU_NEURON_THRESHOLD, MAX_HAZARD_PER_STEP)
+                                GELU_NEURON_THRESHOLD, MAX_HAZARD_PER_STEP, gelu)
 from models.parameters import ParameterError, ParameterSet
 
 # The encoders and their synapses run on a finer clock than the drives they target, on purpose.
@@ -84,11 +84,13 @@ def check_feedforward(x, w_in, b_in, params, neurons_per_unit, off_neurons_per_u
                                  f"rho_gelu_{polarity} or dt")
 
 
-def build_feedforward_circuit(x, w_in, b_in, *, neurons_per_unit=64, off_neurons_per_unit=8, params=None,
-                              seed=0, spike_seed=None) -> "FeedForwardCircuit":
+def build_feedforward_circuit(x, w_in, b_in, *, neurons_per_unit=64, off_neurons_per_unit=8, w_out=None,
+                              b_out=None, params=None, seed=0, spike_seed=None) -> "FeedForwardCircuit":
     """Build the spiking GELU layer for tokens ``x`` (L x D), weights ``w_in`` (units x D) and
     biases ``b_in`` (units), in the model's (out, in) layout. ``neurons_per_unit``: ON neurons of
-    each unit; ``off_neurons_per_unit``: OFF neurons. ``params``: overrides or a ParameterSet of
+    each unit; ``off_neurons_per_unit``: OFF neurons. ``w_out`` (out x units) and ``b_out`` (out,
+    default zero): the output projection W_2 on synapses, driven by the GELU neurons' spikes onto
+    accumulating output units (``circuits.projection``). ``params``: overrides or a ParameterSet of
     :func:`feedforward_parameters`."""
     x, w_in, b_in = (np.asarray(a, dtype=float) for a in (x, w_in, b_in))
     if not isinstance(params, ParameterSet):
@@ -132,10 +134,24 @@ def build_feedforward_circuit(x, w_in, b_in, *, neurons_per_unit=64, off_neurons
         groups[f"gelu_{polarity}"] = neurons
     monitors = {f"{name}_spikes": SpikeMonitor(groups[name], name=f"{name}_spikes")
                 for name in ("ffn_encoders", "gelu_on", "gelu_off")}
+    inputs = {"x": x, "w_in": w_in, "b_in": b_in}
+    if w_out is not None:
+        # A spike of unit u's ON (OFF) population adds (subtracts) W_2[:, u] over its count gain:
+        # a window's accumulated value is W_2 times the decoded activations, plus b_2.
+        w_out = np.asarray(w_out, dtype=float)
+        b_out = np.zeros(len(w_out)) if b_out is None else np.asarray(b_out, dtype=float)
+        t_count = schedule.t_learn
+        sources = [(groups[f"gelu_{polarity}"],
+                    sign * np.repeat(w_out.T, size, axis=0) / (size * t_count * float(params[f"rho_gelu_{polarity}"])))
+                   for polarity, sign, size in (("on", 1.0, neurons_per_unit), ("off", -1.0, off_neurons_per_unit))]
+        groups.update(projection(sources, b_out, params, namespace, "ffn_out", schedule.learn_windows(),
+                                 schedule.duration, float(params["dt"])))
+        monitors["ffn_out_samples"] = groups.pop("ffn_out_samples")
+        inputs.update(w_out=w_out, b_out=b_out)
     network = Network(*groups.values(), *monitors.values())
     config = {"circuit": "feedforward", "n_tokens": n_tokens, "dim": x.shape[1], "n_units": n_units,
-              "neurons_per_unit": neurons_per_unit, "off_neurons_per_unit": off_neurons_per_unit}
-    inputs = {"x": x, "w_in": w_in, "b_in": b_in}
+              "neurons_per_unit": neurons_per_unit, "off_neurons_per_unit": off_neurons_per_unit,
+              "n_out": 0 if w_out is None else len(w_out)}
     return FeedForwardCircuit("feedforward", network, groups, monitors, schedule, params, config, inputs, streams)
 
 
@@ -165,6 +181,13 @@ class FeedForwardCircuit(SpikingCircuit):
         gain_on, gain_off = self.gains()
         return self.unit_counts("on") / gain_on - self.unit_counts("off") / gain_off
 
+    def projected(self) -> np.ndarray | None:
+        """The output projection's accumulated values W_2 g + b_2 (tokens x out), or None if the
+        block was built without ``w_out``."""
+        if not self.config["n_out"]:
+            return None
+        return window_values(self.monitors["ffn_out_samples"], self.config["n_tokens"], self.config["n_out"])
+
 
 def rate_model(circuit: FeedForwardCircuit) -> dict:
     """The circuit's ideal, GELU(W_in x + b_in), and the variance of each decoded activation from
@@ -185,7 +208,7 @@ def output_error(variance, w_out, ideal_output) -> float:
 
 @dataclass(frozen=True)
 class FeedForwardSpec(CircuitSpec):
-    """A checked feed-forward block, ready to simulate on any runner of ``circuits.head``: tokens
+    """A checked feed-forward block, ready to simulate on any runner (``circuits.runners``): tokens
     ``x`` (L x D), ``w_in`` (units x D), ``b_in`` (units), builder options, parameters and seeds."""
 
     x: np.ndarray
@@ -215,12 +238,13 @@ class FeedForwardSpec(CircuitSpec):
         circuit = runner.run(self, report)
         ideal = rate_model(circuit)
         return FeedForwardResult(self, circuit, circuit.decode(), ideal["g_rate"], ideal["variance"],
-                                 time.perf_counter() - t0)
+                                 time.perf_counter() - t0, circuit.projected())
 
 
 def feedforward_spec(x, w_in, b_in, *, params=None, seed=0, spike_seed=None, **options) -> FeedForwardSpec:
     """Check a feed-forward block before anything is simulated (ValueError/ParameterError with one
-    line). ``options``: ``neurons_per_unit``, ``off_neurons_per_unit``; ``params``: overrides by
+    line). ``options``: ``neurons_per_unit``, ``off_neurons_per_unit``, ``w_out``/``b_out`` (the
+    output projection on synapses, see :func:`build_feedforward_circuit`); ``params``: overrides by
     name or a ParameterSet of :func:`feedforward_parameters`."""
     options = builder_options(build_feedforward_circuit, options, "the feed-forward circuit")
     x, w_in, b_in = (np.asarray(a, dtype=float) for a in (x, w_in, b_in))
@@ -228,6 +252,13 @@ def feedforward_spec(x, w_in, b_in, *, params=None, seed=0, spike_seed=None, **o
     if not isinstance(params, ParameterSet):
         params = feedforward_parameters(params)
     check_feedforward(x, w_in, b_in, params, options["neurons_per_unit"], options["off_neurons_per_unit"])
+    if options["w_out"] is not None:
+        options["w_out"] = np.asarray(options["w_out"], dtype=float)
+        b_out = options["b_out"]
+        if options["w_out"].ndim != 2 or options["w_out"].shape[1] != len(w_in) or (
+                b_out is not None and np.shape(b_out) != (len(options["w_out"]),)):
+            raise ValueError(f"w_out must be out x {len(w_in)} (units) and b_out of length out, got "
+                             f"{options['w_out'].shape} and {np.shape(b_out)}")
     return FeedForwardSpec(x, w_in, b_in, options, params, seeds.seed, seeds.spike_seed)
 
 
@@ -235,7 +266,8 @@ def feedforward_spec(x, w_in, b_in, *, params=None, seed=0, spike_seed=None, **o
 class FeedForwardResult:
     """What one feed-forward block's run gives: decoded activations ``g_spike`` and their ideal
     ``g_rate`` = GELU(W_in x + b_in) (tokens x units), the Poisson variance of each decoded
-    activation, and the run circuit frozen to plain arrays."""
+    activation, the run circuit frozen to plain arrays, and with ``w_out`` the output projection
+    accumulated on synapses, ``y_spike`` = W_2 g + b_2 (tokens x out; else None)."""
 
     spec: FeedForwardSpec
     circuit: FeedForwardCircuit
@@ -243,6 +275,7 @@ class FeedForwardResult:
     g_rate: np.ndarray
     variance: np.ndarray
     wall_seconds: float
+    y_spike: np.ndarray | None = None
 
     @property
     def metrics(self) -> dict:

@@ -149,6 +149,12 @@ class HeadResult:
             "simulated_seconds": self.circuit.schedule.duration,
         }
 
+    @property
+    def y_projected(self) -> np.ndarray | None:
+        """With ``w_out``: the output projection accumulated on synapses from the value neurons'
+        spikes, W_O ŷ + b_O (Lq x out); else None."""
+        return self.circuit.projected()
+
     def raster(self, max_features=64) -> dict:
         """Spike times and indices per layer, astrocyte traces and phase windows (for figures)."""
         return self.circuit.raster_data(max_features)

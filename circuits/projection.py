@@ -1,0 +1,61 @@
+"""A weight matrix on synapses: presynaptic spikes projected onto accumulating output units.
+
+    source neurons ==w_proj==> output units y_j, sampled at the end of every counting window
+
+(models.projection; docs/model.md §10). A block adds a projection to its own network with
+:func:`projection` and reads it with :func:`window_values`; the synaptic events a run delivered are
+counted by ``circuits.circuit.SpikingCircuit.synaptic_events`` like any other synapses'.
+"""
+
+import numpy as np
+from brian2 import EventMonitor, TimedArray, second
+
+from circuits import blocks
+from models.projection import (ACCUMULATOR_EQS, ACCUMULATOR_EVENTS, COUNTING_UPDATE, PROJECTION_SYNAPSE_MODEL,
+                               PROJECTION_SYNAPSE_ON_PRE)
+
+
+def sample_table(windows, duration, dt):
+    """0/1 values, one per step of ``dt``: 1 at the last step of every window."""
+    out = np.zeros(int(round(duration / dt)))
+    out[np.rint(np.asarray(windows)[:, 1] / dt).astype(int) - 1] = 1.0
+    return out
+
+
+def projection(sources, bias, params, namespace, name, windows, duration, dt):
+    """Output units (one per entry of ``bias``) fed by ``sources``: pairs of a Brian2 group and its
+    weights (neurons of the group x output units), every pair all to all. The units count in the
+    ``count_phase`` windows of ``namespace`` and are sampled at the last step of each of
+    ``windows`` (their clock ``dt`` must be the synapses' and every source's finest step, so no
+    event of a window falls after its sample). Returns the Brian2 objects by name:
+    ``<name>_units``, ``<name>_synapses<k>`` and the monitor ``<name>_samples``."""
+    window_length = float(windows[0][1] - windows[0][0])
+    namespace = dict(namespace, sample_step=TimedArray(sample_table(windows, duration, dt), dt=dt * second,
+                                                       name=f"{name}_sample_table"))
+    units = blocks.neuron_group(len(bias), ACCUMULATOR_EQS, params, namespace, f"{name}_units",
+                                events=ACCUMULATOR_EVENTS, method="euler", dt=dt * second,
+                                extra={"t_window": window_length * second})
+    units.b_out = np.asarray(bias, dtype=float)
+    units.run_regularly(COUNTING_UPDATE, when="start", name=f"{name}_counting")
+    objects = {f"{name}_units": units}
+    for k, (source, weights) in enumerate(sources):
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (len(source), len(bias)):
+            raise ValueError(f"{name}: weights of {source.name} must be {len(source)} x {len(bias)}, got {weights.shape}")
+        # Explicit indices (source-major), so the weights can be set on any device before a run.
+        pre, post = np.divmod(np.arange(weights.size), len(bias))
+        synapses = blocks.synapses(source, units, PROJECTION_SYNAPSE_MODEL, params, namespace, f"{name}_synapses{k}",
+                                   {"i": pre, "j": post}, on_pre=PROJECTION_SYNAPSE_ON_PRE, dt=dt * second)
+        synapses.w_proj = weights.ravel()
+        objects[f"{name}_synapses{k}"] = synapses
+    objects[f"{name}_samples"] = EventMonitor(units, "sample", variables=["y"], when="end", name=f"{name}_samples")
+    return objects
+
+
+def window_values(monitor, n_windows, n_units) -> np.ndarray:
+    """(n_windows x n_units) value each output unit accumulated in each counting window, from the
+    samples at the windows' ends (the units do not reset: a window's value is the difference of
+    two samples)."""
+    order = np.lexsort((np.asarray(monitor.i[:]), np.asarray(monitor.t_[:])))
+    samples = np.asarray(monitor.y[:])[order].reshape(n_windows, n_units)
+    return np.diff(samples, axis=0, prepend=0.0)

@@ -1,0 +1,102 @@
+"""Weight matrices on synapses (circuits.linear, circuits.projection) and the synaptic-event counter."""
+
+import numpy as np
+import pytest
+
+from analysis.spikes import window_counts
+from circuits.feedforward import feedforward_spec
+from circuits.linear import count_variance, linear_spec
+from models.parameters import ParameterError
+from transformer import bill
+
+#: A coarse clock keeps the runtime (numpy) device quick: 0.1 encoder spikes per step per unit |x|.
+FAST = {"dt": "1*ms", "dt_enc": "1*ms", "lin_enc_gain": "100*Hz", "t_count": "100*ms"}
+
+
+def small_stage(seed=0, n_tokens=3, dim=6, n_out=4, **params):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_tokens, dim))
+    w = rng.normal(size=(n_out, dim)) / np.sqrt(dim)
+    b = rng.normal(size=n_out)
+    return linear_spec(x, w, b, params={**FAST, **params}, seed=seed)
+
+
+def test_output_units_accumulate_the_weights_times_the_encoders_counts():
+    """A window's accumulated value is W times the encoders' spike counts in that window (decoded
+    by the gain) plus the bias: counted independently from the encoders' spike monitor."""
+    result = small_stage().simulate()
+    circuit, spec = result.circuit, result.spec
+    monitor = circuit.monitors["lin_encoders_spikes"]
+    counts = window_counts(monitor.t_, monitor.i, circuit.schedule.learn_windows(), 2 * spec.x.shape[1],
+                           float(circuit.params["dt"]))
+    x_decoded = (counts[:, 0::2] - counts[:, 1::2]) / (100.0 * 0.1)
+    np.testing.assert_allclose(result.y_spike, x_decoded @ spec.w.T + spec.b, rtol=1e-9, atol=1e-9)
+    assert not np.allclose(result.y_spike, result.y_rate)           # the counts are quantised
+
+
+def test_error_against_the_product_is_the_encoders_quantisation():
+    """Over seeds, the error against x W^T + b stays within the chi-square tolerance of the
+    quantisation bound (f (1 - f) per channel, uniform phase), and the bound is not loose: the
+    mean ratio is near one."""
+    ratios = []
+    for seed in range(4):
+        metrics = small_stage(seed, n_tokens=4, dim=16, n_out=12).simulate().metrics
+        assert metrics["spike_vs_product_over_bound"] < metrics["bound_tolerance_ratio"]
+        ratios.append(metrics["spike_vs_product_over_bound"])
+    assert 0.5 < np.mean(ratios) < 1.5
+
+
+def test_count_variance_of_a_regular_encoder():
+    """f (1 - f) / (g T)^2 with f the fractional part of the expected count: zero for whole counts."""
+    np.testing.assert_allclose(count_variance([1.0, 0.25, 0.05], 100.0, 0.1), [0.0, 0.25 / 100, 0.25 / 100])
+
+
+def test_synaptic_events_counted_by_hand():
+    """x = (1, -0.5) at 100 Hz per unit for 100 ms: the ON encoder of component 0 fires exactly 10
+    times and the OFF encoder of component 1 exactly 5 (whole expected counts: any start phase);
+    each spike reaches all 3 output units: 45 events, which is what the counter and the bill say."""
+    spec = linear_spec(np.array([[1.0, -0.5]]), np.ones((3, 2)), np.zeros(3), params=FAST, seed=3)
+    circuit = spec.simulate().circuit
+    assert circuit.population_spikes() == {"lin_encoders": 15}
+    assert circuit.synaptic_events() == {"lin_out_synapses0": 45}
+    tally = bill.circuit_tally(circuit)
+    assert tally["synaptic_events"] == 45 and tally["astrocyte_updates"] == 0
+    assert tally["neuron_seconds"] == {"lin_encoders": pytest.approx(4 * 0.1)}
+
+
+def test_gelu_neurons_drive_w2_exactly():
+    """The FFN's output projection on synapses: the accumulated W_2 g + b_2 equals W_2 times the
+    decoded GELU activations (the same spikes), so the stage adds no noise of its own."""
+    rng = np.random.default_rng(0)
+    x, w1, b1 = rng.normal(size=(2, 5)), rng.normal(size=(6, 5)) / 2, rng.normal(size=6) * 0.3
+    w2, b2 = rng.normal(size=(3, 6)), rng.normal(size=3)
+    spec = feedforward_spec(x, w1, b1, w_out=w2, b_out=b2, neurons_per_unit=8, off_neurons_per_unit=2,
+                            params={"t_settle": "20*ms", "t_count": "50*ms", "dt": "1*ms", "dt_enc": "0.5*ms",
+                                    "tau_syn": "10*ms", "tau_m": "20*ms"})
+    result = spec.simulate()
+    np.testing.assert_allclose(result.y_spike, result.g_spike @ w2.T + b2, rtol=1e-9, atol=1e-12)
+    events = result.circuit.synaptic_events()
+    spikes = result.circuit.population_spikes()
+    assert events["ffn_out_synapses0"] == 3 * spikes["gelu_on"] and events["ffn_out_synapses1"] == 3 * spikes["gelu_off"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"t_count": "0.5*ms"}, "whole number"),
+    ({"lin_enc_gain": "30000*Hz"}, "fire"),
+    ({"tau_x": "1*ms"}, "tau_x"),
+])
+def test_bad_parameters_fail_with_one_line(change, message):
+    with pytest.raises((ParameterError, ValueError), match=message):
+        small_stage(**change)
+
+
+def test_energy_of_a_bill():
+    """0.9 pJ per synaptic event or astrocyte update, 4.6 pJ per NumPy MAC; the conventional
+    network spends 4.6 pJ on every model MAC."""
+    record = {"synaptic_events": 1000, "astrocyte_updates": 100, "numpy_macs": 50, "model_macs": 200,
+              "spikes": {"a": 10}, "neuron_seconds": {"a": 2.0}}
+    summary = bill.summarise(record)
+    assert summary["energy_joules"] == pytest.approx(1100 * 0.9e-12 + 50 * 4.6e-12)
+    assert summary["energy_joules_conventional"] == pytest.approx(200 * 4.6e-12)
+    assert summary["fraction_on_synapses"] == pytest.approx(0.75)
+    assert summary["mean_rate_hz"] == {"a": 5.0}
