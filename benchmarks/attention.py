@@ -24,7 +24,6 @@ estimated memory exceeds ``--max-gb`` are skipped with the reason printed. After
 import argparse
 import csv
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runs.folders import new_run_dir
+from runs.folders import new_run_dir, peak_memory_mb
 
 ROOT = Path("results/benchmarks")
 QUICK_PROTOCOL = {"t_settle": "50*ms", "t_learn": "100*ms", "t_read": "200*ms"}
@@ -72,9 +71,7 @@ def neuron_updates(circuit) -> float:
 
 def peak_rss_mb() -> float:
     """Peak resident memory (MiB) of this process and of its largest waited-for child."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
+    return max(peak_memory_mb().values())
 
 
 def run_point(point) -> dict:

@@ -1,13 +1,15 @@
 """Speed and memory of all-MiniLM-L6-v2 on spikes: one sentence through all six layers.
 
     python -m benchmarks.minilm                       # attention and FFN on spikes, 2 workers
+    python -m benchmarks.minilm --spiking all         # every weight matrix on synapses too
     python -m benchmarks.minilm --spiking attention --workers 1
 
 Runs the sentence once to compile (or find in the cache) the binaries of its length, then times
 ``--repeats`` runs with the binaries warm: wall time per sentence, per head (a head's own run:
-its runtime build of the values, the binary, reading the results) and per FFN slice, and the peak
-resident memory of the main process and of its largest child (a worker process, the compiler or a
-binary). Writes ``minilm.json`` to a new ``results/benchmarks/<UTC time>/``.
+its runtime build of the values, the binary, reading the results) and per FFN slice, synaptic
+events per second of wall time, and the peak resident memory of the main process and of its
+largest child (a worker process, the compiler or a binary). Writes ``minilm.json`` to a new
+``results/benchmarks/<UTC time>/``.
 """
 
 import argparse
@@ -18,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from circuits.runners import CircuitPool
-from experiments.spiking_minilm import FFN_SLICES, parse_blocks, peak_memory_mb, spiking_minilm
-from runs.folders import new_run_dir, run_record, write_json
+from runs.folders import new_run_dir, peak_memory_mb, run_record, write_json
+from transformer.executors import FFN_SLICES, parse_stages
+from transformer.spiking import run_metrics, spiking_minilm
 
 SENTENCE = "A man is playing a guitar on the stage."      # 12 tokens with [CLS] and [SEP]
 
@@ -33,33 +36,40 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
     try:
-        blocks = parse_blocks(args.spiking)
+        stages = parse_stages(args.spiking)
     except ValueError as exc:
         parser.error(str(exc))
     points = []
     with CircuitPool("cpp_standalone", args.workers) as pool:
         t0 = time.perf_counter()
-        spiking_minilm([args.text], blocks, pool=pool)
+        spiking_minilm([args.text], stages, pool=pool)
         warmup = time.perf_counter() - t0
         for repeat in range(args.repeats):
-            run = spiking_minilm([args.text], blocks, pool=pool, seed=repeat + 1)
-            layers = run["sentences"][0]["layers"]
-            heads = [h["wall_seconds"] for layer in layers for h in layer.get("heads", [])]
+            run = spiking_minilm([args.text], stages, pool=pool, seed=repeat + 1)
+            metrics = run_metrics(run)
+            layers = metrics["sentences"][0]["layers"]
+            heads = [h["wall_seconds"] for layer in layers for h in layer.get("attention", {}).get("heads", [])]
             ffn = [layer["ffn"]["wall_seconds"] for layer in layers if "ffn" in layer]
-            points.append({"wall_seconds_per_sentence": run["wall_seconds"], "n_tokens": len(run["sentences"][0]["tokens"]),
+            events = metrics["bill"]["synaptic_events"] + metrics["bill"]["astrocyte_updates"]
+            points.append({"wall_seconds_per_sentence": run.wall_seconds, "n_tokens": len(run.spiking[0].tokens),
                            "heads": len(heads), "wall_seconds_per_head_mean": float(np.mean(heads)) if heads else None,
                            "ffn_slices": FFN_SLICES * len(ffn),
                            "wall_seconds_per_ffn_slice_mean": float(np.mean(ffn)) / FFN_SLICES if ffn else None,
-                           "cosine": run["sentences"][0]["cosine"]})
+                           "synaptic_events": events, "synaptic_events_per_second": events / run.wall_seconds,
+                           "fraction_on_synapses": metrics["bill"]["fraction_on_synapses"],
+                           "cosine": metrics["summary"]["cosine_min"]})
     memory = peak_memory_mb()
     result = {"warmup_seconds": warmup, "points": points, "peak_rss_mb": memory, "workers": args.workers,
-              "spiking": list(blocks), "text": args.text}
+              "spiking": list(stages), "text": args.text}
     out = new_run_dir(args.out, "minilm")
     write_json(out / "minilm.json", {**result, "record": run_record("benchmarks.minilm", None)})
     for point in points:
-        print(f"{point['n_tokens']} tokens, {'+'.join(blocks)} on spikes, {args.workers} workers: "
-              f"{point['wall_seconds_per_sentence']:.1f} s per sentence, {point['wall_seconds_per_head_mean']:.2f} s "
-              f"per head (own run), cosine {point['cosine']:.4f}")
+        per_head = point["wall_seconds_per_head_mean"]
+        print(f"{point['n_tokens']} tokens, {'+'.join(stages) or 'nothing'} on spikes, {args.workers} workers: "
+              f"{point['wall_seconds_per_sentence']:.1f} s per sentence"
+              + (f", {per_head:.2f} s per head (own run)" if per_head else "")
+              + f", {point['synaptic_events_per_second'] / 1e6:.0f} M synaptic events per second, "
+              f"{point['fraction_on_synapses']:.1%} of MACs on synapses, cosine {point['cosine']:.4f}")
     print(f"warm-up (compile or cache) {warmup:.0f} s; peak memory: main {memory['main']:.0f} MB, "
           f"largest child {memory['largest_child']:.0f} MB")
     print(out)

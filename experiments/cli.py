@@ -44,11 +44,11 @@ def add_circuit_options(parser, circuit="random") -> None:
                       help="autoregressive attention: read query s right after writing token s")
 
 
-def add_run_options(parser, name: str, seed_help="seed of the head, the random features and the spikes") -> None:
+def add_run_options(parser, name: str, seed_help="seed of the head, the random features and the spikes",
+                    set_help="override a model parameter, e.g. --set tau_ca=5*second (repeatable)") -> None:
     """Parameters, seeds, output folder, device and verbosity."""
     run = parser.add_argument_group("run")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                     help="override a model parameter, e.g. --set tau_ca=5*second (repeatable)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE", help=set_help)
     run.add_argument("--params", type=Path, help="file of overrides (JSON object or name = value lines)")
     run.add_argument("--seed", type=int, default=0, help=seed_help)
     run.add_argument("--spike-seed", type=int, default=None,

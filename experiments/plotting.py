@@ -187,3 +187,35 @@ def similarity_figure(reference, spiking, path):
         ax.set_ylabel("sentence")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def bill_figure(bill, path):
+    """Where a spiking pass spends (metrics.json's ``bill``): per stage the synaptic events,
+    astrocyte updates and NumPy multiply-accumulates, and the energy against the same arithmetic
+    in a conventional network (4.6 pJ per MAC; 0.9 pJ per synaptic event)."""
+    stages = list(bill["stages"])
+    x = np.arange(len(stages))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    parts = (("synaptic_events", "synaptic events", "tab:purple"), ("astrocyte_updates", "astrocyte updates", "tab:green"),
+             ("numpy_macs", "NumPy MACs", "tab:gray"), ("model_macs", "model MACs (conventional)", "k"))
+    width = 0.2
+    for n, (key, label, color) in enumerate(parts):
+        values = [max(bill["stages"][s][key], 1) for s in stages]
+        left.bar(x + (n - 1.5) * width, values, width, label=label, color=color, alpha=0.8 if key != "model_macs" else 0.4)
+    left.set_yscale("log")
+    left.set_xticks(x, stages)
+    left.set_ylabel("operations")
+    left.set_title("operations per stage (all sentences)", fontsize=9)
+    left.legend(fontsize=7)
+    spiking = [bill["stages"][s]["energy_joules"] * 1e6 for s in stages]
+    conventional = [bill["stages"][s]["energy_joules_conventional"] * 1e6 for s in stages]
+    right.bar(x - 0.2, spiking, 0.4, label="this run (0.9 pJ/event, 4.6 pJ/NumPy MAC)", color="tab:purple")
+    right.bar(x + 0.2, conventional, 0.4, label="conventional network (4.6 pJ/MAC)", color="k", alpha=0.4)
+    right.set_yscale("log")
+    right.set_xticks(x, stages)
+    right.set_ylabel("energy (µJ)")
+    right.set_title(f"energy: {bill['energy_joules'] * 1e6:.0f} µJ vs {bill['energy_joules_conventional'] * 1e6:.0f} µJ "
+                    f"conventional; {bill['fraction_on_synapses']:.0%} of MACs on synapses", fontsize=9)
+    right.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

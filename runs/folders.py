@@ -108,3 +108,12 @@ def progress_reporter(label: str, stream=sys.stderr):
         print(f"[{label}] {float(completed) * 100:5.1f}% of {float(duration):.1f} s simulated, "
               f"{float(elapsed):.0f} s elapsed, ~{left:.0f} s left", file=stream, flush=True)
     return report
+
+
+def peak_memory_mb() -> dict:
+    """Peak resident memory (MiB) of this process (``main``) and of its largest finished child
+    (``largest_child``: a worker, the compiler or a standalone binary)."""
+    import resource
+
+    return {"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "largest_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}

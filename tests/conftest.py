@@ -34,9 +34,9 @@ def cython_target():
 
 @pytest.fixture(scope="session")
 def model():
-    """The all-MiniLM-L6-v2 NumPy model (``analysis.minilm``); skips the test where the model's
+    """The all-MiniLM-L6-v2 NumPy model (``transformer.minilm``); skips the test where the model's
     package is not installed."""
-    from analysis.minilm import MiniLMUnavailable, load_model
+    from transformer.minilm import MiniLMUnavailable, load_model
 
     try:
         return load_model()

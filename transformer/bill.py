@@ -1,0 +1,141 @@
+"""What a forward pass spends: spikes, synaptic events, astrocyte updates, NumPy multiply-accumulates, energy.
+
+Counting follows the spiking-transformer literature (Spikformer, Zhou et al. 2023, arXiv:2209.15425;
+Yao et al. 2023, doi:10.48550/arXiv.2307.01694): a synaptic operation (SOP) is one presynaptic spike
+arriving at one synapse, an accumulate; a conventional network spends one multiply-accumulate (MAC)
+per weight and input. Energies at 45 nm, 32-bit floating point (Horowitz 2014, "Computing's energy
+problem (and what we can do about it)", ISSCC, doi:10.1109/ISSCC.2014.6757323): an add 0.9 pJ, a
+multiply 3.7 pJ, so E_AC = 0.9 pJ per synaptic event and E_MAC = 4.6 pJ per MAC. Like those papers
+this counts arithmetic only (no memory access, no neuron state updates).
+
+Everything is counted from what the simulation did (``circuits.circuit.SpikingCircuit``: each
+source's spike monitor and each synapse object's wiring), not from what it should have done. The
+model's MACs per stage (:func:`stage_macs`) say how much of the network's arithmetic a stage
+stands for; ``fraction_on_synapses`` is the share of the model's MACs whose stage ran on synapses.
+"""
+
+import numpy as np
+
+#: Energy of one synaptic event (an accumulate) and of one multiply-accumulate, joules (Horowitz 2014).
+E_AC = 0.9e-12
+E_MAC = 4.6e-12
+
+#: A layer's stages in order, and what each computes (docs/model.md §10).
+STAGES = {
+    "qkv": "q, k, v = W_QKV x + b_QKV",
+    "attention": "softmax(scale q k^T) v per head (the attention core)",
+    "attn_out": "context W_O + b_O",
+    "ffn": "GELU(W_1 h + b_1)",
+    "ffn_out": "W_2 g + b_2",
+}
+
+#: Synapse objects whose events update astrocyte processes (the tripartite synapses' glial side).
+ASTROCYTE_SYNAPSES = ("astro_processes",)
+
+
+def stage_macs(stage, n_tokens, model) -> int:
+    """Multiply-accumulates of one stage of one layer for a sentence of ``n_tokens`` in a conventional
+    network: the weight matrices' products, and for attention q k^T and the weighted sum of v."""
+    n, hidden, inner = n_tokens, model.hidden_size, model.intermediate_size
+    return {"qkv": n * hidden * 3 * hidden,
+            "attention": model.n_heads * 2 * n * n * model.head_dim,
+            "attn_out": n * hidden * hidden,
+            "ffn": n * hidden * inner,
+            "ffn_out": n * inner * hidden}[stage]
+
+
+def numpy_stage(stage, n_tokens, model, macs=None) -> dict:
+    """The bill of a stage (or of ``macs`` of it) computed in NumPy."""
+    macs = stage_macs(stage, n_tokens, model) if macs is None else int(macs)
+    return {"on": "numpy", "model_macs": stage_macs(stage, n_tokens, model), "numpy_macs": macs,
+            "synaptic_events": 0, "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}}
+
+
+def circuit_tally(circuit) -> dict:
+    """Spikes per population, neuron-seconds per population (size x simulated time), synaptic
+    events and astrocyte-process updates of one run circuit (frozen or not)."""
+    spikes = circuit.population_spikes()
+    duration = circuit.schedule.duration
+    events = circuit.synaptic_events()
+    astro = sum(n for name, n in events.items() if name in ASTROCYTE_SYNAPSES)
+    return {"synaptic_events": int(sum(events.values()) - astro), "astrocyte_updates": int(astro),
+            "spikes": spikes, "neuron_seconds": {pop: len(circuit.groups[pop]) * duration for pop in spikes}}
+
+
+def spiking_stage(stage, n_tokens, model, circuits, numpy_macs=0) -> dict:
+    """The bill of a stage run on ``circuits`` (run circuits), with ``numpy_macs`` of it left to NumPy."""
+    out = {"on": "spikes", "model_macs": stage_macs(stage, n_tokens, model), "numpy_macs": int(numpy_macs),
+           "synaptic_events": 0, "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}}
+    for circuit in circuits:
+        add_tally(out, circuit_tally(circuit))
+    return out
+
+
+def add_tally(total, part) -> dict:
+    """Add a tally's counts into ``total`` (in place) and return it."""
+    for key in ("synaptic_events", "astrocyte_updates", "numpy_macs", "model_macs"):
+        if key in part:
+            total[key] = total.get(key, 0) + part[key]
+    for key in ("spikes", "neuron_seconds"):
+        for pop, n in part.get(key, {}).items():
+            total.setdefault(key, {})[pop] = total.get(key, {}).get(pop, 0) + n
+    return total
+
+
+def energy(tally) -> dict:
+    """Energy of a tally: synaptic events and astrocyte updates at E_AC, NumPy MACs at E_MAC; and
+    of the same arithmetic in a conventional network (every model MAC at E_MAC)."""
+    events = tally["synaptic_events"] + tally["astrocyte_updates"]
+    macs = tally["model_macs"]
+    spiking_macs = macs - tally["numpy_macs"] if macs else 0
+    return {"energy_joules": E_AC * events + E_MAC * tally["numpy_macs"],
+            "energy_joules_conventional": E_MAC * macs,
+            "fraction_on_synapses": spiking_macs / macs if macs else 0.0,
+            "synaptic_events_per_mac": events / spiking_macs if spiking_macs else None}
+
+
+def summarise(tally) -> dict:
+    """A tally with its energy and each population's mean firing rate (Hz)."""
+    rates = {pop: tally["spikes"][pop] / tally["neuron_seconds"][pop] for pop in tally["spikes"]
+             if tally["neuron_seconds"].get(pop)}
+    return {"synaptic_events": int(tally["synaptic_events"]), "astrocyte_updates": int(tally["astrocyte_updates"]),
+            "numpy_macs": int(tally["numpy_macs"]), "model_macs": int(tally["model_macs"]),
+            "spikes": int(sum(tally["spikes"].values())), "spikes_by_population": dict(tally["spikes"]),
+            "mean_rate_hz": rates, **energy(tally)}
+
+
+def bill(stage_records) -> dict:
+    """The bill of a forward pass from its stage records (``[(layer, stage, record), ...]``): totals,
+    per layer and per stage (each with its energy), as ``metrics.json`` keeps it."""
+    total, layers, stages = {}, {}, {}
+    for layer, stage, record in stage_records:
+        add_tally(total, record)
+        add_tally(layers.setdefault(str(layer), {}), record)
+        add_tally(stages.setdefault(stage, {}), record)
+    empty = {"synaptic_events": 0, "astrocyte_updates": 0, "numpy_macs": 0, "model_macs": 0, "spikes": {},
+             "neuron_seconds": {}}
+    return {**summarise({**empty, **total}),
+            "layers": {k: summarise({**empty, **v}) for k, v in layers.items()},
+            "stages": {k: summarise({**empty, **v}) for k, v in stages.items()},
+            "constants": {"E_AC_joules": E_AC, "E_MAC_joules": E_MAC,
+                          "source": "Horowitz 2014, ISSCC, doi:10.1109/ISSCC.2014.6757323 (45 nm, 32-bit float)"}}
+
+
+def bill_table(summary) -> str:
+    """The bill as a printable table: one row per stage and the total."""
+    rows = [("stage", "on", "spikes", "syn. events", "astro upd.", "NumPy MACs", "model MACs", "E (µJ)", "E conv. (µJ)")]
+    for name, s in list(summary["stages"].items()) + [("total", summary)]:
+        on = "spikes" if s["fraction_on_synapses"] > 0.999 else ("NumPy" if s["fraction_on_synapses"] < 1e-3
+                                                                  else f"{s['fraction_on_synapses']:.0%} spikes")
+        rows.append((name, on, f"{s['spikes']:,}", f"{s['synaptic_events']:,}", f"{s['astrocyte_updates']:,}",
+                     f"{s['numpy_macs']:,}", f"{s['model_macs']:,}", f"{s['energy_joules'] * 1e6:.1f}",
+                     f"{s['energy_joules_conventional'] * 1e6:.1f}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def per_sentence(summary, n_sentences) -> dict:
+    """Totals per sentence (the bill divided by the number of sentences)."""
+    keys = ("synaptic_events", "astrocyte_updates", "numpy_macs", "model_macs", "spikes", "energy_joules",
+            "energy_joules_conventional")
+    return {k: float(np.asarray(summary[k]) / n_sentences) for k in keys}

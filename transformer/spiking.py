@@ -1,0 +1,175 @@
+"""all-MiniLM-L6-v2 with chosen stages on spiking circuits, against its NumPy reference, with its bill.
+
+:func:`spiking_minilm` runs the reference forward pass once per sentence, checks every circuit of
+the run on it (before anything is simulated), runs the spiking pass and returns both;
+:func:`run_metrics` turns a run into what ``metrics.json`` keeps (cosines, per-layer and per-stage
+errors, every head's and block's errors against their budgets, and the bill of
+``transformer.bill``). Parameters reach every block through :func:`block_parameters`.
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.attention import relative_error
+from circuits import circuit_parameters
+from circuits.feedforward import feedforward_parameters
+from circuits.linear import linear_parameters
+from circuits.protocol import SHORT_PROTOCOL
+from models.parameters import ParameterError, ParameterSet
+from transformer import bill, minilm
+from transformer.executors import SpikingExecutor
+from transformer.forward import forward
+
+#: The heads' protocol: the short windows at a 0.5 ms step (5x fewer steps than the default
+#: 0.1 ms at the same spike counts; docs/model.md §9 checks the error stays at its bound).
+HEAD_PROTOCOL = {**SHORT_PROTOCOL, "dt": "0.5*ms"}
+#: The heads' circuit options: 8 encoders per dimension (default 4) halve the ripple of the key
+#: neurons' drive, whose curvature bias (E exp(v) > exp(E v)) is most of real heads' error above
+#: the Poisson bound (docs/model.md §9).
+HEAD_OPTIONS = {"encoders_per_dim": 8}
+#: The circuits whose parameters a run sets, by the prefix that names them (``--set ffn.tau_m=5*ms``).
+BLOCKS = {"head": "the exact-kernel attention heads", "ffn": "the feed-forward GELU blocks",
+          "linear": "the encoded linear stages (qkv, and attn_out/ffn_out without their spiking source)"}
+
+
+def block_parameters(overrides, astrocyte="minimal") -> dict:
+    """Every block's full ParameterSet from ``overrides`` named ``BLOCK.NAME`` (e.g.
+    ``ffn.tau_m``, ``head.tau_read``, ``linear.lin_enc_gain``), each checked by the block's own
+    parameter table (name, unit, sign, time step); the heads start from :data:`HEAD_PROTOCOL`.
+    ValueError/ParameterError with one line for an unnamed block, an unknown block or parameter."""
+    per_block = {block: {} for block in BLOCKS}
+    for key, value in overrides.items():
+        block, dot, name = key.partition(".")
+        if not dot or block not in BLOCKS:
+            raise ValueError(f"parameter {key!r} must name its block: {', '.join(b + '.NAME' for b in BLOCKS)}")
+        per_block[block][name] = value
+    makers = {"head": lambda o: circuit_parameters("exact", astrocyte, {**HEAD_PROTOCOL, **o}),
+              "ffn": feedforward_parameters, "linear": linear_parameters}
+    params = {}
+    for block, made in makers.items():
+        try:
+            params[block] = made(per_block[block])
+        except ParameterError as exc:
+            raise ParameterError(f"{block}: {exc}") from None
+    return params
+
+
+@dataclass
+class SpikingRun:
+    """A run: per sentence the reference pass and the spiking pass (``transformer.forward.SentencePass``),
+    the kept head results of the map layer (by sentence id), the stages on spikes and the wall time."""
+
+    reference: list
+    spiking: list
+    maps: dict
+    stages: tuple
+    layers: tuple
+    wall_seconds: float
+
+
+def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, heads=None, ffn_units=None, params=None,
+                   options=None, seed=0, spike_seed=None, map_layer=None, log=None) -> SpikingRun:
+    """Run ``texts`` with ``stages`` of ``layers`` (default all) on spikes on ``pool`` (a
+    ``circuits.runners.CircuitPool``), after checking every circuit on the reference pass.
+    ``params``: per block ParameterSets or overrides (:func:`block_parameters`; default its
+    defaults); ``options``: per block builder options (default ``{"head": HEAD_OPTIONS}``);
+    ``heads``/``ffn_units``: see ``transformer.executors.SpikingExecutor``."""
+    t0 = time.perf_counter()
+    params = block_parameters({}) if params is None else params
+    options = {"head": HEAD_OPTIONS} if options is None else options
+    reference = forward(texts)
+    executor = SpikingExecutor(pool, stages, layers=layers, heads=heads, ffn_units=ffn_units, params=params,
+                               options=options, seed=seed, spike_seed=spike_seed, map_layer=map_layer, log=log)
+    executor.check(reference)
+    say = log or (lambda line: None)
+
+    def progress(line):
+        elapsed = time.perf_counter() - t0
+        say(f"{line}; {elapsed:.0f} s elapsed")
+
+    spiking = forward(texts, executor, log=progress)
+    return SpikingRun(reference, spiking, executor.maps, executor.stages, executor.layers, time.perf_counter() - t0)
+
+
+def stage_records(run: SpikingRun) -> list:
+    """``[(layer, stage, record), ...]`` of every sentence's spiking pass, in order."""
+    return [(n, stage, record) for sentence in run.spiking for n, layer in enumerate(sentence.layers)
+            for block in (layer.attention, layer.ffn) for stage, record in block.stages.items()]
+
+
+def run_metrics(run: SpikingRun, peak_rss_mb=None) -> dict:
+    """metrics.json: the summary, the bill (totals, per layer, per stage), per sentence its cosine,
+    hidden-state error after every layer and every spiking stage's record, and the similarity matrices."""
+    spiking = np.array([s.embedding for s in run.spiking])
+    reference = np.array([s.embedding for s in run.reference])
+    deviation = np.abs(spiking @ spiking.T - reference @ reference.T)
+    sentences = []
+    for s, r in zip(run.spiking, run.reference):
+        layers = []
+        for n, (layer, ref) in enumerate(zip(s.layers, r.layers)):
+            stages = {name: _public(record) for block in (layer.attention, layer.ffn)
+                      for name, record in block.stages.items() if record["on"] == "spikes"}
+            layers.append({"layer": n, "spiking": list(stages), "rel_err_hidden": relative_error(layer.output, ref.output),
+                           **stages})
+        sentences.append({"text": s.text, "tokens": s.tokens, "cosine": float(s.embedding @ r.embedding),
+                          "layers": layers})
+    heads = [h for s in sentences for layer in s["layers"] for h in layer.get("attention", {}).get("heads", [])]
+    ffns = [layer["ffn"] for s in sentences for layer in s["layers"] if "ffn" in layer]
+    the_bill = bill.bill(stage_records(run))
+    summary = {
+        "n_sentences": len(sentences),
+        "stages_on_spikes": list(run.stages),
+        "cosine_min": float(min(s["cosine"] for s in sentences)),
+        "cosine_median": float(np.median([s["cosine"] for s in sentences])),
+        "cosine_mean": float(np.mean([s["cosine"] for s in sentences])),
+        "similarity_deviation_max": float(deviation.max()),
+        "n_spiking_heads": len(heads),
+        "n_spiking_ffn_blocks": len(ffns),
+        "head_rel_err_spike_vs_softmax_median": float(np.median([h["rel_err_spike_vs_softmax"] for h in heads])) if heads else None,
+        "head_spike_vs_rate_over_bound_mean": float(np.mean([h["spike_vs_rate_over_bound"] for h in heads])) if heads else None,
+        "ffn_rel_err_output_mean": float(np.mean([f["rel_err_output"] for f in ffns])) if ffns else None,
+        "total_spikes": the_bill["spikes"],
+        "fraction_on_synapses": the_bill["fraction_on_synapses"],
+        "wall_seconds": run.wall_seconds,
+        "wall_seconds_per_sentence": run.wall_seconds / len(sentences),
+        "peak_rss_mb": peak_rss_mb,
+    }
+    return {"summary": summary, "bill": {**the_bill, "per_sentence": bill.per_sentence(the_bill, len(sentences))},
+            "sentences": sentences, "similarity_spiking": spiking @ spiking.T,
+            "similarity_reference": reference @ reference.T}
+
+
+def _public(record) -> dict:
+    """A stage record as metrics.json keeps it (the raw neuron-seconds stay out)."""
+    return {k: v for k, v in record.items() if k != "neuron_seconds"}
+
+
+def parameters_record(params) -> dict:
+    """Every block's parameters as params.json records them."""
+    return {block: (p.to_json() if isinstance(p, ParameterSet) else p) for block, p in params.items()}
+
+
+def attention_maps(run: SpikingRun, sentence_id=0) -> list:
+    """The map layer's heads of one sentence: ``head``, ``true`` and ``spike`` attention maps."""
+    from transformer.heads import attention_map_metrics
+
+    maps = []
+    for head, result in sorted(run.maps.get(sentence_id, {}).items()):
+        metrics = attention_map_metrics(result)
+        maps.append({"head": head, "true": metrics["true_map"], "spike": metrics["spike_map"]})
+    return maps
+
+
+def check_texts(texts) -> list:
+    """The sentences, each checked against the tokenizer and the circuits' longest input."""
+    from transformer.heads import MAX_TOKENS
+
+    if not texts or not all(t.strip() for t in texts):
+        raise ValueError("no sentence given (empty --text or --texts file)")
+    for text in texts:
+        n_tokens = len(minilm.tokenize(text)[0])
+        if n_tokens > MAX_TOKENS:
+            raise ValueError(f"{text[:40]!r}... has {n_tokens} tokens; the circuits here take at most {MAX_TOKENS}")
+    return [t.strip() for t in texts]
