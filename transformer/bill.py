@@ -1,7 +1,7 @@
 """What a forward pass spends: spikes, synaptic events, astrocyte updates, NumPy multiply-accumulates, energy.
 
 Counting follows the spiking-transformer literature (Spikformer, Zhou et al. 2023, arXiv:2209.15425;
-Yao et al. 2023, doi:10.48550/arXiv.2307.01694): a synaptic operation (SOP) is one presynaptic spike
+Yao et al. 2023, Spike-driven Transformer, arXiv:2307.01694): a synaptic operation (SOP) is one presynaptic spike
 arriving at one synapse, an accumulate; a conventional network spends one multiply-accumulate (MAC)
 per weight and input. Energies at 45 nm, 32-bit floating point (Horowitz 2014, "Computing's energy
 problem (and what we can do about it)", ISSCC, doi:10.1109/ISSCC.2014.6757323): an add 0.9 pJ, a
@@ -11,7 +11,8 @@ this counts arithmetic only (no memory access, no neuron state updates).
 Everything is counted from what the simulation did (``circuits.circuit.SpikingCircuit``: each
 source's spike monitor and each synapse object's wiring), not from what it should have done. The
 model's MACs per stage (:func:`stage_macs`) say how much of the network's arithmetic a stage
-stands for; ``fraction_on_synapses`` is the share of the model's MACs whose stage ran on synapses.
+stands for; ``fraction_on_synapses`` is the share of the model's MACs whose stage ran on synapses
+(docs/model.md §10).
 """
 
 import numpy as np
@@ -107,15 +108,18 @@ def summarise(tally) -> dict:
 def bill(stage_records) -> dict:
     """The bill of a forward pass from its stage records (``[(layer, stage, record), ...]``): totals,
     per layer and per stage (each with its energy), as ``metrics.json`` keeps it."""
-    total, layers, stages = {}, {}, {}
+    total, layers, stages, grid = {}, {}, {}, {}
     for layer, stage, record in stage_records:
         add_tally(total, record)
         add_tally(layers.setdefault(str(layer), {}), record)
         add_tally(stages.setdefault(stage, {}), record)
+        add_tally(grid.setdefault(str(layer), {}).setdefault(stage, {}), record)
     empty = {"synaptic_events": 0, "astrocyte_updates": 0, "numpy_macs": 0, "model_macs": 0, "spikes": {},
              "neuron_seconds": {}}
     return {**summarise({**empty, **total}),
-            "layers": {k: summarise({**empty, **v}) for k, v in layers.items()},
+            "layers": {k: {**summarise({**empty, **v}),
+                           "stages": {s: summarise({**empty, **t}) for s, t in grid[k].items()}}
+                       for k, v in layers.items()},
             "stages": {k: summarise({**empty, **v}) for k, v in stages.items()},
             "constants": {"E_AC_joules": E_AC, "E_MAC_joules": E_MAC,
                           "source": "Horowitz 2014, ISSCC, doi:10.1109/ISSCC.2014.6757323 (45 nm, 32-bit float)"}}

@@ -142,8 +142,10 @@ def run_metrics(run: SpikingRun, peak_rss_mb=None) -> dict:
 
 
 def _public(record) -> dict:
-    """A stage record as metrics.json keeps it (the raw neuron-seconds stay out)."""
-    return {k: v for k, v in record.items() if k != "neuron_seconds"}
+    """A stage record as metrics.json keeps it: the mean firing rate of each population (Hz)
+    instead of its neuron-seconds."""
+    rates = {pop: record["spikes"][pop] / seconds for pop, seconds in record["neuron_seconds"].items() if seconds}
+    return {**{k: v for k, v in record.items() if k != "neuron_seconds"}, "mean_rate_hz": rates}
 
 
 def parameters_record(params) -> dict:
