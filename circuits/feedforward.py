@@ -191,7 +191,7 @@ class FeedForwardCircuit(SpikingCircuit):
 
 def rate_model(circuit: FeedForwardCircuit) -> dict:
     """The circuit's ideal, GELU(W_in x + b_in), and the variance of each decoded activation from
-    Poisson counts: |GELU^+| / G_on + |GELU^-| / G_off (docs/model.md §9)."""
+    Poisson counts: ``|GELU^+| / G_on + |GELU^-| / G_off`` (docs/model.md §9)."""
     inp = circuit.inputs
     ideal = gelu(inp["x"] @ inp["w_in"].T + inp["b_in"])
     gain_on, gain_off = circuit.gains()
@@ -201,7 +201,7 @@ def rate_model(circuit: FeedForwardCircuit) -> dict:
 
 def output_error(variance, w_out, ideal_output) -> float:
     """Expected relative (Frobenius) error of the projected output W_out g (tokens x out) from
-    independent activation variances (tokens x units): sqrt(sum var @ W_out^2.T) / |W_out g|."""
+    independent activation variances (tokens x units): ``sqrt(sum var @ W_out^2.T) / |W_out g|``."""
     return float(np.sqrt((variance @ (np.asarray(w_out) ** 2).T).sum()) / np.linalg.norm(ideal_output))
 
 

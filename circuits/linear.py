@@ -111,8 +111,8 @@ class LinearCircuit(SpikingCircuit):
 
 
 def count_variance(x, gain, t_count) -> np.ndarray:
-    """Variance of the decoded |x| of a regular encoder started at a uniformly random phase:
-    f (1 - f) / (gain t_count)^2, f = frac(gain t_count |x|)."""
+    """Variance of the decoded ``|x|`` of a regular encoder started at a uniformly random phase:
+    ``f (1 - f) / (gain t_count)^2``, ``f = frac(gain t_count |x|)``."""
     expected = gain * t_count * np.abs(np.asarray(x, dtype=float))
     frac = expected - np.floor(expected)
     return frac * (1 - frac) / (gain * t_count) ** 2

@@ -10,7 +10,7 @@ structure, reused across specs); another back-end implements :class:`Runner` the
 
 :class:`CircuitPool` and :func:`run_heads` run many specs on one runner, or fan them out over
 worker processes, each with its own runner; the results are those of the same specs run one after
-another (same seed, same spikes).
+another (same seed, same spikes)::
 
     from circuits.head import head_spec
     from circuits.runners import make_runner
@@ -31,6 +31,7 @@ import brian2
 from circuits.circuit import SpikingCircuit
 from circuits.standalone import StandaloneCircuits
 
+#: The devices a runner runs on: Brian2's runtime device and its C++ standalone device.
 DEVICES = ("runtime", "cpp_standalone")
 
 #: Builder arguments that are not circuit options (a spec holds them separately).
@@ -68,7 +69,7 @@ class CircuitSpec(abc.ABC):
 
     @abc.abstractmethod
     def simulate(self, runner: Runner | None = None, report=None):
-        """Run on ``runner`` (default: a :class:`RuntimeRunner`) and compare the run with the
+        """Run on ``runner`` (default: a :class:`~circuits.runners.RuntimeRunner`) and compare the run with the
         spec's references; returns the spec's result object. ``report``: a Brian2 progress callback
         (runtime device only)."""
 

@@ -47,15 +47,15 @@ institution, which the simulator cannot know (``write_nwb``'s ``experimenter`` a
 fill them) (``tests/test_export.py``). ``dandi validate`` (dandi-cli 0.81.0, offline) finds no error
 in the file once ``dandi organize`` has put it in a Dandiset.
 
-[1] https://github.com/dandi/dandi-cli/blob/master/dandi/files/bases.py (``NWBAsset.get_validation_errors``),
-    https://github.com/dandi/dandi-cli/blob/master/dandi/upload.py
-[2] https://github.com/NeurodataWithoutBorders/nwbinspector/blob/dev/src/nwbinspector/_internal_configs/dandi.inspector_config.yaml
-[3] https://github.com/NeurodataWithoutBorders/nwbinspector/blob/dev/src/nwbinspector/checks/_nwbfile_metadata.py
-[4] https://github.com/dandi/dandi-cli/blob/master/dandi/metadata/util.py
-    (``extract_species``, ``extract_sex``, ``extract_age``)
-[5] https://github.com/dandi/dandi-schema/blob/master/dandischema/models.py (``Participant``)
-[6] https://github.com/NeurodataWithoutBorders/nwbinspector/pull/431 (``_intercept_in_vitro_protein``)
-[7] https://nwbinspector.readthedocs.io/en/dev/best_practices/nwbfile_metadata.html#subject
+* [1] https://github.com/dandi/dandi-cli/blob/master/dandi/files/bases.py (``NWBAsset.get_validation_errors``),
+  https://github.com/dandi/dandi-cli/blob/master/dandi/upload.py
+* [2] https://github.com/NeurodataWithoutBorders/nwbinspector/blob/dev/src/nwbinspector/_internal_configs/dandi.inspector_config.yaml
+* [3] https://github.com/NeurodataWithoutBorders/nwbinspector/blob/dev/src/nwbinspector/checks/_nwbfile_metadata.py
+* [4] https://github.com/dandi/dandi-cli/blob/master/dandi/metadata/util.py
+  (``extract_species``, ``extract_sex``, ``extract_age``)
+* [5] https://github.com/dandi/dandi-schema/blob/master/dandischema/models.py (``Participant``)
+* [6] https://github.com/NeurodataWithoutBorders/nwbinspector/pull/431 (``_intercept_in_vitro_protein``)
+* [7] https://nwbinspector.readthedocs.io/en/dev/best_practices/nwbfile_metadata.html#subject
 
 :func:`read_nwb_spikes` reads the spike trains back per population.
 """

@@ -3,21 +3,21 @@
 :func:`save_spikes` writes a :class:`circuits.recording.Recording` compactly (NumPy's compressed
 ``.npz``, no pickled objects); :func:`load_spikes` reads it back exactly. The file holds:
 
-============================  ===============================================================
-``populations``               names of the kept populations, in raster order
-``<pop>_i``                   uint32, index within the population of the neuron of each spike
-``<pop>_t``                   float64, time of each spike in seconds
-``<pop>_n``                   number of neurons in the population
-``<pop>_columns``             names of the population's neuron columns; each is stored as
-                              ``<pop>_column_<name>`` (``polarity``, ``input_dim``,
-                              ``value_dim``, ``token``: see ``circuits.recording``)
-``dropped``, ``dropped_spikes``  populations not kept and their spike counts
-``intervals``                 phase names; ``interval_<name>``: (n x 2) start, stop in seconds
-``traces``                    astrocyte trace names; ``trace_<name>_t`` (s), ``_data``
-                              (samples x channels), ``_unit``, ``_channels``, ``_description``
-``dt``, ``duration``          time step and simulated time, seconds
-``seed``, ``config``          the run's seed and circuit configuration (JSON)
-============================  ===============================================================
+================================  ===============================================================
+``populations``                   names of the kept populations, in raster order
+``<pop>_i``                       uint32, index within the population of the neuron of each spike
+``<pop>_t``                       float64, time of each spike in seconds
+``<pop>_n``                       number of neurons in the population
+``<pop>_columns``                 names of the population's neuron columns; each is stored as
+                                  ``<pop>_column_<name>`` (``polarity``, ``input_dim``,
+                                  ``value_dim``, ``token``: see ``circuits.recording``)
+``dropped``, ``dropped_spikes``   populations not kept and their spike counts
+``intervals``                     phase names; ``interval_<name>``: (n x 2) start, stop in seconds
+``traces``                        astrocyte trace names; ``trace_<name>_t`` (s), ``_data``
+                                  (samples x channels), ``_unit``, ``_channels``, ``_description``
+``dt``, ``duration``              time step and simulated time, seconds
+``seed``, ``config``              the run's seed and circuit configuration (JSON)
+================================  ===============================================================
 
 Size: every population is kept unless the run has more than :data:`MAX_SPIKES` spikes in all;
 then only :func:`default_populations` (the key layer and the value neurons, which carry the
@@ -145,7 +145,7 @@ def save_spikes(run_dir, recording: Recording, populations=None, keep_all=False,
 
 
 def load_spikes(path) -> Recording:
-    """Read a run's ``spikes.npz`` back into the :class:`Recording` that was saved.
+    """Read a run's ``spikes.npz`` back into the :class:`~circuits.recording.Recording` that was saved.
 
     Parameters
     ----------
@@ -154,7 +154,7 @@ def load_spikes(path) -> Recording:
 
     Returns
     -------
-    Recording
+    circuits.recording.Recording
         Exactly the saved recording, less the populations that were not kept (listed in
         ``dropped`` with their spike counts).
     """

@@ -3,7 +3,7 @@
 An executor takes one layer's inputs for a batch of sentences and returns, per sentence, the
 block's output before the residual (``BlockOutput``), its intermediates and one record per stage
 (``transformer.bill``: what the stage spent, and for spiking stages its errors against their noise
-budgets). Stages (``transformer.bill.STAGES``):
+budgets). Stages (``transformer.bill.STAGES``)::
 
     attention block:  qkv  -> attention -> attn_out      feed-forward block:  ffn -> ffn_out
 

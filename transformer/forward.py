@@ -1,4 +1,4 @@
-"""The forward pass of all-MiniLM-L6-v2, written once; an executor runs each layer's two blocks.
+"""The forward pass of all-MiniLM-L6-v2, written once; an executor runs each layer's two blocks::
 
     x_0 = LN(embeddings)                                       (NumPy)
     for every layer:  h   = LN(x + attention_block(x))         executor.attention, then NumPy
