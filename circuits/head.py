@@ -78,12 +78,38 @@ def circuit_options(circuit) -> dict:
 
 def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spike_seed=None,
               **options) -> HeadSpec:
-    """Check a head and its circuit before anything is simulated; ValueError (ParameterError for
-    parameters) with a one-line message for anything unusable.
+    """Check a head and its circuit before anything is simulated.
 
-    ``params``: overrides by name (``{"tau_ca": "5*second"}``, quantities or strings) or a
-    ParameterSet of this circuit and astrocyte. ``options``: the builder's keyword options
-    (see :func:`circuit_options`), e.g. ``n_features=256``, ``astrocyte="minimal"``, ``causal=True``.
+    Parameters
+    ----------
+    q, k, v : array_like
+        Queries (Lq x d), keys (L x d) and values (L x d_v), finite.
+    circuit : str
+        The circuit kind: ``"random"`` (random features, the paper's circuit) or ``"exact"`` (one
+        population of key neurons per token).
+    scale : float, optional
+        The kernel's score scale (default 1/sqrt(d)).
+    params : dict or models.parameters.ParameterSet, optional
+        Overrides by name (``{"tau_ca": "5*second"}``, quantities or strings), each checked against
+        its unit and the time step, or a ParameterSet of this circuit and astrocyte.
+    seed : int
+        The run's seed, split into independent streams (``circuits.seeds.SeedStreams``).
+    spike_seed : int, optional
+        Redraws Brian2's spikes alone, with the head, features and phases of ``seed`` held fixed.
+    **options
+        The builder's keyword options (see :func:`circuit_options`), e.g. ``n_features=256``,
+        ``astrocyte="minimal"``, ``causal=True``, ``block_astrocyte=True``.
+
+    Returns
+    -------
+    HeadSpec
+        The checked head, ready to simulate (``spec.simulate(runner)``).
+
+    Raises
+    ------
+    ValueError
+        With a one-line message for anything unusable (``models.parameters.ParameterError``, a
+        ValueError, for parameters).
     """
     kind = circuit_kind(circuit)
     options = builder_options(kind.builder, options, f"the {circuit} circuit")
@@ -110,11 +136,27 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
 class HeadResult:
     """What one head's run gives.
 
-    ``y_spike``: the decoded spiking output (Lq x d_v); ``y_rate``: the circuit's rate ideal (same
-    features, weights and fading, no spike noise); ``y_softmax``: exact (causal) softmax attention;
-    ``y_uniform``: the uniform-attention baseline; ``noise``: the expected spike-count error around
-    the rate ideal (``analysis.spikes.expected_spike_error``); ``circuit``: the run circuit frozen to
-    plain arrays (spike and state monitors' data, schedule, parameters, config, seeds).
+    Attributes
+    ----------
+    spec : HeadSpec
+        The head that ran.
+    circuit : circuits.circuit.AttentionCircuit
+        The run circuit frozen to plain arrays (spike and state monitors' data, schedule,
+        parameters, config, seeds).
+    y_spike : numpy.ndarray
+        The decoded spiking output (Lq x d_v).
+    y_rate : numpy.ndarray
+        The circuit's rate ideal (same features, weights and fading, no spike noise).
+    y_softmax : numpy.ndarray
+        Exact (causal) softmax attention.
+    y_uniform : numpy.ndarray
+        The uniform-attention baseline.
+    noise : dict
+        The expected spike-count error around the rate ideal (``analysis.spikes.expected_spike_error``).
+    wall_seconds : float
+        Wall time of the run.
+    device : dict
+        The runner's name, its OpenMP threads and the code-generation target.
     """
 
     spec: HeadSpec
@@ -168,9 +210,22 @@ class HeadResult:
 
 
 def simulate(spec: HeadSpec, runner: Runner | None = None, report=None) -> HeadResult:
-    """Run a checked head on ``runner`` (default: a runtime runner) and compare it with the references.
+    """Run a checked head on a device runner and compare it with the references.
 
-    ``report``: a Brian2 progress callback (runtime device only).
+    Parameters
+    ----------
+    spec : HeadSpec
+        A head checked by :func:`head_spec`.
+    runner : circuits.runners.Runner, optional
+        The device runner (default: a new runtime runner).
+    report : callable, optional
+        A Brian2 progress callback (runtime device only).
+
+    Returns
+    -------
+    HeadResult
+        The decoded output, the rate ideal, softmax and uniform references, the expected spike
+        noise, the metrics and the run circuit frozen to plain arrays.
     """
     runner = runner or RuntimeRunner()
     t0 = time.perf_counter()
@@ -186,5 +241,33 @@ def simulate(spec: HeadSpec, runner: Runner | None = None, report=None) -> HeadR
 
 
 def run_head(q, k, v, circuit="random", *, runner=None, report=None, **kwargs) -> HeadResult:
-    """Check and run one head: :func:`head_spec` (same arguments) then :func:`simulate`."""
+    """Check and run one head: :func:`head_spec`, then :func:`simulate`.
+
+    Parameters
+    ----------
+    q, k, v : array_like
+        Queries (Lq x d), keys (L x d) and values (L x d_v).
+    circuit : str
+        The circuit kind, ``"random"`` or ``"exact"``.
+    runner : circuits.runners.Runner, optional
+        The device runner (default: a new runtime runner); one runner given to many heads of one
+        structure reuses its compiled binary (``circuits.runners.make_runner("cpp_standalone")``).
+    report : callable, optional
+        A Brian2 progress callback (runtime device only).
+    **kwargs
+        :func:`head_spec`'s keyword arguments: ``scale``, ``params``, ``seed``, ``spike_seed`` and
+        the circuit's options.
+
+    Returns
+    -------
+    HeadResult
+
+    Examples
+    --------
+    >>> from analysis.attention import synthetic_head
+    >>> from circuits.seeds import SeedStreams
+    >>> q, k, v = synthetic_head(8, 4, 4, 0.7, SeedStreams(0).head)
+    >>> result = run_head(q, k, v, "random", n_features=128, seed=0, params={"t_read": "400*ms"})
+    >>> result.metrics["rel_err_spike_vs_softmax"], result.metrics["poisson_bound"]  # doctest: +SKIP
+    """
     return simulate(head_spec(q, k, v, circuit, **kwargs), runner, report)

@@ -184,7 +184,28 @@ def check_device(device, threads=0) -> None:
 
 
 def make_runner(device="runtime", threads=0, cache=None) -> Runner:
-    """A runner for ``device`` ("runtime" or "cpp_standalone"); ValueError with one line otherwise."""
+    """A runner for one device, chosen once: callers never branch on the device.
+
+    Parameters
+    ----------
+    device : {"runtime", "cpp_standalone"}
+        Brian2's runtime device (numpy or Cython code per ``brian2.prefs.codegen.target``) or its
+        C++ standalone device (one compiled binary per circuit structure, reused across specs).
+    threads : int
+        OpenMP threads of the standalone device (0: none).
+    cache : str or pathlib.Path, optional
+        The standalone device's folder of compiled projects (default
+        ``circuits.standalone.DEFAULT_ROOT``).
+
+    Returns
+    -------
+    Runner
+
+    Raises
+    ------
+    ValueError
+        With one line for an unknown device or threads it cannot use.
+    """
     check_device(device, threads)
     return RuntimeRunner() if device == "runtime" else StandaloneRunner(threads, cache)
 
@@ -269,10 +290,28 @@ class CircuitPool:
 
 
 def run_heads(specs, device="runtime", *, workers=1, threads=0, cache=None, log=None) -> list:
-    """Run many heads (or other specs, see :class:`CircuitPool`) on a pool made for this call;
-    returns their results in the order of ``specs``. ``workers`` > 1 fans them out over that many
-    worker processes (each with its own runner, so on cpp_standalone each compiles or reuses the
-    cached binary of a structure once); the results equal those of ``workers=1``."""
+    """Run many heads (or other specs, see :class:`CircuitPool`) on a pool made for this call.
+
+    Parameters
+    ----------
+    specs : iterable of CircuitSpec
+        Checked circuits, e.g. from ``circuits.head.head_spec``.
+    device : {"runtime", "cpp_standalone"}
+        The device, as :func:`make_runner`.
+    workers : int
+        Worker processes; more than 1 fans the specs out over that many processes, each with its
+        own runner (on cpp_standalone each compiles or reuses the cached binary of a structure
+        once).
+    threads, cache
+        As :func:`make_runner`.
+    log : callable, optional
+        Takes one progress line per finished spec (e.g. ``print``).
+
+    Returns
+    -------
+    list
+        The specs' results in the order of ``specs``, equal to those of ``workers=1``.
+    """
     # The pool spawns a worker only when a spec is waiting and none is idle: no more than len(specs).
     with CircuitPool(device, workers, threads, cache) as pool:
         return pool.run(specs, log)

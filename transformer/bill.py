@@ -106,8 +106,22 @@ def summarise(tally) -> dict:
 
 
 def bill(stage_records) -> dict:
-    """The bill of a forward pass from its stage records (``[(layer, stage, record), ...]``): totals,
-    per layer and per stage (each with its energy), as ``metrics.json`` keeps it."""
+    """The bill of a forward pass, as ``metrics.json`` keeps it.
+
+    Parameters
+    ----------
+    stage_records : iterable of tuple
+        ``(layer, stage, record)`` of every stage of the pass (the stage records of each layer's
+        ``transformer.executors.BlockOutput``; :func:`numpy_stage`, :func:`spiking_stage`).
+
+    Returns
+    -------
+    dict
+        The totals (spikes, synaptic events, astrocyte updates, NumPy and model MACs, energy and
+        the conventional network's, the fraction of MACs on synapses: :func:`summarise`), the same
+        per layer (``layers``, with each layer's ``stages``) and per stage (``stages``), and the
+        energy ``constants`` with their source.
+    """
     total, layers, stages, grid = {}, {}, {}, {}
     for layer, stage, record in stage_records:
         add_tally(total, record)

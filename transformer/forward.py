@@ -54,10 +54,27 @@ class SentencePass:
 
 
 def forward(texts, executor=None, *, sentence_ids=None, log=None) -> list:
-    """Run ``texts`` through the model with ``executor`` (default: ``NumPyExecutor``); returns one
-    :class:`SentencePass` per text. ``sentence_ids``: each text's index in its corpus (default
-    0, 1, ...), from which a spiking executor derives the seeds of its circuits. ``log``: a
-    callable taking one progress line per layer."""
+    """Run sentences through the model, each layer's blocks on an executor.
+
+    Parameters
+    ----------
+    texts : list of str
+        The sentences, processed as a batch layer by layer.
+    executor : transformer.executors.Executor, optional
+        Runs each layer's attention and feed-forward blocks (default:
+        ``transformer.executors.NumPyExecutor``, the reference).
+    sentence_ids : list of int, optional
+        Each text's index in its corpus (default 0, 1, ...), from which a spiking executor derives
+        the seeds of its circuits.
+    log : callable, optional
+        Takes one progress line per layer.
+
+    Returns
+    -------
+    list of SentencePass
+        One per text: tokens, the embedding layer's output and every layer's input, block outputs
+        (with their intermediates and stage records) and output.
+    """
     executor = executor or NumPyExecutor()
     model = minilm.load_model()
     sentence_ids = list(range(len(texts))) if sentence_ids is None else list(sentence_ids)
@@ -96,9 +113,22 @@ def sentence_embedding(text: str) -> np.ndarray:
 def attention_qkv(text: str, layer: int, head: int) -> dict:
     """Queries, keys and values of one head of one layer for ``text`` (NumPy reference).
 
-    Returns ``tokens`` (list of L wordpieces), ``q``, ``k``, ``v`` (each L x head_dim float64, the
-    head's projections of that layer's input hidden states, biases included) and ``scale`` =
-    1/sqrt(head_dim), so that the model's attention output of the head is softmax(scale q k^T) v.
+    Parameters
+    ----------
+    text : str
+        The input sentence.
+    layer : int
+        The layer, 0-5.
+    head : int
+        The head, 0-11.
+
+    Returns
+    -------
+    dict
+        ``tokens`` (list of L wordpieces), ``q``, ``k``, ``v`` (each L x head_dim float64, the
+        head's projections of that layer's input hidden states, biases included) and ``scale`` =
+        1/sqrt(head_dim), so that the model's attention output of the head is
+        softmax(scale q k^T) v.
     """
     model = minilm.load_model()
     minilm.check_layer(model, layer)

@@ -21,9 +21,28 @@ MAX_TOKENS = 64
 
 
 def real_qkv(text: str, layer: int, head: int) -> dict:
-    """q, k, v, scale and tokens of one head of all-MiniLM-L6-v2 on ``text``
-    (``transformer.forward.attention_qkv``); ValueError (or ``transformer.minilm.MiniLMUnavailable``)
-    with one line if unusable."""
+    """q, k, v, scale and tokens of one head of all-MiniLM-L6-v2 on a text.
+
+    Parameters
+    ----------
+    text : str
+        The input, at most :data:`MAX_TOKENS` tokens with [CLS] and [SEP].
+    layer : int
+        The layer, 0-5.
+    head : int
+        The head, 0-11.
+
+    Returns
+    -------
+    dict
+        ``tokens``, ``q``, ``k``, ``v`` and ``scale``, as ``transformer.forward.attention_qkv``.
+
+    Raises
+    ------
+    ValueError
+        With one line for an empty or too long text or a layer or head out of range
+        (``transformer.minilm.MiniLMUnavailable``, a RuntimeError, without the model).
+    """
     from transformer.forward import attention_qkv
     from transformer.minilm import tokenize
 
@@ -47,9 +66,22 @@ def measured_attention(result: HeadResult) -> np.ndarray | None:
 
 
 def attention_map_metrics(result: HeadResult) -> dict:
-    """The true attention map, the spike-measured one (exact circuit) and their relative error; for
-    the exact circuit also the astrocyte's normaliser per query against the attention denominator
-    (``circuits.exact_kernel.astrocyte_normaliser``: ``normaliser_log_error``, ``denominator_log_spread``)."""
+    """A head's true attention map against the one its spikes measured, and its normaliser.
+
+    Parameters
+    ----------
+    result : circuits.head.HeadResult
+        A run head (exact circuit for the measured map and the normaliser).
+
+    Returns
+    -------
+    dict
+        ``true_map`` (softmax(scale q k^T), Lq x L); ``spike_map`` (:func:`measured_attention`,
+        None for the random circuit); ``normaliser`` (exact circuit: the astrocyte's signal per
+        query against the attention denominator, ``circuits.exact_kernel.astrocyte_normaliser``;
+        else None); ``metrics``: ``max_attention_weight_mean`` and for the exact circuit
+        ``rel_err_attention_map``, ``normaliser_log_error`` and ``denominator_log_spread``.
+    """
     spec = result.spec
     true_map = attention_weights(spec.q, spec.k, spec.scale)
     spike_map = measured_attention(result)

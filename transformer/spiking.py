@@ -71,11 +71,42 @@ class SpikingRun:
 
 def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, heads=None, ffn_units=None, params=None,
                    options=None, seed=0, spike_seed=None, map_layer=None, log=None) -> SpikingRun:
-    """Run ``texts`` with ``stages`` of ``layers`` (default all) on spikes on ``pool`` (a
-    ``circuits.runners.CircuitPool``), after checking every circuit on the reference pass.
-    ``params``: per block ParameterSets or overrides (:func:`block_parameters`; default its
-    defaults); ``options``: per block builder options (default ``{"head": HEAD_OPTIONS}``);
-    ``heads``/``ffn_units``: see ``transformer.executors.SpikingExecutor``."""
+    """Run sentences through all-MiniLM-L6-v2 with chosen stages on spikes, against the NumPy model.
+
+    The reference pass runs first; every circuit of the run is checked on it before anything is
+    simulated.
+
+    Parameters
+    ----------
+    texts : list of str
+        The sentences.
+    stages : tuple of str
+        The stages on spikes in every chosen layer (``transformer.executors.ALL_STAGES``: ``qkv``,
+        ``attention``, ``attn_out``, ``ffn``, ``ffn_out``).
+    layers : list of int, optional
+        The layers whose stages run on spikes (default all).
+    pool : circuits.runners.CircuitPool
+        The device runner(s) the circuits run on.
+    heads, ffn_units : optional
+        The heads and the number of FFN units on spikes (default all; see
+        ``transformer.executors.SpikingExecutor``).
+    params : dict, optional
+        Per block ParameterSets or overrides (:func:`block_parameters`; default its defaults).
+    options : dict, optional
+        Per block builder options (default ``{"head": HEAD_OPTIONS}``).
+    seed, spike_seed : int, optional
+        The seeds the circuits' seeds derive from.
+    map_layer : int, optional
+        The layer whose head results the run keeps for attention maps (:func:`attention_maps`).
+    log : callable, optional
+        Takes progress lines.
+
+    Returns
+    -------
+    SpikingRun
+        Per sentence the reference and the spiking pass (``transformer.forward.SentencePass``),
+        the kept head results, the stages and layers on spikes and the wall time.
+    """
     t0 = time.perf_counter()
     params = block_parameters({}) if params is None else params
     options = {"head": HEAD_OPTIONS} if options is None else options
