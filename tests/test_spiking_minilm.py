@@ -12,7 +12,7 @@ from models.feedforward import gelu
 from transformer import forward, minilm
 from transformer.bill import stage_macs
 from transformer.executors import ALL_STAGES, SpikingExecutor, parse_stages
-from transformer.spiking import attention_maps, block_parameters, run_metrics, spiking_minilm
+from transformer.spiking import attention_maps, block_parameters, run_metrics, sentence_records, spiking_minilm
 
 TEXT = "A man plays a guitar."
 #: One layer, two heads and the first 64 FFN units on spikes, with small populations and coarse
@@ -22,12 +22,16 @@ OPTIONS = {"head": {"neurons_per_key": 8, "neurons_per_value": 8},
 PARAMS = {"linear.dt": "1*ms", "linear.dt_enc": "0.5*ms", "linear.lin_enc_gain": "100*Hz"}
 
 
+def metrics_of(run):
+    return run_metrics(sentence_records(run), run.stages, run.wall_seconds)
+
+
 def test_without_spiking_stages_the_pass_is_the_numpy_model(model):
     with CircuitPool() as pool:
         run = spiking_minilm([TEXT, "Stocks fell."], (), pool=pool)
     for spiking, text in zip(run.spiking, (TEXT, "Stocks fell.")):
         np.testing.assert_allclose(spiking.embedding, forward.sentence_embedding(text), atol=1e-12)
-    metrics = run_metrics(run)
+    metrics = metrics_of(run)
     assert metrics["bill"]["synaptic_events"] == 0 and metrics["bill"]["fraction_on_synapses"] == 0
     assert metrics["bill"]["numpy_macs"] == metrics["bill"]["model_macs"]
 
@@ -73,7 +77,7 @@ def test_every_stage_of_one_layer_against_the_numpy_model(small_run):
 def test_the_bill_counts_what_ran(small_run, model):
     """Layer 0: every NumPy MAC accounted (ten NumPy heads' cores and W_O columns, the other 1472
     FFN units' W_1 and W_2 parts), events only in spiking stages, energy by the field's constants."""
-    metrics = run_metrics(small_run)
+    metrics = metrics_of(small_run)
     n = len(small_run.spiking[0].tokens)
     layer0 = metrics["bill"]["layers"]["0"]
     numpy_macs = (stage_macs("attention", n, model) * 10 // 12 + n * 10 * 32 * 384 + 2 * n * 384 * (1536 - 64))
@@ -98,20 +102,99 @@ def test_the_heads_see_the_model_projections_of_the_hidden_state(small_run):
     np.testing.assert_allclose(first["spike"].sum(axis=1), 1.0)
 
 
-def test_run_folder_and_metrics(small_run, tmp_path):
-    record = {"experiment": "spiking_minilm", "map_layer": 0}
-    metrics = run_metrics(small_run)
-    run_dir = experiment.write_run(small_run, metrics, tmp_path, record)
-    assert {"embeddings.npz", "metrics.json", "params.json", "layers.png", "attention_maps.png", "bill.png"} <= \
-        {p.name for p in run_dir.iterdir()}
-    with np.load(run_dir / "embeddings.npz") as data:
-        assert data["spiking"].shape == data["reference"].shape == (1, 384)
-        np.testing.assert_allclose(data["reference"][0], forward.sentence_embedding(TEXT), atol=1e-12)
-    saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["summary"]["n_spiking_heads"] == 2 and saved["summary"]["n_spiking_ffn_blocks"] == 1
-    assert saved["bill"]["synaptic_events"] == metrics["bill"]["synaptic_events"]
-    assert len(saved["sentences"][0]["layers"]) == 6
-    assert relative_error(np.array(saved["similarity_spiking"]), np.array([[1.0]])) < 1e-12
+#: A corpus run's configuration (as configure() records it) small enough for the runtime device.
+SMALL_CONFIG = {"spiking": ["attention"], "layers": [0], "map_layer": 0, "seed": 0, "spike_seed": None,
+                "overrides": {}, "batch": 1, "device": "runtime", "threads": 0, "heads": [0],
+                "options": {"head": {**OPTIONS["head"], "astrocyte": "minimal", "block_astrocyte": False}}}
+CORPUS = [TEXT, "Stocks fell.", "The cat sat."]
+
+
+def test_corpus_run_folder_and_metrics(model, tmp_path):
+    """Each sentence is written as it finishes; the summary is assembled from those files."""
+    config = {**SMALL_CONFIG, "texts": CORPUS[:2], "spiking": list(ALL_STAGES), "overrides": PARAMS, "ffn_units": 64,
+              "options": {**OPTIONS, "head": {**OPTIONS["head"], "astrocyte": "minimal", "block_astrocyte": False}}}
+    lines = []
+    with CircuitPool() as pool:
+        experiment.run_corpus(tmp_path, config, pool, lines.append)
+    assert experiment.finished(tmp_path, 2) == {0, 1}
+    assert any(line.startswith("1/2 sentences done") and "heads per second" in line for line in lines)
+    metrics = experiment.write_summary(tmp_path, config)
+    assert {"embeddings.npz", "metrics.json", "layers.png", "attention_maps.png", "bill.png", "similarity.png"} <= \
+        {p.name for p in tmp_path.iterdir()}
+    with np.load(tmp_path / "embeddings.npz") as data:
+        assert data["spiking"].shape == data["reference"].shape == (2, 384)
+        np.testing.assert_allclose(data["reference"][1], forward.sentence_embedding(CORPUS[1]), atol=1e-12)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["summary"]["n_spiking_heads"] == 2 and saved["summary"]["n_spiking_ffn_blocks"] == 2
+    assert saved["bill"]["synaptic_events"] == metrics["bill"]["synaptic_events"] > 0
+    assert [len(s["layers"]) for s in saved["sentences"]] == [6, 6]
+    assert saved["bill"]["layers"]["0"]["stages"]["qkv"]["synaptic_events"] > 0
+
+
+def without_times(record):
+    """A record without its wall times (which differ between any two runs)."""
+    if isinstance(record, dict):
+        return {k: without_times(v) for k, v in record.items() if k != "wall_seconds"}
+    if isinstance(record, list):
+        return [without_times(v) for v in record]
+    return record
+
+
+def test_a_killed_run_resumes_to_the_same_embeddings(model, tmp_path):
+    """Kill a run after its first sentence; --resume keeps that sentence's file untouched, computes
+    only the others, and gives the embeddings of an uninterrupted run, bit for bit."""
+    config = {**SMALL_CONFIG, "texts": CORPUS}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir(), killed.mkdir()
+    with CircuitPool() as pool:
+        experiment.run_corpus(whole, config, pool)
+
+        def kill(line):
+            if line.startswith("1/3 sentences done"):
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            experiment.run_corpus(killed, config, pool, kill)
+        assert len(experiment.finished(killed, 3)) == 1
+        (first,) = experiment.finished(killed, 3)
+        kept = experiment.sentence_path(killed, first).stat().st_mtime_ns
+        lines = []
+        experiment.run_corpus(killed, config, pool, lines.append)
+    assert experiment.sentence_path(killed, first).stat().st_mtime_ns == kept
+    assert [line for line in lines if "sentences done" in line][0].startswith("2/3 sentences done")
+    for n in range(3):
+        a, b = (json.loads(experiment.sentence_path(d, n).read_text()) for d in (whole, killed))
+        assert a["embedding"] == b["embedding"] and without_times(a["layers"]) == without_times(b["layers"])
+
+
+def test_peak_memory_does_not_grow_with_the_corpus(model, tmp_path):
+    """Sentences are dropped once written: the traced peak of a 12-sentence run (NumPy stages, so
+    the pass itself is what is measured) is within 20 % of a 3-sentence run's."""
+    import tracemalloc
+
+    peaks = []
+    for n, folder in ((3, tmp_path / "a"), (12, tmp_path / "b")):
+        folder.mkdir()
+        config = {**SMALL_CONFIG, "texts": (CORPUS * 4)[:n], "spiking": []}
+        with CircuitPool() as pool:
+            tracemalloc.start()
+            experiment.run_corpus(folder, config, pool)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    assert peaks[1] < 1.2 * peaks[0]
+
+
+def test_resume_refuses_a_folder_without_a_run(model, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        experiment.main(["--resume", str(tmp_path), "--quiet"])
+    assert "no spiking_minilm run there" in capsys.readouterr().err
+
+
+def test_batches_keep_one_length_together(model):
+    texts = ["Hi.", "A man plays a guitar.", "Hello.", "A dog runs in a park."]
+    lengths = [len(minilm.tokenize(t)[0]) for t in texts]
+    for batch in experiment.batches(texts, range(4), 3):
+        assert len({lengths[n] for n in batch}) == 1 and len(batch) <= 3
 
 
 def test_parameters_reach_every_block(model):

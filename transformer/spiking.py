@@ -2,7 +2,8 @@
 
 :func:`spiking_minilm` runs the reference forward pass once per sentence, checks every circuit of
 the run on it (before anything is simulated), runs the spiking pass and returns both;
-:func:`run_metrics` turns a run into what ``metrics.json`` keeps (cosines, per-layer and per-stage
+:func:`sentence_records` turns each sentence into a JSON-ready record and :func:`run_metrics`
+the records into what ``metrics.json`` keeps (cosines, per-layer and per-stage
 errors, every head's and block's errors against their budgets, and the bill of
 ``transformer.bill``). Parameters reach every block through :func:`block_parameters`.
 """
@@ -67,10 +68,12 @@ class SpikingRun:
     stages: tuple
     layers: tuple
     wall_seconds: float
+    sentence_ids: list
 
 
-def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, heads=None, ffn_units=None, params=None,
-                   options=None, seed=0, spike_seed=None, map_layer=None, log=None) -> SpikingRun:
+def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sentence_ids=None, heads=None,
+                   ffn_units=None, params=None, options=None, seed=0, spike_seed=None, map_layer=None,
+                   log=None) -> SpikingRun:
     """Run sentences through all-MiniLM-L6-v2 with chosen stages on spikes, against the NumPy model.
 
     The reference pass runs first; every circuit of the run is checked on it before anything is
@@ -87,6 +90,9 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, hea
         The layers whose stages run on spikes (default all).
     pool : circuits.runners.CircuitPool
         The device runner(s) the circuits run on.
+    sentence_ids : list of int, optional
+        Each text's index in its corpus (default 0, 1, ...: the circuits' seeds derive from it, so
+        a sentence gives the same result in any batch).
     heads, ffn_units : optional
         The heads and the number of FFN units on spikes (default all; see
         ``transformer.executors.SpikingExecutor``).
@@ -110,7 +116,8 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, hea
     t0 = time.perf_counter()
     params = block_parameters({}) if params is None else params
     options = {"head": HEAD_OPTIONS} if options is None else options
-    reference = forward(texts)
+    sentence_ids = list(range(len(texts))) if sentence_ids is None else list(sentence_ids)
+    reference = forward(texts, sentence_ids=sentence_ids)
     executor = SpikingExecutor(pool, stages, layers=layers, heads=heads, ffn_units=ffn_units, params=params,
                                options=options, seed=seed, spike_seed=spike_seed, map_layer=map_layer, log=log)
     executor.check(reference)
@@ -120,41 +127,48 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, hea
         elapsed = time.perf_counter() - t0
         say(f"{line}; {elapsed:.0f} s elapsed")
 
-    spiking = forward(texts, executor, log=progress)
-    return SpikingRun(reference, spiking, executor.maps, executor.stages, executor.layers, time.perf_counter() - t0)
+    spiking = forward(texts, executor, sentence_ids=sentence_ids, log=progress)
+    return SpikingRun(reference, spiking, executor.maps, executor.stages, executor.layers, time.perf_counter() - t0,
+                      sentence_ids)
 
 
-def stage_records(run: SpikingRun) -> list:
-    """``[(layer, stage, record), ...]`` of every sentence's spiking pass, in order."""
-    return [(n, stage, record) for sentence in run.spiking for n, layer in enumerate(sentence.layers)
-            for block in (layer.attention, layer.ffn) for stage, record in block.stages.items()]
-
-
-def run_metrics(run: SpikingRun, peak_rss_mb=None) -> dict:
-    """metrics.json: the summary, the bill (totals, per layer, per stage), per sentence its cosine,
-    hidden-state error after every layer and every spiking stage's record, and the similarity matrices."""
-    spiking = np.array([s.embedding for s in run.spiking])
-    reference = np.array([s.embedding for s in run.reference])
-    deviation = np.abs(spiking @ spiking.T - reference @ reference.T)
-    sentences = []
-    for s, r in zip(run.spiking, run.reference):
-        layers = []
+def sentence_records(run: SpikingRun) -> list:
+    """One JSON-ready record per sentence of a run: ``id``, text, tokens, both embeddings, their
+    cosine, per layer the hidden-state error and every spiking stage's record (``layers``), and the
+    raw stage records the bill adds up (``stages``: [layer, stage, record])."""
+    records = []
+    for sentence_id, s, r in zip(run.sentence_ids, run.spiking, run.reference):
+        layers, raw = [], []
         for n, (layer, ref) in enumerate(zip(s.layers, r.layers)):
-            stages = {name: _public(record) for block in (layer.attention, layer.ffn)
-                      for name, record in block.stages.items() if record["on"] == "spikes"}
-            layers.append({"layer": n, "spiking": list(stages), "rel_err_hidden": relative_error(layer.output, ref.output),
-                           **stages})
-        sentences.append({"text": s.text, "tokens": s.tokens, "cosine": float(s.embedding @ r.embedding),
-                          "layers": layers})
+            stages = {name: record for block in (layer.attention, layer.ffn) for name, record in block.stages.items()}
+            raw.extend([n, name, record] for name, record in stages.items())
+            spiking = {name: _public(record) for name, record in stages.items() if record["on"] == "spikes"}
+            layers.append({"layer": n, "spiking": list(spiking), "rel_err_hidden": relative_error(layer.output, ref.output),
+                           **spiking})
+        records.append({"id": int(sentence_id), "text": s.text, "tokens": s.tokens,
+                        "cosine": float(s.embedding @ r.embedding), "embedding": s.embedding.tolist(),
+                        "reference_embedding": r.embedding.tolist(), "layers": layers, "stages": raw})
+    return records
+
+
+def run_metrics(records, stages, wall_seconds, peak_rss_mb=None) -> dict:
+    """metrics.json from the sentences' records (:func:`sentence_records`, in corpus order): the
+    summary, the bill (totals, per layer with its stages, per stage), per sentence its cosine,
+    hidden-state error after every layer and every spiking stage's record, and the similarity matrices."""
+    spiking = np.array([r["embedding"] for r in records])
+    reference = np.array([r["reference_embedding"] for r in records])
+    deviation = np.abs(spiking @ spiking.T - reference @ reference.T)
+    sentences = [{k: r[k] for k in ("id", "text", "tokens", "cosine", "layers")} for r in records]
     heads = [h for s in sentences for layer in s["layers"] for h in layer.get("attention", {}).get("heads", [])]
     ffns = [layer["ffn"] for s in sentences for layer in s["layers"] if "ffn" in layer]
-    the_bill = bill.bill(stage_records(run))
+    the_bill = bill.bill([tuple(entry) for r in records for entry in r["stages"]])
+    cosines = [s["cosine"] for s in sentences]
     summary = {
         "n_sentences": len(sentences),
-        "stages_on_spikes": list(run.stages),
-        "cosine_min": float(min(s["cosine"] for s in sentences)),
-        "cosine_median": float(np.median([s["cosine"] for s in sentences])),
-        "cosine_mean": float(np.mean([s["cosine"] for s in sentences])),
+        "stages_on_spikes": list(stages),
+        "cosine_min": float(min(cosines)),
+        "cosine_median": float(np.median(cosines)),
+        "cosine_mean": float(np.mean(cosines)),
         "similarity_deviation_max": float(deviation.max()),
         "n_spiking_heads": len(heads),
         "n_spiking_ffn_blocks": len(ffns),
@@ -163,8 +177,8 @@ def run_metrics(run: SpikingRun, peak_rss_mb=None) -> dict:
         "ffn_rel_err_output_mean": float(np.mean([f["rel_err_output"] for f in ffns])) if ffns else None,
         "total_spikes": the_bill["spikes"],
         "fraction_on_synapses": the_bill["fraction_on_synapses"],
-        "wall_seconds": run.wall_seconds,
-        "wall_seconds_per_sentence": run.wall_seconds / len(sentences),
+        "wall_seconds": wall_seconds,
+        "wall_seconds_per_sentence": wall_seconds / len(sentences),
         "peak_rss_mb": peak_rss_mb,
     }
     return {"summary": summary, "bill": {**the_bill, "per_sentence": bill.per_sentence(the_bill, len(sentences))},
@@ -185,7 +199,8 @@ def parameters_record(params) -> dict:
 
 
 def attention_maps(run: SpikingRun, sentence_id=0) -> list:
-    """The map layer's heads of one sentence: ``head``, ``true`` and ``spike`` attention maps."""
+    """The map layer's heads of one sentence (if the run holds it): ``head``, ``true`` and
+    ``spike`` attention maps."""
     from transformer.heads import attention_map_metrics
 
     maps = []
