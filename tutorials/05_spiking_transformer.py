@@ -1,0 +1,161 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
+# ---
+
+# %% [markdown]
+# # The spiking transformer: a sentence through all-MiniLM-L6-v2
+#
+# One forward pass of all-MiniLM-L6-v2 (6 layers, 12 heads each, a 1536-unit feed-forward block per
+# layer) with chosen stages on spiking circuits and the rest in NumPy (docs/model.md §8–§10):
+#
+# * `qkv`: the layer input's encoders drive W_QKV's synapses onto accumulating units;
+# * `attention`: every head on the exact neuron–astrocyte circuit (tutorial 4);
+# * `attn_out`: W_O's synapses, driven by the heads' value neurons;
+# * `ffn`: encoders, W_1's synapses and spiking GELU populations;
+# * `ffn_out`: W_2's synapses, driven by the GELU neurons.
+#
+# The whole model on spikes takes about a minute per sentence on two cores with the C++ standalone
+# device. Here a small slice runs on the runtime device: every stage of **layer 0**, but only heads 0
+# and 1 and the first 64 FFN units on spikes (the other heads and units in NumPy), with small
+# populations. Then we read a curated run of the whole model. Needs the model, as tutorial 4.
+
+# %%
+import brian2
+
+brian2.prefs.codegen.target = "numpy"      # small networks: no compilation needed
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Image, display
+
+import circuits
+from analysis.attention import relative_error
+from circuits.runners import CircuitPool
+from experiments.plotting import attention_maps_figure, bill_figure, layer_error_figure
+from transformer import bill
+from transformer.executors import ALL_STAGES
+from transformer.spiking import attention_maps, block_parameters, spiking_minilm
+
+# %% [markdown]
+# ## A small spiking pass
+#
+# `spiking_minilm` runs the NumPy reference pass once, checks every circuit of the run on it (sizes,
+# parameters against their units and the time step) before anything is simulated, then runs the
+# spiking pass. `CircuitPool` is the device runner (here one runtime process; `CircuitPool(
+# "cpp_standalone", workers=2)` for real runs). Block parameters are named `BLOCK.NAME`. The run
+# holds, per sentence, the reference pass and the spiking pass: every layer's input, its blocks'
+# outputs and intermediates, and one record per stage.
+
+# %%
+TEXT = "A man plays a guitar."
+OPTIONS = {"head": {"neurons_per_key": 8, "neurons_per_value": 8},
+           "ffn": {"neurons_per_unit": 16, "off_neurons_per_unit": 2}}
+PARAMS = block_parameters({"linear.dt": "1*ms", "linear.dt_enc": "0.5*ms", "linear.lin_enc_gain": "100*Hz"})
+
+with CircuitPool() as pool:
+    run = spiking_minilm([TEXT], ALL_STAGES, layers=[0], pool=pool, heads=(0, 1), ffn_units=64,
+                         params=PARAMS, options=OPTIONS, map_layer=0, log=print)
+spiking, reference = run.spiking[0], run.reference[0]
+print(f"tokens: {spiking.tokens}")
+print(f"sentence embedding: cosine {spiking.embedding @ reference.embedding:.5f} with the NumPy model's")
+
+# %% [markdown]
+# ## Every spiking stage against its noise budget
+#
+# Each stage's record holds its error against NumPy on the same inputs and the error its noise
+# budget predicts: the linear stage's encoder quantisation, the heads' and GELU units' Poisson
+# bounds. W_O and W_2 on synapses are exactly the weight matrices applied to the decoded spikes.
+
+# %%
+layer0 = spiking.layers[0]
+records = {**layer0.attention.stages, **layer0.ffn.stages}
+print("on spikes:", [name for name, record in records.items() if record["on"] == "spikes"])
+qkv = records["qkv"]
+print(f"qkv      : error {qkv['rel_err_spike_vs_product']:.4f}, quantisation bound {qkv['quantisation_bound']:.4f}")
+for h in records["attention"]["heads"]:
+    print(f"head {h['head']}   : error vs softmax {h['rel_err_spike_vs_softmax']:.3f}, spikes vs rate "
+          f"{h['rel_err_spike_vs_rate']:.3f}, Poisson bound {h['poisson_bound']:.3f}")
+ffn = records["ffn"]
+print(f"ffn      : {ffn['units']} units, error vs GELU {ffn['rel_err_spike_vs_gelu']:.3f}, "
+      f"Poisson bound {ffn['poisson_bound']:.3f}")
+
+attention_maps_figure(spiking.tokens, attention_maps(run), "attention_maps.png", "layer 0, heads 0 and 1")
+display(Image("attention_maps.png"))
+
+# %% [markdown]
+# ## The error through the layers
+#
+# Only layer 0 ran on spikes; its error enters the residual stream and travels through the five
+# NumPy layers after it. The hidden-state error after each layer is the relative distance between
+# the two passes' layer outputs (`transformer.spiking.run_metrics` computes the same for
+# metrics.json).
+
+# %%
+layers = []
+for n, (layer, ref) in enumerate(zip(spiking.layers, reference.layers)):
+    on_spikes = [name for block in (layer.attention, layer.ffn) for name, record in block.stages.items()
+                 if record["on"] == "spikes"]
+    layers.append({"layer": n, "spiking": on_spikes, "rel_err_hidden": relative_error(layer.output, ref.output)})
+    print(f"layer {n}: hidden-state error {layers[-1]['rel_err_hidden']:.4f}"
+          f"{'  (on spikes: ' + ', '.join(on_spikes) + ')' if on_spikes else ''}")
+layer_error_figure([{"layers": layers}], "layer_error.png")
+display(Image("layer_error.png"))
+
+# %% [markdown]
+# ## The bill: spikes, synaptic events, energy
+#
+# `transformer.bill` counts what the simulation did (each population's spikes, each synapse object's
+# events, astrocyte-process updates) and what stayed in NumPy (multiply-accumulates), and prices
+# them with Horowitz 2014's 45 nm figures: 0.9 pJ per synaptic event (an accumulate), 4.6 pJ per
+# MAC. `bill.bill` adds up stage records given as (layer, stage, record); metrics.json's `bill` is
+# that of every stage of the pass, here we take layer 0's alone and then the whole pass.
+
+# %%
+stages = [(n, name, record) for n, layer in enumerate(spiking.layers) for block in (layer.attention, layer.ffn)
+          for name, record in block.stages.items()]
+layer0_bill = bill.bill([entry for entry in stages if entry[0] == 0])
+print(bill.bill_table(layer0_bill))
+whole = bill.bill(stages)
+print(f"\nwhole pass: {whole['spikes']:,} spikes, {whole['synaptic_events']:,} synaptic events, "
+      f"{whole['fraction_on_synapses']:.1%} of the model's MACs on synapses")
+bill_figure(layer0_bill, "bill.png")
+display(Image("bill.png"))
+
+# %% [markdown]
+# Per operation a synaptic event is cheaper than a MAC, but the circuits spend many events per MAC
+# they replace (rate codes count spikes over hundreds of milliseconds); the table's last columns set
+# each stage's energy against the same arithmetic in a conventional network.
+#
+# ## The whole model on spikes: a curated run
+#
+# `python -m experiments.spiking_minilm --texts experiments/data/sentences.txt` ran all six layers,
+# every head and every FFN unit on spikes, for eight sentences (results/README.md). Its
+# `metrics.json` holds each sentence's cosine and the hidden-state error after every layer.
+# (This run predates the bill; a new run writes it under `bill`.)
+
+# %%
+curated = Path(circuits.__file__).resolve().parent.parent / "results/curated/spiking_minilm/20261130-170445-8sent"
+full = json.loads((curated / "metrics.json").read_text())
+summary = full["summary"]
+print(f"{summary['n_sentences']} sentences, {summary['n_spiking_heads']} heads and "
+      f"{summary['n_spiking_ffn_blocks']} FFN blocks on spikes, {summary['total_spikes']:,} spikes; "
+      f"cosine with the NumPy model: min {summary['cosine_min']:.4f}, mean {summary['cosine_mean']:.4f}")
+layer_error_figure(full["sentences"], "curated_layer_error.png")
+display(Image("curated_layer_error.png"))
+
+# %% [markdown]
+# With every layer on spikes the hidden-state error grows from ~5 % after layer 0 to 12–17 % after
+# layer 5, and the sentence embeddings keep a cosine above 0.99 with the NumPy model's.
