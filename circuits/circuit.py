@@ -83,6 +83,27 @@ class EventData(SpikeData):
 
 
 @dataclass(frozen=True)
+class SpikeCounts:
+    """What a slim circuit keeps of a SpikeMonitor (:meth:`SpikingCircuit.slim`): the number of
+    spikes of each neuron over the whole run, no spike times."""
+
+    counts: np.ndarray
+
+    @property
+    def num_spikes(self) -> int:
+        return int(self.counts.sum())
+
+
+def neuron_counts(monitor, n_neurons) -> np.ndarray:
+    """Spikes of each of (at least) ``n_neurons`` neurons over the run, from a spike monitor's data
+    (SpikeMonitor, SpikeData or SpikeCounts), as int64."""
+    if isinstance(monitor, SpikeCounts):
+        counts = monitor.counts.astype(np.int64)
+        return np.pad(counts, (0, max(0, n_neurons - len(counts))))
+    return np.bincount(np.asarray(monitor.i[:]), minlength=n_neurons)
+
+
+@dataclass(frozen=True)
 class GroupData:
     """Size and wiring of a Brian2 group or Synapses object of a run circuit, without its state."""
 
@@ -126,7 +147,8 @@ class SpikingCircuit:
 
     After a run, :meth:`freeze` gives a copy that holds plain arrays instead of Brian2 objects
     (monitors as :class:`SpikeData`/:class:`StateData`, groups as :class:`GroupData`): it can be
-    pickled, outlives the device, and answers the same read-out methods.
+    pickled, outlives the device, and answers the same read-out methods; :meth:`slim` a smaller
+    copy without spike trains for callers that read only a run's totals and decoded outputs.
     """
 
     kind: str
@@ -156,9 +178,34 @@ class SpikingCircuit:
         return replace(self, network=None, groups={name: freeze_group(g) for name, g in self.groups.items()},
                        monitors={name: freeze_monitor(m) for name, m in self.monitors.items()})
 
+    def slim(self, keep=()) -> "SpikingCircuit":
+        """A frozen copy of this run circuit without its spike trains and traces, holding what the
+        read-outs of a run's totals need: each spike monitor as per-neuron counts
+        (:class:`SpikeCounts`: :meth:`population_spikes`, :meth:`total_spikes` and
+        :meth:`synaptic_events` give the numbers of the full circuit), the event monitors (the output
+        projections' samples) in full, no state monitors; groups, schedule, parameters, config,
+        inputs and seeds as they are. ``keep``: populations (``"key_neurons"``) or monitors
+        (``"adenosine_monitor"``) kept in full; names this circuit lacks are ignored. Spike times,
+        window counts, decoding and rasters need the kept (or full) monitors."""
+        frozen = self.freeze() if self.network is not None else self
+        keep = set(keep)
+        monitors = {}
+        for name, monitor in frozen.monitors.items():
+            population = name[:-len("_spikes")] if name.endswith("_spikes") else None
+            if name in keep or population in keep or isinstance(monitor, EventData):
+                monitors[name] = monitor
+            elif isinstance(monitor, (SpikeData, SpikeCounts)):
+                group = frozen.groups.get(population)
+                counts = neuron_counts(monitor, len(group) if group is not None else 0)
+                dtype = np.int32 if counts.size == 0 or counts.max() < 2 ** 31 else np.int64
+                monitors[name] = SpikeCounts(counts.astype(dtype))
+        return replace(frozen, monitors=monitors)
+
     def window_counts(self, group, windows) -> np.ndarray:
         """(n_windows x n_neurons) spike counts of the monitored group ``group`` in each window."""
         mon = self.monitors[f"{group}_spikes"]
+        if isinstance(mon, SpikeCounts):
+            raise ValueError(f"this slim circuit holds no spike times of {group}; keep them: slim(keep=[{group!r}])")
         return window_counts(mon.t_[:], mon.i[:], windows, len(self.groups[group]), float(self.params["dt"]))
 
     def total_spikes(self) -> int:
@@ -181,7 +228,7 @@ class SpikingCircuit:
             monitor = self.monitors.get(f"{data.source}_spikes")
             if monitor is None:
                 raise KeyError(f"{name}: its source {data.source} has no spike monitor to count events from")
-            spikes = np.bincount(np.asarray(monitor.i[:]), minlength=len(data.fanout))
+            spikes = neuron_counts(monitor, len(data.fanout))
             events[name] = int(spikes @ data.fanout) * data.n_pathways
         return events
 
