@@ -9,8 +9,10 @@ device, :class:`StandaloneRunner` on its C++ standalone device (one compiled bin
 structure, reused across specs); another back-end implements :class:`Runner` the same way.
 
 :class:`CircuitPool` and :func:`run_heads` run many specs on one runner, or fan them out over
-worker processes, each with its own runner; the results are those of the same specs run one after
-another (same seed, same spikes)::
+worker processes, each with its own runner; :class:`DaskPool` sends them to the workers of a Dask
+cluster (:func:`make_pool` makes either). The results are those of the same specs run one after
+another (same seed, same spikes). A pool's ``keep`` makes its workers send back slim results
+(:func:`slim_result`: decoded outputs, spike totals and synaptic events, no spike trains)::
 
     from circuits.head import head_spec
     from circuits.runners import make_runner
@@ -21,9 +23,12 @@ another (same seed, same spikes)::
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import multiprocessing
+import threading
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import brian2
@@ -36,6 +41,9 @@ DEVICES = ("runtime", "cpp_standalone")
 
 #: Builder arguments that are not circuit options (a spec holds them separately).
 _NOT_OPTIONS = ("scale", "params", "seed", "spike_seed")
+
+#: A pool's ``keep`` for full results: every monitor's data as ``spec.simulate`` returns it.
+KEEP_ALL = "all"
 
 
 # ------------------------------------------------------------------------------------ interfaces
@@ -213,6 +221,37 @@ def make_runner(device="runtime", threads=0, cache=None) -> Runner:
 # ---------------------------------------------------------------------------------- worker pools
 
 
+def check_keep(keep):
+    """``keep`` as a pool takes it: :data:`KEEP_ALL` (full results) or a tuple of population and
+    monitor names kept in full by slim results (``()``: none); ValueError with one line otherwise."""
+    if keep == KEEP_ALL:
+        return KEEP_ALL
+    if isinstance(keep, str) or not all(isinstance(name, str) for name in keep):
+        raise ValueError(f"keep must be {KEEP_ALL!r} or a list of population/monitor names, got {keep!r}")
+    return tuple(keep)
+
+
+def slim_result(result, keep=()):
+    """A spec's result (``HeadResult``, ``FeedForwardResult``, ``LinearResult``: any dataclass with a
+    run ``circuit``) with its circuit slimmed (``SpikingCircuit.slim``): decoded outputs, references,
+    projections, metrics, spike totals per population and synaptic events as in ``result``, but no
+    spike trains or traces except those named in ``keep``; :data:`KEEP_ALL` returns ``result``."""
+    keep = check_keep(keep)
+    if keep == KEEP_ALL:
+        return result
+    return dataclasses.replace(result, circuit=result.circuit.slim(keep))
+
+
+def _simulate(spec, runner, keep):
+    return slim_result(spec.simulate(runner), keep)
+
+
+def _progress(log, t0, done, total):
+    if log is not None:
+        elapsed = time.perf_counter() - t0
+        log(f"{done}/{total} done, {elapsed:.0f} s elapsed, ~{elapsed / done * (total - done):.0f} s left")
+
+
 # One runner per worker process of a CircuitPool, made by _start_worker.
 _worker_runner = None
 
@@ -223,8 +262,8 @@ def _start_worker(device, threads, cache, codegen_target):
     _worker_runner = make_runner(device, threads, cache)
 
 
-def _simulate_in_worker(spec):
-    return spec.simulate(_worker_runner)
+def _simulate_in_worker(spec, keep=KEEP_ALL):
+    return _simulate(spec, _worker_runner, keep)
 
 
 class CircuitPool:
@@ -232,13 +271,20 @@ class CircuitPool:
     outlive one call, so a model's layers reuse the workers and their compiled binaries. Each circuit
     kind gets its own ``workers`` processes (a process keeps one standalone network, see
     :class:`StandaloneRunner`); ``workers=1`` runs in this process. Results equal those of the same
-    specs run one after another (same seeds, same spikes)."""
+    specs run one after another (same seeds, same spikes).
 
-    def __init__(self, device="runtime", workers=1, threads=0, cache=None):
+    ``keep``: :data:`KEEP_ALL` (default) returns full results; a list of names returns slim ones
+    (:func:`slim_result`, made in the worker, so only they cross to this process), keeping in full
+    the spike trains and traces of the populations and monitors it names: ``()`` for a model's bill
+    and outputs, ``("key_neurons", "adenosine_monitor")`` for measured attention maps
+    (``transformer.heads.attention_map_metrics``). :meth:`run` takes ``keep`` for one call."""
+
+    def __init__(self, device="runtime", workers=1, threads=0, cache=None, *, keep=KEEP_ALL):
         if isinstance(workers, bool) or int(workers) != workers or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         check_device(device, threads)
         self.device, self.workers, self.threads, self.cache = device, int(workers), threads, cache
+        self.keep = check_keep(keep)
         self._pools, self._runners = {}, {}
 
     def _pool(self, kind):
@@ -249,29 +295,23 @@ class CircuitPool:
                                                               brian2.prefs.codegen.target))
         return self._pools[kind]
 
-    def run(self, specs, log=None) -> list:
+    def run(self, specs, log=None, keep=None) -> list:
         """Simulate ``specs``; returns their results in order. ``log``: a callable taking one
-        progress line per finished spec (e.g. ``print``)."""
+        progress line per finished spec (e.g. ``print``). ``keep``: this call's (default: the pool's)."""
         specs = list(specs)
+        keep = self.keep if keep is None else check_keep(keep)
         t0, results = time.perf_counter(), [None] * len(specs)
-
-        def progress(done):
-            if log is not None:
-                elapsed = time.perf_counter() - t0
-                log(f"{done}/{len(specs)} done, {elapsed:.0f} s elapsed, "
-                    f"~{elapsed / done * (len(specs) - done):.0f} s left")
-
         if self.workers == 1:
             for n, spec in enumerate(specs):
                 if spec.circuit not in self._runners:
                     self._runners[spec.circuit] = make_runner(self.device, self.threads, self.cache)
-                results[n] = spec.simulate(self._runners[spec.circuit])
-                progress(n + 1)
+                results[n] = _simulate(spec, self._runners[spec.circuit], keep)
+                _progress(log, t0, n + 1, len(specs))
             return results
-        futures = {self._pool(spec.circuit).submit(_simulate_in_worker, spec): n for n, spec in enumerate(specs)}
+        futures = {self._pool(spec.circuit).submit(_simulate_in_worker, spec, keep): n for n, spec in enumerate(specs)}
         for done, future in enumerate(as_completed(futures), 1):
             results[futures[future]] = future.result()
-            progress(done)
+            _progress(log, t0, done, len(specs))
         return results
 
     def close(self):
@@ -287,6 +327,112 @@ class CircuitPool:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ------------------------------------------------------------------------------------ Dask pools
+
+
+def connect_dask(scheduler: str):
+    """A ``distributed.Client`` for the Dask cluster at ``scheduler`` (``tcp://HOST:PORT``);
+    ValueError with one line if Dask is not installed or the scheduler does not answer."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler needs Dask: pip install 'dask[distributed]' "
+                         "(the project's optional extra 'sweep')") from None
+    try:
+        return Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValueError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
+
+
+# The runners of a Dask worker process, by (device, threads, cache, codegen target, circuit kind):
+# they outlive tasks and pools, so a worker compiles (or loads from its cache) a structure once.
+_dask_runners = {}
+# Brian2's device and preferences are global to a process: a worker's tasks run one at a time.
+_dask_lock = threading.Lock()
+
+
+def _simulate_on_dask_worker(spec, device, threads, cache, codegen_target, keep):
+    """Dask task: simulate ``spec`` on this worker's runner for its kind; returns the result
+    (slimmed per ``keep``)."""
+    with _dask_lock:
+        brian2.prefs.codegen.target = codegen_target
+        if device == "runtime":
+            brian2.set_device("runtime")     # a standalone runner of this worker leaves its device set
+        key = (device, threads, None if cache is None else str(cache), codegen_target, spec.circuit)
+        if key not in _dask_runners:
+            _dask_runners[key] = make_runner(device, threads, cache)
+        return _simulate(spec, _dask_runners[key], keep)
+
+
+class DaskPool:
+    """Runs specs as tasks on a Dask cluster, with :class:`CircuitPool`'s interface and results.
+
+    ``scheduler``: the scheduler's address (``tcp://HOST:8786``) or a ``distributed.Client``
+    (left open by :meth:`close`). Every worker process keeps one runner per device, threads, cache
+    and circuit kind across tasks and pools, so on cpp_standalone it compiles a structure once (or
+    finds it in ``cache``, a folder on each worker's machine; default each machine's
+    ``circuits.standalone.DEFAULT_ROOT``). A worker runs its tasks one at a time (start workers
+    with ``--nthreads 1`` and ``--nworkers`` for parallelism); a worker process that runs circuits
+    of several kinds on cpp_standalone regenerates a kind's code when it changes (its compiled
+    objects stay cached). The workers import this project (same code, same Brian2). Results come
+    back in the order of the specs and equal those of the same specs run one after another (each
+    run's random numbers come from its spec's seeds). ``keep``: as :class:`CircuitPool`'s."""
+
+    def __init__(self, scheduler, device="runtime", threads=0, cache=None, *, keep=KEEP_ALL):
+        check_device(device, threads)
+        self.device, self.threads, self.cache = device, threads, None if cache is None else str(cache)
+        self.keep = check_keep(keep)
+        self._own_client = isinstance(scheduler, str)
+        self.client = connect_dask(scheduler) if self._own_client else scheduler
+
+    def run(self, specs, log=None, keep=None) -> list:
+        """Simulate ``specs`` on the cluster; returns their results in order. ``log``: one progress
+        line per finished spec. ``keep``: this call's (default: the pool's). The first failure is
+        raised and the call's other tasks cancelled."""
+        from distributed import as_completed
+
+        specs = list(specs)
+        keep = self.keep if keep is None else check_keep(keep)
+        target = brian2.prefs.codegen.target
+        t0, results = time.perf_counter(), [None] * len(specs)
+        futures = {self.client.submit(_simulate_on_dask_worker, spec, self.device, self.threads, self.cache, target,
+                                      keep, pure=False, key=f"circuit-{spec.circuit}-{n}-{uuid.uuid4().hex}"): n
+                   for n, spec in enumerate(specs)}
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                results[futures[future]] = future.result()
+                _progress(log, t0, done, len(specs))
+        except BaseException:
+            self.client.cancel(list(futures))
+            raise
+        return results
+
+    def close(self):
+        """Close the client if this pool connected it (the workers keep their runners)."""
+        if self._own_client and self.client is not None:
+            self.client.close()
+        self.client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_pool(device="runtime", workers=1, threads=0, cache=None, *, scheduler=None, keep=KEEP_ALL):
+    """The pool for a command line's ``--device --workers --threads --standalone-cache
+    --scheduler``: a :class:`CircuitPool` of ``workers`` local processes, or with ``scheduler``
+    (an address or a ``distributed.Client``) a :class:`DaskPool` on that cluster, whose workers
+    replace local ones (``workers`` must then be 1). ValueError with one line for bad arguments or
+    an unreachable scheduler."""
+    if scheduler is None:
+        return CircuitPool(device, workers, threads, cache, keep=keep)
+    if workers != 1:
+        raise ValueError(f"--workers ({workers}) and --scheduler exclude each other: the cluster's workers run the circuits")
+    return DaskPool(scheduler, device, threads, cache, keep=keep)
 
 
 def run_heads(specs, device="runtime", *, workers=1, threads=0, cache=None, log=None) -> list:

@@ -363,16 +363,14 @@ def run_local(module_name: str, points: Sequence[Point], tmp_root: Path,
 
 
 def connect_dask(scheduler: str):
-    """A ``distributed.Client`` for the cluster at ``scheduler``; SweepError if unavailable."""
+    """A ``distributed.Client`` for the cluster at ``scheduler`` (``circuits.runners.connect_dask``);
+    SweepError if unavailable."""
+    from circuits.runners import connect_dask as connect   # imports Brian2: only for a Dask sweep
+
     try:
-        from distributed import Client
-    except ImportError:
-        raise SweepError("--scheduler needs Dask: pip install 'dask[distributed]' "
-                         "(the project's optional extra 'sweep')") from None
-    try:
-        return Client(scheduler, timeout="20s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise SweepError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
+        return connect(scheduler)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def run_dask(client, module_name: str, points: Sequence[Point], tmp_root: Path) -> Iterator[tuple[Point, Outcome]]:
