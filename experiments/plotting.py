@@ -193,20 +193,21 @@ def bill_figure(bill, path):
     """Where a spiking pass spends (metrics.json's ``bill``): per stage the synaptic events,
     astrocyte updates and NumPy multiply-accumulates, and the energy against the same arithmetic
     in a conventional network (4.6 pJ per MAC; 0.9 pJ per synaptic event)."""
-    stages = list(bill["stages"])
+    order = ("qkv", "attention", "attn_out", "ffn", "ffn_out")              # a layer's stages in order
+    stages = sorted(bill["stages"], key=lambda s: order.index(s) if s in order else len(order))
     x = np.arange(len(stages))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     parts = (("synaptic_events", "synaptic events", "tab:purple"), ("astrocyte_updates", "astrocyte updates", "tab:green"),
-             ("numpy_macs", "NumPy MACs", "tab:gray"), ("model_macs", "model MACs (conventional)", "k"))
+             ("numpy_macs", "NumPy MACs", "tab:orange"), ("model_macs", "model MACs (conventional)", "k"))
     width = 0.2
     for n, (key, label, color) in enumerate(parts):
-        values = [max(bill["stages"][s][key], 1) for s in stages]
+        values = [bill["stages"][s][key] or np.nan for s in stages]          # none: no bar
         left.bar(x + (n - 1.5) * width, values, width, label=label, color=color, alpha=0.8 if key != "model_macs" else 0.4)
     left.set_yscale("log")
     left.set_xticks(x, stages)
     left.set_ylabel("operations")
-    left.set_title("operations per stage (all sentences)", fontsize=9)
-    left.legend(fontsize=7)
+    left.set_title("operations per stage (all sentences; no bar: none)", fontsize=9)
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     spiking = [bill["stages"][s]["energy_joules"] * 1e6 for s in stages]
     conventional = [bill["stages"][s]["energy_joules_conventional"] * 1e6 for s in stages]
     right.bar(x - 0.2, spiking, 0.4, label="this run (0.9 pJ/event, 4.6 pJ/NumPy MAC)", color="tab:purple")
@@ -216,6 +217,6 @@ def bill_figure(bill, path):
     right.set_ylabel("energy (µJ)")
     right.set_title(f"energy: {bill['energy_joules'] * 1e6:.0f} µJ vs {bill['energy_joules_conventional'] * 1e6:.0f} µJ "
                     f"conventional; {bill['fraction_on_synapses']:.0%} of MACs on synapses", fontsize=9)
-    right.legend(fontsize=7)
+    right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig.savefig(path, dpi=110)
     plt.close(fig)
