@@ -169,11 +169,12 @@ def test_a_killed_run_resumes_to_the_same_embeddings(model, tmp_path):
 
 def test_peak_memory_does_not_grow_with_the_corpus(model, tmp_path):
     """Sentences are dropped once written: the traced peak of a 12-sentence run (NumPy stages, so
-    the pass itself is what is measured) is within 20 % of a 3-sentence run's."""
+    the pass itself is what is measured; the model's caches warmed first) is within 20 % of a
+    3-sentence run's."""
     import tracemalloc
 
     peaks = []
-    for n, folder in ((3, tmp_path / "a"), (12, tmp_path / "b")):
+    for n, folder in ((1, tmp_path / "warm-up"), (3, tmp_path / "a"), (12, tmp_path / "b")):   # warm-up: caches
         folder.mkdir()
         config = {**SMALL_CONFIG, "texts": (CORPUS * 4)[:n], "spiking": []}
         with CircuitPool() as pool:
@@ -181,7 +182,7 @@ def test_peak_memory_does_not_grow_with_the_corpus(model, tmp_path):
             experiment.run_corpus(folder, config, pool)
             peaks.append(tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
-    assert peaks[1] < 1.2 * peaks[0]
+    assert peaks[2] < 1.2 * peaks[1]
 
 
 def test_resume_refuses_a_folder_without_a_run(model, tmp_path, capsys):
