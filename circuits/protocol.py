@@ -7,6 +7,16 @@ gated synapses is on (``read_phase`` = 1) for the whole window and the output is
 last ``t_read``. By default all tokens are written, then all queries read; with ``causal`` the read
 of query s follows the write of token s (autoregressive attention: query s sees tokens 0..s).
 Inputs and phases are stored per time bin and handed to Brian2 as TimedArrays.
+
+Length buckets. A schedule may hold empty windows besides its tokens' and queries' (``pad_to``,
+:func:`bucket_length`): a sentence of L tokens then runs on the structure (group sizes, tables,
+duration) of ``pad_to`` tokens, so every sentence of a bucket shares one compiled standalone
+binary. Empty windows show no input and have every phase off: nothing is recruited, learned,
+written, read or counted in them. The attention circuits put the empty write windows *before* the
+real ones and the empty read windows *after* the real reads, so every real token is as old at every
+real read as without padding (its memory fades alike); the feed-forward and linear stages put
+theirs after the real tokens. Every method below describes the real tokens and queries unless it
+says otherwise (``padded=True``: every window, empty ones included, in time order).
 """
 
 from dataclasses import dataclass
@@ -90,11 +100,43 @@ def check_spike_probability(name, rate, dt) -> None:
                              f"{MAX_SPIKE_PROBABILITY}: lower {name} or dt")
 
 
+#: Default length buckets of :func:`bucket_length`: all-MiniLM-L6-v2 was trained on inputs of up to
+#: 128 word pieces.
+BUCKETS = (16, 32, 64, 128)
+
+
+def bucket_length(n_tokens, buckets=BUCKETS) -> int:
+    """The smallest of ``buckets`` that holds ``n_tokens`` tokens: the ``pad_to`` of a sentence, so
+    that a corpus compiles each circuit once per bucket rather than once per sentence length.
+    ValueError with one line for a non-positive length or one over the largest bucket."""
+    if isinstance(n_tokens, bool) or int(n_tokens) != n_tokens or n_tokens < 1:
+        raise ValueError(f"n_tokens must be an integer >= 1, got {n_tokens!r}")
+    fitting = [int(b) for b in buckets if b >= n_tokens]
+    if not fitting:
+        raise ValueError(f"{n_tokens} tokens are more than the largest length bucket, {max(buckets)}")
+    return min(fitting)
+
+
+def check_pad_to(pad_to, *lengths) -> None:
+    """ValueError with one line unless ``pad_to`` is None or an integer >= every one of ``lengths``."""
+    if pad_to is None:
+        return
+    if isinstance(pad_to, bool) or not isinstance(pad_to, (int, np.integer)) or pad_to < 1:
+        raise ValueError(f"pad_to must be an integer >= 1 or None, got {pad_to!r}")
+    if max(lengths) > pad_to:
+        raise ValueError(f"pad_to = {pad_to} is shorter than the input ({max(lengths)} tokens)")
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Timing of ``n_tokens`` writes and ``n_queries`` reads (all in seconds): every write first,
     then a pause ``t_consolidate``, then every read; or, if ``causal``, write token s then read
-    query s (no pause)."""
+    query s (no pause).
+
+    ``pad_tokens`` empty write windows and ``pad_queries`` empty read windows (see the module
+    docstring): the write windows go before the real ones if ``pad_first`` (attention), after them
+    otherwise (feed-forward and linear stages); the read windows after the real reads. Causal
+    schedules pad with empty (write, read) pairs before the real ones."""
 
     n_tokens: int
     n_queries: int
@@ -104,16 +146,26 @@ class Schedule:
     causal: bool = False
     bin: float = float(TABLE_BIN)
     t_consolidate: float = 0.0
+    pad_tokens: int = 0
+    pad_queries: int = 0
+    pad_first: bool = True
+
+    def __post_init__(self):
+        if self.causal and (self.pad_tokens != self.pad_queries or not self.pad_first):
+            raise ValueError("a causal schedule pads with empty (write, read) pairs before the real ones")
 
     @classmethod
-    def from_params(cls, n_tokens, n_queries, params, causal=False) -> "Schedule":
-        """The schedule of a parameter set from ``circuits.circuit_parameters`` (windows checked there)."""
+    def from_params(cls, n_tokens, n_queries, params, causal=False, pad_to=None) -> "Schedule":
+        """The schedule of a parameter set from ``circuits.circuit_parameters`` (windows checked there);
+        ``pad_to``: the number of write windows and of read windows (None: one per token and query)."""
         if causal and n_queries != n_tokens:
             raise ValueError(f"causal attention needs one query per token, got {n_queries} queries "
                              f"for {n_tokens} tokens")
+        check_pad_to(pad_to, n_tokens, n_queries)
         pause = 0.0 if causal or "t_consolidate" not in params else float(params["t_consolidate"])
+        pads = {} if pad_to is None else {"pad_tokens": pad_to - n_tokens, "pad_queries": pad_to - n_queries}
         return cls(n_tokens, n_queries, float(params["t_settle"]), float(params["t_learn"]),
-                   float(params["t_read"]), bool(causal), t_consolidate=pause)
+                   float(params["t_read"]), bool(causal), t_consolidate=pause, **pads)
 
     @property
     def token_period(self) -> float:
@@ -124,35 +176,57 @@ class Schedule:
         return self.t_settle + self.t_read
 
     @property
+    def n_token_windows(self) -> int:
+        """Write windows, empty ones included (the structure: one key population each)."""
+        return self.n_tokens + self.pad_tokens
+
+    @property
+    def n_query_windows(self) -> int:
+        """Read windows, empty ones included."""
+        return self.n_queries + self.pad_queries
+
+    @property
     def write_end(self) -> float | None:
         """End of the write phase (None if causal: writes and reads alternate)."""
-        return None if self.causal else self.n_tokens * self.token_period
+        return None if self.causal else self.n_token_windows * self.token_period
 
     @property
     def duration(self) -> float:
-        return self.n_tokens * self.token_period + self.t_consolidate + self.n_queries * self.read_period
+        return (self.n_token_windows * self.token_period + self.t_consolidate
+                + self.n_query_windows * self.read_period)
 
-    def token_windows(self) -> np.ndarray:
-        """Whole write windows (settling included), one per token."""
+    def token_slots(self) -> np.ndarray:
+        """Index of each token's write window among all write windows (in time order)."""
+        return np.arange(self.n_tokens) + (self.pad_tokens if self.pad_first else 0)
+
+    def query_slots(self) -> np.ndarray:
+        """Index of each query's read window among all read windows (in time order): the rows of
+        the real queries in a table of every read window's values (``read_windows(padded=True)``)."""
+        return np.arange(self.n_queries) + (self.pad_tokens if self.causal else 0)
+
+    def token_windows(self, padded=False) -> np.ndarray:
+        """Whole write windows (settling included), one per token (``padded``: every write window)."""
+        slots = np.arange(self.n_token_windows) if padded else self.token_slots()
         step = self.token_period + self.read_period if self.causal else self.token_period
-        start = np.arange(self.n_tokens) * step
+        start = slots * step
         return np.stack([start, start + self.token_period], axis=1)
 
-    def learn_windows(self) -> np.ndarray:
-        start = self.token_windows()[:, 0] + self.t_settle
+    def learn_windows(self, padded=False) -> np.ndarray:
+        start = self.token_windows(padded)[:, 0] + self.t_settle
         return np.stack([start, start + self.t_learn], axis=1)
 
-    def query_windows(self) -> np.ndarray:
-        """Whole read windows (settling included), one per query."""
+    def query_windows(self, padded=False) -> np.ndarray:
+        """Whole read windows (settling included), one per query (``padded``: every read window)."""
+        slots = np.arange(self.n_query_windows) if padded else self.query_slots()
         if self.causal:
-            start = self.token_windows()[:, 1]
+            start = slots * (self.token_period + self.read_period) + self.token_period
         else:
-            start = self.write_end + self.t_consolidate + np.arange(self.n_queries) * self.read_period
+            start = self.write_end + self.t_consolidate + slots * self.read_period
         return np.stack([start, start + self.read_period], axis=1)
 
-    def read_windows(self) -> np.ndarray:
-        """Counting windows, one per query."""
-        win = self.query_windows()
+    def read_windows(self, padded=False) -> np.ndarray:
+        """Counting windows, one per query (``padded``: one per read window)."""
+        win = self.query_windows(padded)
         return np.stack([win[:, 0] + self.t_settle, win[:, 1]], axis=1)
 
     def n_bins(self) -> int:
@@ -162,9 +236,14 @@ class Schedule:
         return np.rint(np.asarray(t) / self.bin).astype(int)
 
     def input_rows(self) -> np.ndarray:
-        """For each bin, the row of ``concat(keys, queries)`` presented to the feature layer (in the
-        pause before the reads, the first query: no phase is on, nothing is learned or read)."""
+        """For each bin, the row of ``concat(keys, queries, [0])`` presented to the feature layer (in the
+        pause before the reads, the first query: no phase is on, nothing is learned or read; in an
+        empty window, row -1: no input)."""
         rows = np.full(self.n_bins(), self.n_tokens, dtype=int)
+        if self.pad_tokens or self.pad_queries:
+            for start, stop in np.concatenate([self.token_windows(True), self.query_windows(True)]):
+                a, b = self._bin_index([start, stop])
+                rows[a:b] = -1
         for t, (start, stop) in enumerate(self.token_windows()):
             a, b = self._bin_index([start, stop])
             rows[a:b] = t
@@ -188,8 +267,9 @@ class Schedule:
         return self.phase(self.query_windows())
 
     def recruitment(self) -> np.ndarray:
-        """(n_bins x n_tokens) table: 1 while token t is being learned (its key neuron recruited)."""
-        out = np.zeros((self.n_bins(), self.n_tokens))
+        """(n_bins x n_token_windows) table: 1 while token t is being learned (its key neuron
+        recruited); the columns of empty windows' populations (after the real tokens') stay 0."""
+        out = np.zeros((self.n_bins(), self.n_token_windows))
         for t, (start, stop) in enumerate(self.learn_windows()):
             a, b = self._bin_index([start, stop])
             out[a:b, t] = 1.0
