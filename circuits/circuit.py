@@ -256,7 +256,9 @@ class AttentionCircuit(SpikingCircuit):
         circuit was built without ``w_out`` (``circuits.projection``)."""
         if "out_samples" not in self.monitors:
             return None
-        return window_values(self.monitors["out_samples"], self.schedule.n_queries, self.config["n_out"])
+        # Sampled in every read window, empty ones of a padded circuit included: the real queries' rows.
+        values = window_values(self.monitors["out_samples"], self.schedule.n_query_windows, self.config["n_out"])
+        return values[self.schedule.query_slots()]
 
     def population_counts(self) -> np.ndarray:
         """Spike counts (n_queries x 2 d_v) of each ON/OFF value population in each read window."""

@@ -19,6 +19,17 @@ settles where exp(theta / delta_u) is proportional to sum_t z_t exp(scale q.k_t)
 denominator; and value neuron i fires at rho_value * sum_t w_ti n_t / A. Softmax attention up to
 spike noise. With the astrocyte blocked, theta and A are constants and the read is an unnormalised
 sum of exp(scale q.k_t) v_t.
+
+``pad_to`` (a length bucket, ``circuits.protocol.bucket_length``) builds the circuit of ``pad_to``
+tokens and queries and runs the real ones on it: ``pad_to - L`` empty write windows before the
+real writes (every real token as old at every real read as without padding) and empty read windows
+after the real reads (``circuits.protocol``). The empty windows' key populations come after the
+real ones (neurons ``L * neurons_per_key`` on); they are never recruited and their ``in_use``
+value is 0, so they never fire: their afferents and tripartite synapses stay zero and their
+processes are never written or read. Empty read windows have every phase off: nothing fires in
+them. What differs from one sentence of a bucket to another is values only (tables, initial
+values), so a standalone binary serves the whole bucket; the read-outs (``decode``, the rate
+model, :func:`token_counts`, the projection) give the real queries and tokens only.
 """
 
 import numpy as np
@@ -50,7 +61,7 @@ def afferent_learning_rate(params, encoders_per_dim):
 def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
                                encoders_per_dim=4, astrocyte="minimal", encoder="regular",
                                block_astrocyte=False, preload=False, causal=False, w_out=None, b_out=None,
-                               params=None, seed=0, spike_seed=None) -> AttentionCircuit:
+                               pad_to=None, params=None, seed=0, spike_seed=None) -> AttentionCircuit:
     """Build the exact-kernel circuit for one head (see the module docstring).
 
     ``preload`` sets the afferent weights to k_t directly instead of writing them with spikes
@@ -59,15 +70,17 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     windows onto accumulating units (``circuits.projection``; a transformer's attention output).
     ``block_astrocyte`` holds the astrocyte's read-phase signals
     (the key neurons' adenosine hyperpolarisation theta and the value neurons' divisor A) at their
-    mean over the read phase (:func:`blocked_signals`): the negative control. Other arguments
-    (``causal`` included) as in ``build_random_feature_circuit``.
+    mean over the read phase (:func:`blocked_signals`): the negative control. ``pad_to``: the
+    number of key populations and read windows (None: L and Lq), for length buckets (see the module
+    docstring); the config's ``n_tokens`` and ``n_queries`` count them, the schedule's the real ones.
+    Other arguments (``causal`` included) as in ``build_random_feature_circuit``.
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
     blocks.check_options(astrocyte, encoder, neurons_per_key=neurons_per_key,
                          neurons_per_value=neurons_per_value, encoders_per_dim=encoders_per_dim)
     if not isinstance(params, ParameterSet):
         params = kind_parameters(EXACT, astrocyte, params)
-    schedule = Schedule.from_params(len(k), len(q), params, causal)
+    schedule = Schedule.from_params(len(k), len(q), params, causal, pad_to)
     half = float(params["t_learn"] / TABLE_BIN) / 2
     if half != int(half):
         raise ParameterError(f"t_learn must be an even number of {TABLE_BIN} for the two learning phases")
@@ -75,10 +88,12 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     phases = streams.phases
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
+    n_populations = schedule.n_token_windows            # n_tokens, or pad_to with empty ones
 
-    # The key encoders show k_t, then its mirror -k_t, while token t is learned; then the queries.
+    # The key encoders show k_t, then its mirror -k_t, while token t is learned; then the queries
+    # (nothing in empty windows: the last row).
     contrast = schedule.contrast()
-    x_rows = np.concatenate([x_keys, x_queries])[schedule.input_rows()]
+    x_rows = np.concatenate([x_keys, x_queries, np.zeros((1, dim))])[schedule.input_rows()]
     x_rows = np.where(contrast[:, None] < 0, -x_rows, x_rows)
     namespace, value_namespace = blocks.input_namespace(params, schedule, x_rows, v)
     namespace.update(recruit_table=blocks.table(schedule.recruitment(), "recruit_table"),
@@ -88,10 +103,12 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
                                              "key_encoders")
     value_encoders = blocks.encoder_population(2 * value_dim, encoders_per_dim, encoder, params, value_namespace,
                                                phases, "value_encoders")
-    keys = blocks.neuron_group(n_tokens * neurons_per_key, KEY_NEURON_EQS, params, namespace, "key_neurons",
+    keys = blocks.neuron_group(n_populations * neurons_per_key, KEY_NEURON_EQS, params, namespace, "key_neurons",
                                threshold=KEY_NEURON_THRESHOLD, reset=KEY_NEURON_RESET, method="euler")
     keys.v = params["v_rest"]
-    keys.token = np.arange(len(keys)) // neurons_per_key
+    population = np.arange(len(keys)) // neurons_per_key
+    keys.token = population
+    keys.in_use = (population < n_tokens).astype(float)            # 0: an empty window's population
     # Random pacing phases: the population samples the value neurons' depolarisation at many phases.
     keys.phase = phases.uniform(0, 1, size=len(keys))
     pre, post = np.meshgrid(np.arange(len(key_encoders)), np.arange(len(keys)), indexing="ij")
@@ -101,7 +118,8 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
                                 # Preloaded weights are final: the write phase must not add to them.
                                 extra={"eta_key": (0 if preload else 1) * afferent_learning_rate(params, encoders_per_dim)})
     if preload:
-        afferents.w_aff = preloaded_afferents(x_keys, pre.ravel(), post.ravel(), encoders_per_dim,
+        x_populations = np.concatenate([x_keys, np.zeros((n_populations - n_tokens, dim))])
+        afferents.w_aff = preloaded_afferents(x_populations, pre.ravel(), post.ravel(), encoders_per_dim,
                                               neurons_per_key, params)
 
     groups, monitors = blocks.tripartite_circuit(key_encoders, value_encoders, ("key_neurons", keys),
@@ -126,14 +144,16 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
         weights = (polarity_sign(population)[:, None] * np.asarray(w_out, dtype=float).T[population // 2]
                    / output_gain(params, schedule, neurons_per_value))
         counting = dict(namespace, count_phase=blocks.table(schedule.phase(schedule.read_windows()), "out_count_table"))
+        # Sampled at the end of every read window, empty ones included (one table per bucket).
         groups.update(projection([(values, weights)], np.zeros(n_out) if b_out is None else b_out, params, counting,
-                                 "out", schedule.read_windows(), schedule.duration, float(params["dt"])))
+                                 "out", schedule.read_windows(padded=True), schedule.duration, float(params["dt"])))
         monitors["out_samples"] = groups.pop("out_samples")
     network = Network(*groups.values(), *monitors.values())
     config = {"circuit": "exact", "n_out": n_out, "key_layer": "key_neurons", "neurons_per_key": neurons_per_key,
               "neurons_per_value": neurons_per_value, "encoders_per_dim": encoders_per_dim,
               "astrocyte": astrocyte, "encoder": encoder, "block_astrocyte": bool(block_astrocyte), "causal": bool(causal),
-              "preload": bool(preload), "scale": scale, "n_tokens": n_tokens, "n_queries": len(q), "dim": dim,
+              "preload": bool(preload), "scale": scale, "n_tokens": n_populations,
+              "n_queries": schedule.n_query_windows, "dim": dim,
               "value_dim": value_dim}
     inputs = {"x_keys": x_keys, "x_queries": x_queries, "values": v}
     return AttentionCircuit("exact", network, groups, monitors, schedule, params, config, inputs, streams)
@@ -208,6 +228,14 @@ def measured_adenosine_level(circuit: AttentionCircuit) -> np.ndarray:
     monitor = circuit.monitors["adenosine_monitor"]
     t, theta = np.asarray(monitor.t_[:]), np.asarray(monitor.theta_[0])
     return np.array([theta[(t >= start) & (t < stop)].mean() for start, stop in circuit.schedule.read_windows()])
+
+
+def token_counts(circuit: AttentionCircuit) -> np.ndarray:
+    """Spike counts (n_queries x n_tokens) of each real token's key population in each real read's
+    counting window; a padded circuit's empty populations and reads left out."""
+    s, per_key = circuit.schedule, circuit.config["neurons_per_key"]
+    counts = circuit.window_counts("key_neurons", s.read_windows())[:, :s.n_tokens * per_key]
+    return counts.reshape(len(counts), s.n_tokens, per_key).sum(axis=2)
 
 
 def astrocyte_normaliser(circuit: AttentionCircuit) -> dict:

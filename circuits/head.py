@@ -98,7 +98,10 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
         Redraws Brian2's spikes alone, with the head, features and phases of ``seed`` held fixed.
     **options
         The builder's keyword options (see :func:`circuit_options`), e.g. ``n_features=256``,
-        ``astrocyte="minimal"``, ``causal=True``, ``block_astrocyte=True``.
+        ``astrocyte="minimal"``, ``causal=True``, ``block_astrocyte=True``; for the exact circuit
+        ``pad_to`` (a length bucket, ``circuits.protocol.bucket_length``): the head runs on the
+        circuit of ``pad_to`` tokens, one compiled binary per bucket, and its result holds the real
+        queries only.
 
     Returns
     -------
@@ -121,7 +124,7 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
         params = circuit_parameters(circuit, options["astrocyte"], params)
     for name, size_option in kind.population_rates:
         check_spike_probability(f"{name}/{size_option}", params[name] / options[size_option], params["dt"])
-    Schedule.from_params(len(k), len(q), params, options["causal"])
+    Schedule.from_params(len(k), len(q), params, options["causal"], options.get("pad_to"))
     if options["astrocyte"] != "minimal":
         cicr = read_calibration(options["astrocyte"], params)["cicr_spikes"]
         spikes = float(np.max(kind.write_spikes_per_process(k, scale, params, seeds, options)))

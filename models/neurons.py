@@ -38,6 +38,8 @@ regularly at ``rho_recruit`` (a phase oscillator, so every key stores the same n
 In the read phase every key neuron is hyperpolarised by the same ``theta``, the astrocyte's
 adenosine feedback (``models.gliotransmission``), which makes the population's rates proportional
 to softmax: theta is the log of the attention denominator, and the astrocyte computes it.
+``in_use`` is 1 for a key neuron of a real token and 0 for one of an empty window of a padded
+circuit (a length bucket, ``circuits.exact_kernel``), which never fires.
 
 The LIF neuron is the standard current-based leaky integrate-and-fire neuron (same units).
 """
@@ -109,7 +111,8 @@ recruit = recruit_table(t, token) : 1
 token : integer (constant)
 # Read: exponential escape noise, hyperpolarised by the astrocyte's adenosine signal theta
 theta : volt (linked)
-rho = read_phase(t) * rho_key * exp((v - v_rest - theta) / delta_u) : Hz
+in_use : 1 (constant)
+rho = read_phase(t) * in_use * rho_key * exp((v - v_rest - theta) / delta_u) : Hz
 """
 KEY_NEURON_THRESHOLD = "phase >= 1 or rand() < rho*dt"
 KEY_NEURON_RESET = "phase -= int(phase >= 1)"
