@@ -10,6 +10,11 @@ output projection W_out is applied to them outside the circuit, like a head's ou
 
 A block may hold a slice of the units (``units``): the units are independent given the input,
 so a layer's 1536 units can be spread over processes and the decoded slices concatenated.
+
+``pad_to`` (a length bucket, ``circuits.protocol.bucket_length``) adds empty token windows after the
+real ones, up to ``pad_to``: they show no input and count nothing (their ``count_phase`` is 0, so
+the GELU neurons, the projection's units and its bias current are silent there), and the read-outs
+give the real tokens only. Every sentence of a bucket then has one structure (one standalone binary).
 """
 
 import time
@@ -24,7 +29,7 @@ from circuits import blocks
 from circuits.circuit import SpikingCircuit
 from circuits.runners import CircuitSpec, RuntimeRunner, builder_options
 from circuits.projection import projection, window_values
-from circuits.protocol import Schedule, check_resolution
+from circuits.protocol import Schedule, check_pad_to, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
 from models.encoders import (REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign,
                              signed_rates)
@@ -53,10 +58,13 @@ def feedforward_parameters(overrides=None) -> ParameterSet:
     return params
 
 
-def feedforward_schedule(n_tokens, params) -> Schedule:
+def feedforward_schedule(n_tokens, params, pad_to=None) -> Schedule:
     """Tokens one after another, each ``t_settle + t_count``; the schedule's write (learning)
-    windows are the counting windows, and there are no reads."""
-    return Schedule(n_tokens, 0, float(params["t_settle"]), float(params["t_count"]), 0.0)
+    windows are the counting windows, and there are no reads. ``pad_to``: empty windows after the
+    real ones, up to that many windows."""
+    check_pad_to(pad_to, n_tokens)
+    return Schedule(n_tokens, 0, float(params["t_settle"]), float(params["t_count"]), 0.0,
+                    pad_tokens=0 if pad_to is None else pad_to - n_tokens, pad_first=False)
 
 
 def check_feedforward(x, w_in, b_in, params, neurons_per_unit, off_neurons_per_unit) -> None:
@@ -85,24 +93,27 @@ def check_feedforward(x, w_in, b_in, params, neurons_per_unit, off_neurons_per_u
 
 
 def build_feedforward_circuit(x, w_in, b_in, *, neurons_per_unit=64, off_neurons_per_unit=8, w_out=None,
-                              b_out=None, params=None, seed=0, spike_seed=None) -> "FeedForwardCircuit":
+                              b_out=None, pad_to=None, params=None, seed=0, spike_seed=None) -> "FeedForwardCircuit":
     """Build the spiking GELU layer for tokens ``x`` (L x D), weights ``w_in`` (units x D) and
     biases ``b_in`` (units), in the model's (out, in) layout. ``neurons_per_unit``: ON neurons of
     each unit; ``off_neurons_per_unit``: OFF neurons. ``w_out`` (out x units) and ``b_out`` (out,
     default zero): the output projection W_2 on synapses, driven by the GELU neurons' spikes onto
-    accumulating output units (``circuits.projection``). ``params``: overrides or a ParameterSet of
+    accumulating output units (``circuits.projection``). ``pad_to``: the number of token windows
+    (None: L), for length buckets (see the module docstring; the config's ``n_tokens`` counts the
+    windows, the schedule's the real tokens). ``params``: overrides or a ParameterSet of
     :func:`feedforward_parameters`."""
     x, w_in, b_in = (np.asarray(a, dtype=float) for a in (x, w_in, b_in))
     if not isinstance(params, ParameterSet):
         params = feedforward_parameters(params)
     check_feedforward(x, w_in, b_in, params, neurons_per_unit, off_neurons_per_unit)
-    schedule = feedforward_schedule(len(x), params)
+    schedule = feedforward_schedule(len(x), params, pad_to)
     streams = seed_streams(seed, spike_seed)
     phases = streams.phases
-    n_tokens, n_channels, n_units = len(x), 2 * x.shape[1], len(w_in)
+    n_windows, n_channels, n_units = schedule.n_token_windows, 2 * x.shape[1], len(w_in)
 
-    # One row per token window: the encoders show token t for its whole window.
-    token_rates = signed_rates(x, float(params["ffn_enc_gain"]))
+    # One row per token window: the encoders show token t for its whole window (nothing in empty ones).
+    token_rates = np.zeros((n_windows, n_channels))
+    token_rates[schedule.token_slots()] = signed_rates(x, float(params["ffn_enc_gain"]))
     namespace = {
         "rate_table": TimedArray(token_rates * Hz, dt=schedule.token_period * second, name="ffn_rate_table"),
         "count_phase": blocks.table(schedule.write_phase(), "count_phase_table"),
@@ -144,12 +155,12 @@ def build_feedforward_circuit(x, w_in, b_in, *, neurons_per_unit=64, off_neurons
         sources = [(groups[f"gelu_{polarity}"],
                     sign * np.repeat(w_out.T, size, axis=0) / (size * t_count * float(params[f"rho_gelu_{polarity}"])))
                    for polarity, sign, size in (("on", 1.0, neurons_per_unit), ("off", -1.0, off_neurons_per_unit))]
-        groups.update(projection(sources, b_out, params, namespace, "ffn_out", schedule.learn_windows(),
+        groups.update(projection(sources, b_out, params, namespace, "ffn_out", schedule.learn_windows(padded=True),
                                  schedule.duration, float(params["dt"])))
         monitors["ffn_out_samples"] = groups.pop("ffn_out_samples")
         inputs.update(w_out=w_out, b_out=b_out)
     network = Network(*groups.values(), *monitors.values())
-    config = {"circuit": "feedforward", "n_tokens": n_tokens, "dim": x.shape[1], "n_units": n_units,
+    config = {"circuit": "feedforward", "n_tokens": n_windows, "dim": x.shape[1], "n_units": n_units,
               "neurons_per_unit": neurons_per_unit, "off_neurons_per_unit": off_neurons_per_unit,
               "n_out": 0 if w_out is None else len(w_out)}
     return FeedForwardCircuit("feedforward", network, groups, monitors, schedule, params, config, inputs, streams)
@@ -186,7 +197,9 @@ class FeedForwardCircuit(SpikingCircuit):
         block was built without ``w_out``."""
         if not self.config["n_out"]:
             return None
-        return window_values(self.monitors["ffn_out_samples"], self.config["n_tokens"], self.config["n_out"])
+        # Sampled in every token window, empty ones included: the real tokens' rows.
+        values = window_values(self.monitors["ffn_out_samples"], self.schedule.n_token_windows, self.config["n_out"])
+        return values[self.schedule.token_slots()]
 
 
 def rate_model(circuit: FeedForwardCircuit) -> dict:
@@ -244,14 +257,16 @@ class FeedForwardSpec(CircuitSpec):
 def feedforward_spec(x, w_in, b_in, *, params=None, seed=0, spike_seed=None, **options) -> FeedForwardSpec:
     """Check a feed-forward block before anything is simulated (ValueError/ParameterError with one
     line). ``options``: ``neurons_per_unit``, ``off_neurons_per_unit``, ``w_out``/``b_out`` (the
-    output projection on synapses, see :func:`build_feedforward_circuit`); ``params``: overrides by
-    name or a ParameterSet of :func:`feedforward_parameters`."""
+    output projection on synapses, see :func:`build_feedforward_circuit`), ``pad_to`` (a length
+    bucket: the block runs on ``pad_to`` token windows, its result holds the real tokens); ``params``:
+    overrides by name or a ParameterSet of :func:`feedforward_parameters`."""
     options = builder_options(build_feedforward_circuit, options, "the feed-forward circuit")
     x, w_in, b_in = (np.asarray(a, dtype=float) for a in (x, w_in, b_in))
     seeds = SeedStreams(seed, spike_seed)
     if not isinstance(params, ParameterSet):
         params = feedforward_parameters(params)
     check_feedforward(x, w_in, b_in, params, options["neurons_per_unit"], options["off_neurons_per_unit"])
+    check_pad_to(options["pad_to"], len(x))
     if options["w_out"] is not None:
         options["w_out"] = np.asarray(options["w_out"], dtype=float)
         b_out = options["b_out"]

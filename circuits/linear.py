@@ -11,6 +11,11 @@ have no dynamics.
 The only noise is the encoders' count quantisation. A regular encoder of rate r started at a
 uniformly random phase fires floor(r T) or floor(r T) + 1 times in a window of T, with variance
 f (1 - f), f = frac(r T): :func:`rate_model` propagates that through W.
+
+``pad_to`` (a length bucket, ``circuits.protocol.bucket_length``) adds empty windows after the real
+tokens, up to ``pad_to``: they show no input and count nothing (``count_phase`` 0: no event and no
+bias accumulates), and :meth:`LinearCircuit.decode` gives the real tokens only, so every sentence of
+a bucket has one structure (one standalone binary).
 """
 
 import time
@@ -25,7 +30,7 @@ from circuits import blocks
 from circuits.circuit import SpikingCircuit
 from circuits.runners import CircuitSpec, RuntimeRunner, builder_options
 from circuits.projection import projection, window_values
-from circuits.protocol import Schedule, check_resolution
+from circuits.protocol import Schedule, check_pad_to, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
 from models.encoders import REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign, signed_rates
 from models.parameters import ParameterError, ParameterSet
@@ -43,9 +48,12 @@ def linear_parameters(overrides=None) -> ParameterSet:
     return params
 
 
-def linear_schedule(n_tokens, params) -> Schedule:
-    """Tokens one after another, each ``t_count``, all of it counted (the schedule's learning windows)."""
-    return Schedule(n_tokens, 0, 0.0, float(params["t_count"]), 0.0)
+def linear_schedule(n_tokens, params, pad_to=None) -> Schedule:
+    """Tokens one after another, each ``t_count``, all of it counted (the schedule's learning
+    windows); ``pad_to``: empty windows after the real ones, up to that many windows."""
+    check_pad_to(pad_to, n_tokens)
+    return Schedule(n_tokens, 0, 0.0, float(params["t_count"]), 0.0,
+                    pad_tokens=0 if pad_to is None else pad_to - n_tokens, pad_first=False)
 
 
 def check_linear(x, w, b, params) -> None:
@@ -64,19 +72,24 @@ def check_linear(x, w, b, params) -> None:
                              f"{encoder_step:.2f} times per step of dt_enc; one at most: lower lin_enc_gain or dt_enc")
 
 
-def build_linear_circuit(x, w, b, *, params=None, seed=0, spike_seed=None) -> "LinearCircuit":
+def build_linear_circuit(x, w, b, *, pad_to=None, params=None, seed=0, spike_seed=None) -> "LinearCircuit":
     """Build the spiking linear stage for tokens ``x`` (L x D), weights ``w`` (out x D, the model's
-    layout) and biases ``b`` (out). ``params``: overrides or a ParameterSet of :func:`linear_parameters`."""
+    layout) and biases ``b`` (out). ``pad_to``: the number of token windows (None: L), for length
+    buckets (see the module docstring; the config's ``n_tokens`` counts the windows, the schedule's
+    the real tokens). ``params``: overrides or a ParameterSet of :func:`linear_parameters`."""
     x, w, b = (np.asarray(a, dtype=float) for a in (x, w, b))
     if not isinstance(params, ParameterSet):
         params = linear_parameters(params)
     check_linear(x, w, b, params)
-    schedule = linear_schedule(len(x), params)
+    schedule = linear_schedule(len(x), params, pad_to)
     streams = seed_streams(seed, spike_seed)
     n_channels = 2 * x.shape[1]
     gain = float(params["lin_enc_gain"])
+    # One row per token window (nothing in empty ones).
+    token_rates = np.zeros((schedule.n_token_windows, n_channels))
+    token_rates[schedule.token_slots()] = signed_rates(x, gain)
     namespace = {
-        "rate_table": TimedArray(signed_rates(x, gain) * Hz, dt=schedule.token_period * second, name="lin_rate_table"),
+        "rate_table": TimedArray(token_rates * Hz, dt=schedule.token_period * second, name="lin_rate_table"),
         "count_phase": blocks.table(schedule.write_phase(), "lin_count_phase_table"),
     }
     encoders = blocks.neuron_group(n_channels, REGULAR_ENCODER_EQS, params, namespace, "lin_encoders",
@@ -88,12 +101,12 @@ def build_linear_circuit(x, w, b, *, params=None, seed=0, spike_seed=None) -> "L
     channel = np.arange(n_channels)
     weights = (polarity_sign(channel)[:, None] * w.T[channel // 2]) / (gain * schedule.t_learn)
     groups = {"lin_encoders": encoders,
-              **projection([(encoders, weights)], b, params, namespace, "lin_out", schedule.learn_windows(),
+              **projection([(encoders, weights)], b, params, namespace, "lin_out", schedule.learn_windows(padded=True),
                            schedule.duration, float(params["dt_enc"]))}
     monitors = {"lin_encoders_spikes": SpikeMonitor(encoders, name="lin_encoders_spikes"),
                 "lin_out_samples": groups.pop("lin_out_samples")}
     network = Network(*groups.values(), *monitors.values())
-    config = {"circuit": "linear", "n_tokens": len(x), "dim": x.shape[1], "n_out": len(w)}
+    config = {"circuit": "linear", "n_tokens": schedule.n_token_windows, "dim": x.shape[1], "n_out": len(w)}
     return LinearCircuit("linear", network, groups, monitors, schedule, params, config, {"x": x, "w": w, "b": b},
                          streams)
 
@@ -104,10 +117,11 @@ class LinearCircuit(SpikingCircuit):
     ``lin_encoders``, ``lin_out_units``, ``lin_out_synapses0``; inputs ``x``, ``w``, ``b``."""
 
     def decode(self) -> np.ndarray:
-        """The accumulated outputs W x̂ + b (tokens x out), one row per counting window."""
+        """The accumulated outputs W x̂ + b (tokens x out), one row per real token's counting window."""
         if not self.has_run:
             raise RuntimeError("run the circuit before decoding it")
-        return window_values(self.monitors["lin_out_samples"], self.config["n_tokens"], self.config["n_out"])
+        values = window_values(self.monitors["lin_out_samples"], self.schedule.n_token_windows, self.config["n_out"])
+        return values[self.schedule.token_slots()]
 
 
 def count_variance(x, gain, t_count) -> np.ndarray:
@@ -161,15 +175,17 @@ class LinearSpec(CircuitSpec):
                             time.perf_counter() - t0)
 
 
-def linear_spec(x, w, b, *, params=None, seed=0, spike_seed=None) -> LinearSpec:
+def linear_spec(x, w, b, *, pad_to=None, params=None, seed=0, spike_seed=None) -> LinearSpec:
     """Check a linear stage before anything is simulated (ValueError/ParameterError with one line).
-    ``params``: overrides by name or a ParameterSet of :func:`linear_parameters`."""
-    options = builder_options(build_linear_circuit, {}, "the linear stage")
+    ``pad_to``: a length bucket (the stage runs on ``pad_to`` token windows, its result holds the
+    real tokens); ``params``: overrides by name or a ParameterSet of :func:`linear_parameters`."""
+    options = builder_options(build_linear_circuit, {"pad_to": pad_to}, "the linear stage")
     x, w, b = (np.asarray(a, dtype=float) for a in (x, w, b))
     seeds = SeedStreams(seed, spike_seed)
     if not isinstance(params, ParameterSet):
         params = linear_parameters(params)
     check_linear(x, w, b, params)
+    check_pad_to(pad_to, len(x))
     return LinearSpec(x, w, b, options, params, seeds.seed, seeds.spike_seed)
 
 
