@@ -353,6 +353,22 @@ _dask_runners = {}
 _dask_lock = threading.Lock()
 
 
+def _dask_worker_plugin():
+    """A Dask worker plugin that imports Brian2 when a worker starts (and on the workers already
+    running when it is registered). Brian2's import installs a signal handler, which only a
+    process's main thread may do; a worker's tasks run in other threads."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class ImportBrian2(WorkerPlugin):
+        idempotent = True
+        name = "astro-transformer-import-brian2"
+
+        def setup(self, worker):          # on the worker's event loop, in its main thread
+            import circuits.runners       # noqa: F401 (imports Brian2 and the circuits)
+
+    return ImportBrian2()
+
+
 def _simulate_on_dask_worker(spec, device, threads, cache, codegen_target, keep):
     """Dask task: simulate ``spec`` on this worker's runner for its kind; returns the result
     (slimmed per ``keep``)."""
@@ -386,6 +402,7 @@ class DaskPool:
         self.keep = check_keep(keep)
         self._own_client = isinstance(scheduler, str)
         self.client = connect_dask(scheduler) if self._own_client else scheduler
+        self.client.register_plugin(_dask_worker_plugin())
 
     def run(self, specs, log=None, keep=None) -> list:
         """Simulate ``specs`` on the cluster; returns their results in order. ``log``: one progress

@@ -99,7 +99,7 @@ def sequential():
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as local:
+                                  dashboard_address=":0") as local:
         yield local
 
 
@@ -155,6 +155,19 @@ def test_slim_locally_equals_slim_in_workers(sequential):
     twice = expected[0].circuit.slim().slim()
     assert twice.population_spikes() == expected[0].circuit.population_spikes()
     assert twice.synaptic_events() == expected[0].circuit.synaptic_events()
+
+
+def test_workers_import_brian2_in_their_main_thread():
+    """Brian2's import installs a signal handler, which a task's thread may not: the pool has every
+    worker import it first, so a task may import circuits (or unpickle a spec) in its thread."""
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as fresh, distributed.Client(fresh) as client:
+        assert list(client.run(lambda: "brian2" in __import__("sys").modules).values()) == [False]
+        with DaskPool(client) as pool:
+            assert pool.client is client
+            assert list(client.run(lambda: "brian2" in __import__("sys").modules).values()) == [True]
+            assert client.submit(lambda: __import__("circuits.linear").__name__, pure=False).result() == "circuits"
+        assert client.status == "running"            # a pool leaves a client it was given open
 
 
 def test_keep_and_pool_arguments_are_checked():
