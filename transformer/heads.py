@@ -16,8 +16,10 @@ from analysis.attention import attention_weights, relative_error
 from circuits.exact_kernel import astrocyte_normaliser
 from circuits.head import HeadResult
 
-#: The most tokens ([CLS] and [SEP] included) of a text the circuits here take.
-MAX_TOKENS = 64
+#: The most tokens ([CLS] and [SEP] included) of a text the circuits here take: the longest inputs
+#: all-MiniLM-L6-v2 was trained on (128 word pieces), the largest length bucket
+#: (``circuits.protocol.BUCKETS``).
+MAX_TOKENS = 128
 
 
 def real_qkv(text: str, layer: int, head: int) -> dict:
