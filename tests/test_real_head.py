@@ -31,7 +31,7 @@ def test_real_head_run_folder_and_attention_map(model, tmp_path):
 
 def test_real_head_rejects_bad_layer_and_long_text(model, capsys):
     for argv, message in ((["--text", "hi", "--layer", "6", "--head", "0"], "layer"),
-                          (["--text", "word " * 80, "--layer", "0", "--head", "0"], "at most 64")):
+                          (["--text", "word " * 140, "--layer", "0", "--head", "0"], "at most 128")):
         with pytest.raises(SystemExit) as exc:
             real_head.main(argv + FAST)
         assert exc.value.code == 2

@@ -32,6 +32,7 @@ from analysis.spikes import chi_square_tolerance
 from circuits.feedforward import activation_error, feedforward_spec, output_error
 from circuits.head import head_spec
 from circuits.linear import linear_spec
+from circuits.protocol import bucket_length
 from models.feedforward import gelu
 from transformer import bill, minilm
 
@@ -126,11 +127,14 @@ class SpikingExecutor(Executor):
     limit what of a spiking layer runs on spikes. ``params``/``options``: per block (``head``,
     ``ffn``, ``linear``) parameter overrides (or ParameterSets) and builder options. ``seed`` and
     ``spike_seed`` seed every circuit through :func:`circuit_seed`. ``map_layer``: keep that layer's
-    head results (``self.maps``: per sentence id, the head results). ``log``: progress lines.
+    head results (``self.maps``: per sentence id, the head results). ``buckets``: length buckets
+    (``circuits.protocol.bucket_length``): every circuit of a sentence runs padded to its bucket, so a
+    corpus compiles one binary per bucket and circuit kind (None: each sentence at its own length).
+    ``log``: progress lines.
     """
 
     def __init__(self, pool, stages=("attention", "ffn"), *, layers=None, heads=None, ffn_units=None, params=None,
-                 options=None, seed=0, spike_seed=None, map_layer=None, log=None):
+                 options=None, seed=0, spike_seed=None, map_layer=None, buckets=None, log=None):
         model = minilm.load_model()
         self.pool, self.stages = pool, tuple(stages)
         self.layers = tuple(range(model.n_layers)) if layers is None else tuple(layers)
@@ -140,7 +144,12 @@ class SpikingExecutor(Executor):
         self.options = {block: (options or {}).get(block, {}) for block in ("head", "ffn", "linear")}
         self.seed, self.spike_seed = seed, spike_seed
         self.map_layer, self.maps = map_layer, {}
+        self.buckets = None if buckets is None else tuple(buckets)
         self.say = log or (lambda line: None)
+
+    def pad_to(self, n_tokens) -> dict:
+        """The circuits' ``pad_to`` option for a sentence of ``n_tokens`` (none without buckets)."""
+        return {} if self.buckets is None else {"pad_to": bucket_length(n_tokens, self.buckets)}
 
     def on_spikes(self, layer, stage) -> bool:
         return layer in self.layers and stage in self.stages
@@ -154,7 +163,7 @@ class SpikingExecutor(Executor):
     def linear_specs(self, stage, layer, sentence_id, x, w, b, slices=1) -> list:
         """The linear circuits of one stage of one sentence: output units split into ``slices``."""
         parts = np.array_split(np.arange(len(w)), slices)
-        return [linear_spec(x, w[part], b[part], params=self.params["linear"],
+        return [linear_spec(x, w[part], b[part], params=self.params["linear"], **self.pad_to(len(x)),
                             **self._seeds(sentence_id, layer, _SEED_OFFSET[stage] + n), **self.options["linear"])
                 for n, part in enumerate(parts)]
 
@@ -168,7 +177,8 @@ class SpikingExecutor(Executor):
                 columns = slice(head * model.head_dim, (head + 1) * model.head_dim)
                 projection = {"w_out": w["w_o"][:, columns], "b_out": w["b_o"] if n == 0 else np.zeros(model.hidden_size)}
             specs.append(head_spec(q[head], k[head], v[head], "exact", scale=minilm.head_scale(),
-                                   params=self.params["head"], **self._seeds(sentence_id, layer, head),
+                                   params=self.params["head"], **self.pad_to(q.shape[1]),
+                                   **self._seeds(sentence_id, layer, head),
                                    **self.options["head"], **projection))
         return specs
 
@@ -181,7 +191,7 @@ class SpikingExecutor(Executor):
             projection = {}
             if self.on_spikes(layer, "ffn_out"):
                 projection = {"w_out": w["w_2"][:, part], "b_out": w["b_2"] if n == 0 else np.zeros(len(w["b_2"]))}
-            specs.append(feedforward_spec(h, w["w_1"][part], w["b_1"][part], params=self.params["ffn"],
+            specs.append(feedforward_spec(h, w["w_1"][part], w["b_1"][part], params=self.params["ffn"], **self.pad_to(len(h)),
                                           **self._seeds(sentence_id, layer, _SEED_OFFSET["ffn"] + n),
                                           **self.options["ffn"], **projection))
         return specs

@@ -13,7 +13,7 @@ softmax map and the astrocyte's normaliser against the attention denominator
 import numpy as np
 
 from analysis.attention import attention_weights, relative_error
-from circuits.exact_kernel import astrocyte_normaliser
+from circuits.exact_kernel import astrocyte_normaliser, token_counts
 from circuits.head import HeadResult
 
 #: The most tokens ([CLS] and [SEP] included) of a text the circuits here take: the longest inputs
@@ -62,8 +62,7 @@ def measured_attention(result: HeadResult) -> np.ndarray | None:
     circuit = result.circuit
     if circuit.kind != "exact":
         return None
-    counts = circuit.window_counts("key_neurons", circuit.schedule.read_windows())
-    per_token = counts.reshape(len(counts), circuit.config["n_tokens"], -1).sum(axis=2)
+    per_token = token_counts(circuit)                 # real queries x real tokens, padded or not
     return per_token / np.maximum(per_token.sum(axis=1, keepdims=True), 1)
 
 

@@ -30,6 +30,9 @@ HEAD_PROTOCOL = {**SHORT_PROTOCOL, "dt": "0.5*ms"}
 #: neurons' drive, whose curvature bias (E exp(v) > exp(E v)) is most of real heads' error above
 #: the Poisson bound (docs/model.md §9).
 HEAD_OPTIONS = {"encoders_per_dim": 8}
+#: What the heads' results must carry in full for the attention maps (``transformer.heads``): the
+#: key neurons' spikes and the astrocyte's adenosine trace; every other spike train stays in the worker.
+KEEP_FOR_MAPS = ("key_neurons", "adenosine_monitor")
 #: The circuits whose parameters a run sets, by the prefix that names them (``--set ffn.tau_m=5*ms``).
 BLOCKS = {"head": "the exact-kernel attention heads", "ffn": "the feed-forward GELU blocks",
           "linear": "the encoded linear stages (qkv, and attn_out/ffn_out without their spiking source)"}
@@ -73,7 +76,7 @@ class SpikingRun:
 
 def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sentence_ids=None, heads=None,
                    ffn_units=None, params=None, options=None, seed=0, spike_seed=None, map_layer=None,
-                   log=None) -> SpikingRun:
+                   buckets=None, log=None) -> SpikingRun:
     """Run sentences through all-MiniLM-L6-v2 with chosen stages on spikes, against the NumPy model.
 
     The reference pass runs first; every circuit of the run is checked on it before anything is
@@ -119,7 +122,8 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sen
     sentence_ids = list(range(len(texts))) if sentence_ids is None else list(sentence_ids)
     reference = forward(texts, sentence_ids=sentence_ids)
     executor = SpikingExecutor(pool, stages, layers=layers, heads=heads, ffn_units=ffn_units, params=params,
-                               options=options, seed=seed, spike_seed=spike_seed, map_layer=map_layer, log=log)
+                               options=options, seed=seed, spike_seed=spike_seed, map_layer=map_layer,
+                               buckets=buckets, log=log)
     executor.check(reference)
     say = log or (lambda line: None)
 
