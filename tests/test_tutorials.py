@@ -18,7 +18,8 @@ FIGURES = {
     "02_attention_head": ("head_raster.png", "decoded_output.png", "astrocyte_blocked.png"),
     "03_astrocyte_parameters": ("tau_ca_sweep.png",),
     "04_minilm_head": ("attention_maps.png", "normaliser.png"),
-    "05_spiking_transformer": ("attention_maps.png", "layer_error.png", "bill.png", "curated_layer_error.png"),
+    "05_spiking_transformer": ("attention_maps.png", "layer_error.png", "bill.png", "curated_layer_error.png",
+                               "curated_bill.png"),
 }
 #: Tutorials that need all-MiniLM-L6-v2 (skipped, like tests/test_minilm.py, where it is not installed).
 NEEDS_MINILM = {"04_minilm_head", "05_spiking_transformer"}
