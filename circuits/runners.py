@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import gc
 import inspect
 import multiprocessing
 import threading
@@ -157,7 +158,13 @@ class StandaloneRunner(Runner):
     """Brian2's C++ standalone device: each circuit structure compiles once (cached in ``cache``,
     default ``circuits.standalone.DEFAULT_ROOT``) and its binary is re-run for every spec of that
     structure. ``threads``: OpenMP threads of the binary (0: single-threaded). Holds Brian2's
-    (global) device until :meth:`close`. ``timings``: see ``StandaloneCircuits``."""
+    (global) device until :meth:`close`. ``timings``: see ``StandaloneCircuits``.
+
+    Specs of several circuit kinds may alternate: a spec of another kind than the last releases the
+    last kind's network before building its own (generating its code again, ~2-4 s; its compiled
+    objects stay cached). Brian2 renames objects whose names are still taken, so a network built
+    while another kind's objects were alive got other names, other code and a full recompilation
+    (16-34 s per switch)."""
 
     name = "cpp_standalone"
 
@@ -169,6 +176,8 @@ class StandaloneRunner(Runner):
 
     def run(self, spec, report=None) -> SpikingCircuit:
         if spec.circuit not in self._circuits:
+            self.close()
+            gc.collect()                 # Brian2's objects hold cycles: free their names now
             self._circuits[spec.circuit] = StandaloneCircuits(spec.circuit, root=self.cache, threads=self.threads,
                                                               build=spec.builder)
         circuits = self._circuits[spec.circuit]
@@ -285,7 +294,7 @@ class CircuitPool:
         check_device(device, threads)
         self.device, self.workers, self.threads, self.cache = device, int(workers), threads, cache
         self.keep = check_keep(keep)
-        self._pools, self._runners = {}, {}
+        self._pools, self._runner = {}, None
 
     def _pool(self, kind):
         if kind not in self._pools:
@@ -302,10 +311,10 @@ class CircuitPool:
         keep = self.keep if keep is None else check_keep(keep)
         t0, results = time.perf_counter(), [None] * len(specs)
         if self.workers == 1:
+            if self._runner is None:
+                self._runner = make_runner(self.device, self.threads, self.cache)
             for n, spec in enumerate(specs):
-                if spec.circuit not in self._runners:
-                    self._runners[spec.circuit] = make_runner(self.device, self.threads, self.cache)
-                results[n] = _simulate(spec, self._runners[spec.circuit], keep)
+                results[n] = _simulate(spec, self._runner, keep)
                 _progress(log, t0, n + 1, len(specs))
             return results
         futures = {self._pool(spec.circuit).submit(_simulate_in_worker, spec, keep): n for n, spec in enumerate(specs)}
@@ -317,10 +326,10 @@ class CircuitPool:
     def close(self):
         for pool in self._pools.values():
             pool.shutdown()
-        for runner in self._runners.values():
-            runner.close()
+        if self._runner is not None:
+            self._runner.close()
         self._pools.clear()
-        self._runners.clear()
+        self._runner = None
 
     def __enter__(self):
         return self
@@ -346,8 +355,9 @@ def connect_dask(scheduler: str):
         raise ValueError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
 
 
-# The runners of a Dask worker process, by (device, threads, cache, codegen target, circuit kind):
-# they outlive tasks and pools, so a worker compiles (or loads from its cache) a structure once.
+# The runner of a Dask worker process, by (device, threads, cache, codegen target): it outlives tasks
+# and pools, so a worker compiles (or loads from its cache) a structure once; one at a time, as a
+# StandaloneRunner releases one kind's network before building another's.
 _dask_runners = {}
 # Brian2's device and preferences are global to a process: a worker's tasks run one at a time.
 _dask_lock = threading.Lock()
@@ -376,8 +386,11 @@ def _simulate_on_dask_worker(spec, device, threads, cache, codegen_target, keep)
         brian2.prefs.codegen.target = codegen_target
         if device == "runtime":
             brian2.set_device("runtime")     # a standalone runner of this worker leaves its device set
-        key = (device, threads, None if cache is None else str(cache), codegen_target, spec.circuit)
+        key = (device, threads, None if cache is None else str(cache), codegen_target)
         if key not in _dask_runners:
+            for runner in _dask_runners.values():
+                runner.close()
+            _dask_runners.clear()
             _dask_runners[key] = make_runner(device, threads, cache)
         return _simulate(spec, _dask_runners[key], keep)
 
@@ -386,15 +399,17 @@ class DaskPool:
     """Runs specs as tasks on a Dask cluster, with :class:`CircuitPool`'s interface and results.
 
     ``scheduler``: the scheduler's address (``tcp://HOST:8786``) or a ``distributed.Client``
-    (left open by :meth:`close`). Every worker process keeps one runner per device, threads, cache
-    and circuit kind across tasks and pools, so on cpp_standalone it compiles a structure once (or
-    finds it in ``cache``, a folder on each worker's machine; default each machine's
+    (left open by :meth:`close`). Every worker process keeps its runner (device, threads, cache)
+    across tasks and pools, so on cpp_standalone it compiles a structure once (or finds it in
+    ``cache``, a folder on each worker's machine; default each machine's
     ``circuits.standalone.DEFAULT_ROOT``). A worker runs its tasks one at a time (start workers
-    with ``--nthreads 1`` and ``--nworkers`` for parallelism); a worker process that runs circuits
-    of several kinds on cpp_standalone regenerates a kind's code when it changes (its compiled
-    objects stay cached). The workers import this project (same code, same Brian2). Results come
-    back in the order of the specs and equal those of the same specs run one after another (each
-    run's random numbers come from its spec's seeds). ``keep``: as :class:`CircuitPool`'s."""
+    with ``--nthreads 1`` and ``--nworkers`` for parallelism); on cpp_standalone a worker process
+    that turns to another circuit kind regenerates that kind's code (2-4 s; its compiled objects
+    stay cached, see :class:`StandaloneRunner`), so submit a model's stages one after another, as
+    ``transformer.executors`` does. The workers import this project (same code, same Brian2).
+    Results come back in the order of the specs and equal those of the same specs run one after
+    another (each run's random numbers come from its spec's seeds). ``keep``: as
+    :class:`CircuitPool`'s."""
 
     def __init__(self, scheduler, device="runtime", threads=0, cache=None, *, keep=KEEP_ALL):
         check_device(device, threads)

@@ -189,12 +189,25 @@ def test_missing_dask_is_a_clear_error(monkeypatch):
         connect_dask("tcp://127.0.0.1:8786")
 
 
+def compiled_objects(root) -> dict:
+    """Modification times of the projects' compiled code objects (main.o, which a build's values
+    change, left out)."""
+    return {path: path.stat().st_mtime_ns for path in root.rglob("*.o") if path.name != "main.o"}
+
+
 @pytest.mark.slow
 def test_dask_on_cpp_standalone_equals_local_standalone(cluster, tmp_path):
-    """Compiled binaries on the workers (one shared cache folder here) give the local binary's spikes."""
+    """Compiled binaries on the workers (one shared cache folder here) give the local binary's
+    spikes; one runner alternating circuit kinds recompiles nothing."""
     specs = [head(0), head(1), ffn_block(3)]
     with CircuitPool("cpp_standalone", 1, cache=tmp_path) as pool:
         local = pool.run(specs)
+        compiled = compiled_objects(tmp_path)
+        assert len({path.relative_to(tmp_path).parts[0] for path in compiled}) == 2    # two projects
+        switched = pool.run(specs[::-1])           # feedforward, then exact again: code generated, not compiled
+        assert compiled_objects(tmp_path) == compiled
+    for a, b in zip(local, switched[::-1]):
+        assert_same_results(a, b)
     with DaskPool(cluster.scheduler_address, "cpp_standalone", cache=tmp_path) as pool:
         remote = pool.run(specs)
         again = pool.run(specs, keep=())
