@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import fcntl
 import hashlib
 import json
@@ -220,6 +221,10 @@ class StandaloneCircuits:
         the project's lock so that no other process compiles into the folder or runs its binary
         meanwhile."""
         device = all_devices["cpp_standalone"]
+        # Free the previous structure's objects first: Brian2 renames objects whose names are still
+        # alive, which changes the generated code and recompiles a cached project (30 s a switch).
+        self._compiled = None
+        gc.collect()
         device.reinit()                          # forget any network built before (by any owner)
         set_device(device, build_on_run=False)
         prefs.devices.cpp_standalone.openmp_threads = self.threads
