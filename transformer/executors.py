@@ -275,11 +275,9 @@ class SpikingExecutor(Executor):
                     columns = np.concatenate([np.arange(h * model.head_dim, (h + 1) * model.head_dim) for h in rest]
                                              ) if rest else np.arange(0)
                     outputs[n] = spiking + contexts[n].transpose(1, 0, 2).reshape(len(x), -1)[:, columns] @ w["w_o"][:, columns].T
-                    out_records[n] = {"on": "spikes", "model_macs": bill.stage_macs("attn_out", len(x), model),
-                                      "numpy_macs": len(x) * len(columns) * model.hidden_size, "synaptic_events": 0,
-                                      "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {},
-                                      "note": "events counted with the heads' circuits (attention)"}
-                    self._move_projection_events(attention_records[n], out_records[n], mine)
+                    out_records[n] = bill.spiking_stage("attn_out", len(x), model, [],
+                                                        numpy_macs=len(x) * len(columns) * model.hidden_size)
+                    _book_projection_events(attention_records[n], out_records[n], mine, "out_synapses")
         if self.on_spikes(layer, "attn_out") and not self.on_spikes(layer, "attention"):
             flat = [minilm.concat_heads(c) for c in contexts]
             outputs, out_records = self._run_linear("attn_out", layer, flat, sentence_ids, w["w_o"], w["b_o"])
@@ -293,15 +291,6 @@ class SpikingExecutor(Executor):
             stages["attn_out"]["rel_err_output"] = relative_error(outputs[n], reference[n].output)
             blocks.append(BlockOutput(outputs[n], {"qkv": qkv[n], "context": contexts[n]}, stages))
         return blocks
-
-    @staticmethod
-    def _move_projection_events(core, out, circuits_results) -> None:
-        """Book the events of the W_O synapses (run inside the heads' circuits) to ``attn_out``."""
-        for result in circuits_results:
-            events = result.circuit.synaptic_events()
-            moved = sum(n for name, n in events.items() if name.startswith("out_synapses"))
-            core["synaptic_events"] -= moved
-            out["synaptic_events"] += moved
 
     def ffn(self, layer, h, sentence_ids) -> list:
         model, w = minilm.load_model(), minilm.layer_weights(layer)
@@ -333,14 +322,9 @@ class SpikingExecutor(Executor):
                 if self.on_spikes(layer, "ffn_out"):
                     # The spiking slices' GELU neurons drove W_2's synapses; the other units' part is NumPy.
                     outputs[n] = sum(r.y_spike for r in mine) + activations[n][:, units:] @ w["w_2"][:, units:].T
-                    out_records[n] = {"on": "spikes", "model_macs": bill.stage_macs("ffn_out", len(x), model),
-                                      "numpy_macs": len(x) * numpy_units * model.hidden_size, "synaptic_events": 0,
-                                      "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}}
-                    for result in mine:
-                        moved = sum(k for name, k in result.circuit.synaptic_events().items()
-                                    if name.startswith("ffn_out_synapses"))
-                        record["synaptic_events"] -= moved
-                        out_records[n]["synaptic_events"] += moved
+                    out_records[n] = bill.spiking_stage("ffn_out", len(x), model, [],
+                                                        numpy_macs=len(x) * numpy_units * model.hidden_size)
+                    _book_projection_events(record, out_records[n], mine, "ffn_out_synapses")
         elif self.on_spikes(layer, "ffn_out"):
             outputs, out_records = self._run_linear("ffn_out", layer, activations, sentence_ids, w["w_2"], w["b_2"])
         outputs = [minilm.dense(g, w["w_2"], w["b_2"]) if y is None else y for g, y in zip(activations, outputs)]
@@ -350,3 +334,13 @@ class SpikingExecutor(Executor):
             stages["ffn_out"]["rel_err_output"] = relative_error(outputs[n], reference[n].output)
             blocks.append(BlockOutput(outputs[n], {"activations": activations[n]}, stages))
         return blocks
+
+
+def _book_projection_events(source_record, out_record, results, prefix) -> None:
+    """Move the events of an output projection run inside another stage's circuits (W_O in the
+    heads', W_2 in the FFN's: Synapses named ``<prefix>*``) from that stage's record to the
+    projection's own."""
+    for result in results:
+        moved = sum(n for name, n in result.circuit.synaptic_events().items() if name.startswith(prefix))
+        source_record["synaptic_events"] -= moved
+        out_record["synaptic_events"] += moved
