@@ -4,7 +4,7 @@
     python -m benchmarks.corpus --spiking attention,ffn --layers all
     python -m benchmarks.corpus --memory 10,100                   # peak memory of the main process
 
-A corpus of 16 sentences of 10-22 tokens (``benchmarks/data/corpus.txt``) runs through
+A corpus of 20 sentences of 10-30 tokens (``benchmarks/data/corpus.txt``) runs through
 ``experiments.spiking_minilm``'s corpus runner on the C++ standalone device:
 
 1. every sentence alone, 2 workers, on a pool warmed by a sentence of its bucket: the warm
