@@ -96,7 +96,7 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     x_rows = np.concatenate([x_keys, x_queries, np.zeros((1, dim))])[schedule.input_rows()]
     x_rows = np.where(contrast[:, None] < 0, -x_rows, x_rows)
     namespace, value_namespace = blocks.input_namespace(params, schedule, x_rows, v)
-    namespace.update(recruit_table=blocks.table(schedule.recruitment(), "recruit_table"),
+    namespace.update(recruited_token=blocks.table(schedule.recruited_token(), "recruited_token_table"),
                      contrast=blocks.table(contrast, "contrast_table"))
 
     key_encoders = blocks.encoder_population(2 * dim, encoders_per_dim, encoder, params, namespace, phases,

@@ -107,7 +107,7 @@ dv/dt = (v_rest - v + I_syn) / tau_m : volt
 dI_syn/dt = -I_syn / tau_syn : volt
 # Write: regular firing while the neuron's token is recruited
 dphase/dt = rho_recruit * recruit : 1
-recruit = recruit_table(t, token) : 1
+recruit = int(recruited_token(t) == token) : 1
 token : integer (constant)
 # Read: exponential escape noise, hyperpolarised by the astrocyte's adenosine signal theta
 theta : volt (linked)

@@ -101,7 +101,12 @@ def test_padding_keeps_every_real_token_as_old_at_every_real_read(causal):
     assert set(rows[int(round(empty[0] / padded.bin)):int(round(empty[1] / padded.bin))]) == {-1}
     assert padded.write_phase().sum() == plain.write_phase().sum()
     assert padded.read_phase().sum() == plain.read_phase().sum()
-    assert padded.recruitment().shape[1] == N and not padded.recruitment()[:, L:].any()
+    # Only real tokens' populations are recruited, each for as long as without padding.
+    tokens, bins = np.unique(padded.recruited_token(), return_counts=True)
+    plain_tokens, plain_bins = np.unique(plain.recruited_token(), return_counts=True)
+    np.testing.assert_array_equal(tokens, np.arange(-1, L))
+    np.testing.assert_array_equal(tokens, plain_tokens)
+    np.testing.assert_array_equal(bins[1:], plain_bins[1:])
 
 
 def test_pad_to_shorter_than_the_input_or_on_another_circuit_is_refused():
