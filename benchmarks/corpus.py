@@ -3,6 +3,7 @@
     python -m benchmarks.corpus                                   # layer 0's heads on spikes
     python -m benchmarks.corpus --spiking attention,ffn --layers all
     python -m benchmarks.corpus --memory 10,100                   # peak memory of the main process
+    python -m benchmarks.corpus --dask                            # the corpus runs on a local Dask cluster
 
 A corpus of 20 sentences of 10-30 tokens (``benchmarks/data/corpus.txt``) runs through
 ``experiments.spiking_minilm``'s corpus runner on the C++ standalone device:
@@ -10,7 +11,8 @@ A corpus of 20 sentences of 10-30 tokens (``benchmarks/data/corpus.txt``) runs t
 1. every sentence alone, 2 workers, on a pool warmed by a sentence of its bucket: the warm
    one-sentence time of each (as ``benchmarks.minilm`` measures it);
 2. the whole corpus in one run with 2 workers, then with 1 worker, each on a pool warmed by one
-   sentence of every bucket (its workers then switch between the buckets' binaries as a corpus run does).
+   sentence of every bucket (its workers then switch between the buckets' binaries as a corpus run does);
+   local processes, or with ``--dask`` a local Dask cluster of that many single-threaded worker processes.
 
 It prints the corpus's seconds per sentence against the one-sentence runs' (no rebuilding between
 lengths: within 25 %), the speed-up of 2 workers over 1 (at least 1.7x on 2 cores), and, with
@@ -20,6 +22,7 @@ new ``results/benchmarks/<UTC time>-corpus/``.
 """
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -44,12 +47,27 @@ def corpus_config(texts, stages, layers) -> dict:
             "threads": 0, "options": {"head": {**HEAD_OPTIONS, "astrocyte": "minimal", "block_astrocyte": False}}}
 
 
-def timed_runs(corpora, stages, layers, workers, warmup=()) -> list:
+@contextlib.contextmanager
+def corpus_pool(workers, dask=False):
+    """``workers`` local worker processes, or with ``dask`` a local Dask cluster of ``workers``
+    single-threaded worker processes (as the README starts them on a real one)."""
+    if not dask:
+        with make_pool("cpp_standalone", workers, keep=KEEP_FOR_MAPS) as pool:
+            yield pool
+        return
+    import distributed
+
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client, \
+            make_pool("cpp_standalone", scheduler=client, keep=KEEP_FOR_MAPS) as pool:
+        yield pool
+
+
+def timed_runs(corpora, stages, layers, workers, warmup=(), dask=False) -> list:
     """Wall seconds of corpus runs of each of ``corpora`` (lists of texts), one after another on one
     pool, after an untimed run of ``warmup`` on it (its workers then hold warm binaries)."""
     times = []
-    with tempfile.TemporaryDirectory() as folder, \
-            make_pool("cpp_standalone", workers, keep=KEEP_FOR_MAPS) as pool:
+    with tempfile.TemporaryDirectory() as folder, corpus_pool(workers, dask) as pool:
         for n, texts in enumerate([list(warmup)] + [list(c) for c in corpora]):
             if not texts:
                 continue
@@ -80,6 +98,8 @@ def main(argv=None):
     parser.add_argument("--spiking", default="attention")
     parser.add_argument("--layers", default="0")
     parser.add_argument("--memory", default=None, help="corpus sizes whose peak memory to measure, e.g. 10,100")
+    parser.add_argument("--dask", action="store_true",
+                        help="run the whole-corpus runs on a local Dask cluster (extra 'sweep') instead of local processes")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
     texts = [line.strip() for line in CORPUS.read_text().splitlines() if line.strip()]
@@ -94,9 +114,11 @@ def main(argv=None):
         alone += timed_runs([[text] for text in members], stages, layers, 2, warmup=members[:1])
     warmup = time.perf_counter() - t0 - sum(alone)
     first = [members[0] for members in buckets.values()]
-    together = {workers: timed_runs([texts], stages, layers, workers, warmup=first)[0] for workers in (2, 1)}
+    together = {workers: timed_runs([texts], stages, layers, workers, warmup=first, dask=args.dask)[0]
+                for workers in (2, 1)}
     result = {"n_sentences": len(texts), "lengths": [len(minilm.tokenize(t)[0]) for t in texts],
-              "buckets": sorted(buckets), "spiking": list(stages), "layers": list(layers), "warmup_seconds": warmup,
+              "buckets": sorted(buckets), "pool": "dask" if args.dask else "processes", "spiking": list(stages),
+              "layers": list(layers), "warmup_seconds": warmup,
               "alone_seconds": alone, "alone_per_sentence": sum(alone) / len(texts),
               "corpus_per_sentence": {str(w): t / len(texts) for w, t in together.items()},
               "corpus_over_alone": together[2] / sum(alone), "speedup_2_over_1": together[1] / together[2]}
@@ -108,7 +130,7 @@ def main(argv=None):
     print(f"{len(texts)} sentences of {min(result['lengths'])}-{max(result['lengths'])} tokens on buckets "
           f"{result['buckets']}, {'+'.join(stages)} of layers {list(layers)}: corpus {together[2] / len(texts):.1f} s "
           f"per sentence (2 workers) vs {result['alone_per_sentence']:.1f} s alone (x{result['corpus_over_alone']:.2f}); "
-          f"2 workers {result['speedup_2_over_1']:.2f}x one; warm-up {warmup:.0f} s")
+          f"2 workers {result['speedup_2_over_1']:.2f}x one ({result['pool']}); warm-up {warmup:.0f} s")
     if args.memory:
         print("peak memory of the main process: " + ", ".join(f"{n} sentences {mb:.0f} MB"
                                                               for n, mb in result["peak_rss_mb_main"].items()))
