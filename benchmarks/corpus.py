@@ -30,21 +30,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from circuits.protocol import BUCKETS, bucket_length
+from circuits.protocol import bucket_length
 from circuits.runners import make_pool
 from experiments import spiking_minilm as experiment
 from runs.folders import new_run_dir, run_record, write_json
 from transformer import minilm
-from transformer.spiking import HEAD_OPTIONS, KEEP_FOR_MAPS
+from transformer.spiking import KEEP_FOR_MAPS
 
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 
 
 def corpus_config(texts, stages, layers) -> dict:
-    """A corpus run's configuration as ``experiments.spiking_minilm`` records it."""
-    return {"texts": texts, "spiking": list(stages), "layers": list(layers), "map_layer": layers[0], "seed": 0,
-            "spike_seed": None, "overrides": {}, "batch": 4, "buckets": list(BUCKETS), "device": "cpp_standalone",
-            "threads": 0, "options": {"head": {**HEAD_OPTIONS, "astrocyte": "minimal", "block_astrocyte": False}}}
+    """A corpus run's configuration, made by ``experiments.spiking_minilm`` from its command line."""
+    argv = [arg for text in texts for arg in ("--text", text)]
+    argv += ["--spiking", ",".join(stages), "--layers", ",".join(map(str, layers))]
+    return experiment.configure(experiment.build_parser().parse_args(argv))
 
 
 @contextlib.contextmanager

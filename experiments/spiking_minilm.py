@@ -209,7 +209,7 @@ def write_summary(run_dir, config, figures=True) -> dict:
     return metrics
 
 
-def configure(args, parser) -> dict:
+def configure(args) -> dict:
     """A new run's configuration from the command line (checked; recorded in params.json)."""
     n_layers = minilm.load_model().n_layers
     texts = read_texts(args)
@@ -252,7 +252,7 @@ def main(argv=None):
         if args.resume is not None:
             run_dir, config = args.resume, resumed(args.resume)
         else:
-            config = configure(args, parser)
+            config = configure(args)
             run_dir = new_run_dir(output_parent(args.out, NAME), f"{len(config['texts'])}sent")
             params = block_parameters(config["overrides"], config["options"]["head"]["astrocyte"])
             write_json(run_dir / "params.json", run_record(
