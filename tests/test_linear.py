@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
+from analysis.attention import relative_error, synthetic_head
 from analysis.spikes import window_counts
+from circuits import projection
 from circuits.feedforward import feedforward_spec
+from circuits.head import head_spec
 from circuits.linear import count_variance, linear_spec
 from models.parameters import ParameterError
 from transformer import bill
@@ -78,6 +81,22 @@ def test_gelu_neurons_drive_w2_exactly():
     events = result.circuit.synaptic_events()
     spikes = result.circuit.population_spikes()
     assert events["ffn_out_synapses0"] == 3 * spikes["gelu_on"] and events["ffn_out_synapses1"] == 3 * spikes["gelu_off"]
+
+
+def test_ablation_w_o_without_its_counting_gate_counts_the_teacher(monkeypatch):
+    """W_O's synapses add their weight only in the read windows (``counting_post``): a value neuron
+    also fires while its token is written (the teacher) and while a read settles. Remove the gate
+    and the projection is no longer W_O times the decoded output (which tests/test_padding.py checks
+    to 1e-9 with the gate): it misses by more than the whole head's error against softmax."""
+    monkeypatch.setattr(projection, "PROJECTION_SYNAPSE_ON_PRE", "y_post += w_proj")
+    q, k, v = synthetic_head(3, 4, 4, 1.2, np.random.default_rng(0))
+    rng = np.random.default_rng(7)
+    w_out, b_out = rng.normal(size=(5, 4)), rng.normal(size=5)
+    result = head_spec(q, k, v, "exact", params={"t_settle": "50*ms", "t_learn": "100*ms", "t_read": "200*ms",
+                                                 "dt": "0.5*ms"},
+                       w_out=w_out, b_out=b_out, neurons_per_value=16).simulate()
+    assert relative_error(result.circuit.projected(), result.y_spike @ w_out.T + b_out) > \
+        relative_error(result.y_spike, result.y_softmax)
 
 
 @pytest.mark.parametrize("change, message", [
