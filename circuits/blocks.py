@@ -23,7 +23,7 @@ from models.synapses import (TEACHER_SYNAPSE_MODEL, TEACHER_SYNAPSE_ON_PRE, TRIP
 
 
 #: Parameters that are not read by model code (they set the protocol or the recording).
-NOT_IN_CODE = {"dt", "dt_enc", "t_settle", "t_learn", "t_read", "t_count", "record_dt"}
+NOT_IN_CODE = {"dt", "dt_enc", "t_settle", "t_learn", "t_read", "t_count", "t_code", "record_dt"}
 
 
 _BASE_UNITS = ("metre", "kilogram", "second", "amp", "kelvin", "mole", "candle")
@@ -47,9 +47,10 @@ def _with_parameters(model, params, code, extra):
     return (model or "") + "\n" + declarations, values
 
 
-def neuron_group(n, model, params, namespace, name, threshold=None, reset=None, extra=None, **kwargs):
-    """A NeuronGroup whose parameters are shared constants (see the module docstring)."""
-    code = (model, threshold, reset, kwargs.get("refractory"))
+def neuron_group(n, model, params, namespace, name, threshold=None, reset=None, extra=None, uses=(), **kwargs):
+    """A NeuronGroup whose parameters are shared constants (see the module docstring). ``uses``: more
+    code the group will run (``run_regularly``) whose parameters it must declare."""
+    code = (model, threshold, reset, kwargs.get("refractory"), *uses)
     model, values = _with_parameters(model, params, code, extra)
     kwargs.setdefault("dt", params["dt"])
     group = NeuronGroup(n, model, threshold=threshold, reset=reset, namespace=namespace, name=name, **kwargs)

@@ -2,15 +2,21 @@
 
     linear encoders (ON/OFF, one per input channel) ==W==> accumulating output units
 
-Tokens are presented one after another, each for ``t_count``: the encoders fire regularly at
-``lin_enc_gain * |x_c|``, every spike adds ``±W[j, c] / (lin_enc_gain t_count)`` to each output unit j,
-and the bias flows as a constant current, so a unit's value at the end of a window is W x̂ + b
-with x̂ the encoded input (models.projection; docs/model.md §10). No settling: the output units
-have no dynamics.
+Tokens are presented one after another, each for one window, and the bias flows as a constant
+current, so a unit's value at the end of a window is W x̂ + b with x̂ the input as its code delivers
+it (models.projection; docs/model.md §10-§11). No settling: the output units have no dynamics.
+Two codes (``code``; ``circuits.codes``):
 
-The only noise is the encoders' count quantisation. A regular encoder of rate r started at a
-uniformly random phase fires floor(r T) or floor(r T) + 1 times in a window of T, with variance
-f (1 - f), f = frac(r T): :func:`rate_model` propagates that through W.
+* ``rate``: the encoders fire regularly at ``lin_enc_gain * |x_c|`` for ``t_count``, and every
+  spike adds ``±W[j, c] / (lin_enc_gain t_count)`` to each output unit j. A regular encoder of
+  rate r started at a uniformly random phase fires floor(r T) or floor(r T) + 1 times in a window
+  of T: variance f (1 - f), f = frac(r T).
+* ``latency``: each encoder fires at most once per window of ``t_code``, the sooner the larger
+  |x_c|, and its spike adds ``±W[j, c]`` times what it carries (x_c within a factor
+  code_base^(±1/2)): one synaptic event per input value and output unit, a multiply-accumulate's
+  worth.
+
+The only noise is the code's quantisation: :func:`rate_model` propagates it through W.
 
 ``pad_to`` (a length bucket, ``circuits.protocol.bucket_length``) adds empty windows after the real
 tokens, up to ``pad_to``: they show no input and count nothing (``count_phase`` 0: no event and no
@@ -22,19 +28,20 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import Hz, Network, SpikeMonitor, TimedArray, second
+from brian2 import Network, SpikeMonitor
 
 from analysis.attention import relative_error
 from analysis.spikes import chi_square_tolerance
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
+from circuits.codes import Encoded, check_code, check_latency, input_encoders
 from circuits.runners import CircuitSpec, RuntimeRunner, builder_options
 from circuits.projection import projection, window_values
 from circuits.protocol import Schedule, check_pad_to, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
-from models.encoders import REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign, signed_rates
+from models.encoders import polarity_sign
 from models.parameters import ParameterError, ParameterSet
-from models.projection import LINEAR_PARAMETERS
+from models.projection import LATENCY_PROJECTION_ON_PRE, LINEAR_PARAMETERS
 
 
 def linear_parameters(overrides=None) -> ParameterSet:
@@ -48,17 +55,20 @@ def linear_parameters(overrides=None) -> ParameterSet:
     return params
 
 
-def linear_schedule(n_tokens, params, pad_to=None) -> Schedule:
-    """Tokens one after another, each ``t_count``, all of it counted (the schedule's learning
-    windows); ``pad_to``: empty windows after the real ones, up to that many windows."""
+def linear_schedule(n_tokens, params, pad_to=None, code="rate") -> Schedule:
+    """Tokens one after another, each one window (``t_count`` for the rate code, ``t_code`` for the
+    latency code), all of it counted (the schedule's learning windows); ``pad_to``: empty windows
+    after the real ones, up to that many windows."""
     check_pad_to(pad_to, n_tokens)
-    return Schedule(n_tokens, 0, 0.0, float(params["t_count"]), 0.0,
-                    pad_tokens=0 if pad_to is None else pad_to - n_tokens, pad_first=False)
+    window = float(params["t_code" if code == "latency" else "t_count"])
+    return Schedule(n_tokens, 0, 0.0, window, 0.0, pad_tokens=0 if pad_to is None else pad_to - n_tokens,
+                    pad_first=False)
 
 
-def check_linear(x, w, b, params) -> None:
+def check_linear(x, w, b, params, code="rate") -> None:
     """Refuse (ValueError/ParameterError, one line) inputs the stage cannot represent: shapes,
-    non-finite values and an encoder faster than one spike per ``dt_enc``."""
+    non-finite values, an unknown code, a rate-code encoder faster than one spike per ``dt_enc``,
+    a latency code that cannot order its levels."""
     for name, array, ndim in (("x", x, 2), ("w", w, 2), ("b", b, 1)):
         if array.ndim != ndim or array.size == 0:
             raise ValueError(f"{name} must be a non-empty {ndim}-D array, got shape {array.shape}")
@@ -66,55 +76,59 @@ def check_linear(x, w, b, params) -> None:
             raise ValueError(f"{name} has non-finite entries")
     if w.shape[1] != x.shape[1] or b.shape[0] != w.shape[0]:
         raise ValueError(f"shapes do not match: x {x.shape}, w {w.shape}, b {b.shape}")
+    check_code(code)
+    if code == "latency":
+        check_latency(params)
+        return
     encoder_step = float(params["lin_enc_gain"] * params["dt_enc"]) * np.abs(x).max()
     if encoder_step > 1:
         raise ParameterError(f"the largest input |x| = {np.abs(x).max():.3g} makes its encoder fire "
                              f"{encoder_step:.2f} times per step of dt_enc; one at most: lower lin_enc_gain or dt_enc")
 
 
-def build_linear_circuit(x, w, b, *, pad_to=None, params=None, seed=0, spike_seed=None) -> "LinearCircuit":
+def build_linear_circuit(x, w, b, *, code="rate", x_top=None, pad_to=None, params=None, seed=0,
+                         spike_seed=None) -> "LinearCircuit":
     """Build the spiking linear stage for tokens ``x`` (L x D), weights ``w`` (out x D, the model's
-    layout) and biases ``b`` (out). ``pad_to``: the number of token windows (None: L), for length
+    layout) and biases ``b`` (out). ``code``: ``rate`` (regular encoders) or ``latency`` (one spike
+    per input value, ``circuits.codes``); ``x_top``: the latency code's top of range (default:
+    max |x| sqrt(code_base)). ``pad_to``: the number of token windows (None: L), for length
     buckets (see the module docstring; the config's ``n_tokens`` counts the windows, the schedule's
     the real tokens). ``params``: overrides or a ParameterSet of :func:`linear_parameters`."""
     x, w, b = (np.asarray(a, dtype=float) for a in (x, w, b))
     if not isinstance(params, ParameterSet):
         params = linear_parameters(params)
-    check_linear(x, w, b, params)
-    schedule = linear_schedule(len(x), params, pad_to)
+    check_linear(x, w, b, params, code)
+    schedule = linear_schedule(len(x), params, pad_to, code)
     streams = seed_streams(seed, spike_seed)
-    n_channels = 2 * x.shape[1]
-    gain = float(params["lin_enc_gain"])
-    # One row per token window (nothing in empty ones).
-    token_rates = np.zeros((schedule.n_token_windows, n_channels))
-    token_rates[schedule.token_slots()] = signed_rates(x, gain)
-    namespace = {
-        "rate_table": TimedArray(token_rates * Hz, dt=schedule.token_period * second, name="lin_rate_table"),
-        "count_phase": blocks.table(schedule.write_phase(), "lin_count_phase_table"),
-    }
-    encoders = blocks.neuron_group(n_channels, REGULAR_ENCODER_EQS, params, namespace, "lin_encoders",
-                                   threshold=REGULAR_ENCODER_THRESHOLD, reset=REGULAR_ENCODER_RESET,
-                                   method="euler", dt=params["dt_enc"])
-    encoders.channel = np.arange(n_channels)
-    encoders.phase = streams.phases.uniform(0, 1, size=n_channels)
+    encoders, encoded = input_encoders(x, code, params, schedule, streams.phases, "lin_encoders", "lin_enc_gain",
+                                       x_top)
+    namespace = {"count_phase": blocks.table(schedule.write_phase(), "lin_count_phase_table")}
     # Channel 2c carries +x_c, channel 2c+1 carries -x_c: the OFF synapse has the negated weight.
-    channel = np.arange(n_channels)
-    weights = (polarity_sign(channel)[:, None] * w.T[channel // 2]) / (gain * schedule.t_learn)
+    channel = np.arange(len(encoders))
+    weights = polarity_sign(channel)[:, None] * w.T[channel // 2] * encoded.scale
+    on_pre = LATENCY_PROJECTION_ON_PRE if encoded.reads_efficacy else None
     groups = {"lin_encoders": encoders,
               **projection([(encoders, weights)], b, params, namespace, "lin_out", schedule.learn_windows(padded=True),
-                           schedule.duration, float(params["dt_enc"]))}
+                           schedule.duration, float(params["dt_enc"]), on_pre=on_pre)}
     monitors = {"lin_encoders_spikes": SpikeMonitor(encoders, name="lin_encoders_spikes"),
                 "lin_out_samples": groups.pop("lin_out_samples")}
     network = Network(*groups.values(), *monitors.values())
-    config = {"circuit": "linear", "n_tokens": schedule.n_token_windows, "dim": x.shape[1], "n_out": len(w)}
-    return LinearCircuit("linear", network, groups, monitors, schedule, params, config, {"x": x, "w": w, "b": b},
-                         streams)
+    config = {"circuit": "linear", "code": code, "n_tokens": schedule.n_token_windows, "dim": x.shape[1],
+              "n_out": len(w)}
+    inputs = {"x": x, "w": w, "b": b}
+    if code == "latency":
+        config.update(x_top=encoded.x_top, levels=encoded.levels)
+    return LinearCircuit("linear", network, groups, monitors, schedule, params, config, inputs, streams,
+                         encoded=encoded)
 
 
 @dataclass
 class LinearCircuit(SpikingCircuit):
     """A built spiking linear stage (see :class:`circuits.circuit.SpikingCircuit`): groups
-    ``lin_encoders``, ``lin_out_units``, ``lin_out_synapses0``; inputs ``x``, ``w``, ``b``."""
+    ``lin_encoders``, ``lin_out_units``, ``lin_out_synapses0``; inputs ``x``, ``w``, ``b``; ``encoded``:
+    what its code delivers (:class:`circuits.codes.Encoded`)."""
+
+    encoded: Encoded | None = None
 
     def decode(self) -> np.ndarray:
         """The accumulated outputs W x̂ + b (tokens x out), one row per real token's counting window."""
@@ -124,19 +138,11 @@ class LinearCircuit(SpikingCircuit):
         return values[self.schedule.token_slots()]
 
 
-def count_variance(x, gain, t_count) -> np.ndarray:
-    """Variance of the decoded ``|x|`` of a regular encoder started at a uniformly random phase:
-    ``f (1 - f) / (gain t_count)^2``, ``f = frac(gain t_count |x|)``."""
-    expected = gain * t_count * np.abs(np.asarray(x, dtype=float))
-    frac = expected - np.floor(expected)
-    return frac * (1 - frac) / (gain * t_count) ** 2
-
-
 def rate_model(circuit: LinearCircuit) -> dict:
-    """The stage's ideal, x W^T + b, and the variance of each output from the encoders' count
-    quantisation (independent channels)."""
-    inp, p = circuit.inputs, circuit.params
-    variance = count_variance(inp["x"], float(p["lin_enc_gain"]), circuit.schedule.t_learn) @ (inp["w"] ** 2).T
+    """The stage's ideal, x W^T + b, and the variance of each output from its code's quantisation
+    (independent channels; ``circuits.codes.Encoded.variance``)."""
+    inp = circuit.inputs
+    variance = circuit.encoded.variance(inp["x"]) @ (inp["w"] ** 2).T
     return {"y_rate": inp["x"] @ inp["w"].T + inp["b"], "variance": variance}
 
 
@@ -175,16 +181,18 @@ class LinearSpec(CircuitSpec):
                             time.perf_counter() - t0)
 
 
-def linear_spec(x, w, b, *, pad_to=None, params=None, seed=0, spike_seed=None) -> LinearSpec:
+def linear_spec(x, w, b, *, code="rate", x_top=None, pad_to=None, params=None, seed=0, spike_seed=None) -> LinearSpec:
     """Check a linear stage before anything is simulated (ValueError/ParameterError with one line).
-    ``pad_to``: a length bucket (the stage runs on ``pad_to`` token windows, its result holds the
-    real tokens); ``params``: overrides by name or a ParameterSet of :func:`linear_parameters`."""
-    options = builder_options(build_linear_circuit, {"pad_to": pad_to}, "the linear stage")
+    ``code``, ``x_top``: see :func:`build_linear_circuit`; ``pad_to``: a length bucket (the stage
+    runs on ``pad_to`` token windows, its result holds the real tokens); ``params``: overrides by
+    name or a ParameterSet of :func:`linear_parameters`."""
+    options = builder_options(build_linear_circuit, {"code": code, "x_top": x_top, "pad_to": pad_to},
+                              "the linear stage")
     x, w, b = (np.asarray(a, dtype=float) for a in (x, w, b))
     seeds = SeedStreams(seed, spike_seed)
     if not isinstance(params, ParameterSet):
         params = linear_parameters(params)
-    check_linear(x, w, b, params)
+    check_linear(x, w, b, params, code)
     check_pad_to(pad_to, len(x))
     return LinearSpec(x, w, b, options, params, seeds.seed, seeds.spike_seed)
 

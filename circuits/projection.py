@@ -22,13 +22,15 @@ def sample_table(windows, duration, dt):
     return out
 
 
-def projection(sources, bias, params, namespace, name, windows, duration, dt):
+def projection(sources, bias, params, namespace, name, windows, duration, dt, on_pre=None):
     """Output units (one per entry of ``bias``) fed by ``sources``: pairs of a Brian2 group and its
     weights (neurons of the group x output units), every pair all to all. The units count in the
     ``count_phase`` windows of ``namespace`` and are sampled at the last step of each of
     ``windows`` (their clock ``dt`` must be the synapses' and every source's finest step, so no
-    event of a window falls after its sample). Returns the Brian2 objects by name:
+    event of a window falls after its sample). ``on_pre``: what a spike does (from latency
+    encoders: ``LATENCY_PROJECTION_ON_PRE``; default ``PROJECTION_SYNAPSE_ON_PRE``). Returns the Brian2 objects by name:
     ``<name>_units``, ``<name>_synapses<k>`` and the monitor ``<name>_samples``."""
+    on_pre = PROJECTION_SYNAPSE_ON_PRE if on_pre is None else on_pre
     window_length = float(windows[0][1] - windows[0][0])
     namespace = dict(namespace, sample_step=TimedArray(sample_table(windows, duration, dt), dt=dt * second,
                                                        name=f"{name}_sample_table"))
@@ -45,7 +47,7 @@ def projection(sources, bias, params, namespace, name, windows, duration, dt):
         # Explicit indices (source-major), so the weights can be set on any device before a run.
         pre, post = np.divmod(np.arange(weights.size), len(bias))
         synapses = blocks.synapses(source, units, PROJECTION_SYNAPSE_MODEL, params, namespace, f"{name}_synapses{k}",
-                                   {"i": pre, "j": post}, on_pre=PROJECTION_SYNAPSE_ON_PRE, dt=dt * second)
+                                   {"i": pre, "j": post}, on_pre=on_pre, dt=dt * second)
         synapses.w_proj = weights.ravel()
         objects[f"{name}_synapses{k}"] = synapses
     objects[f"{name}_samples"] = EventMonitor(units, "sample", variables=["y"], when="end", name=f"{name}_samples")

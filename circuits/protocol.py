@@ -46,8 +46,8 @@ TABLE_BIN = 1 * ms
 SHORT_PROTOCOL = {"t_settle": "100*ms", "t_learn": "200*ms", "t_read": "400*ms"}
 
 #: Protocol windows (whole numbers of TABLE_BIN): settling, learning and reading of the attention
-#: circuits, counting of the feed-forward circuit.
-WINDOWS = ("t_settle", "t_learn", "t_read", "t_count", "t_consolidate")
+#: circuits, counting of the feed-forward circuit, a latency code's window.
+WINDOWS = ("t_settle", "t_learn", "t_read", "t_count", "t_code", "t_consolidate")
 
 #: Time steps per time constant that the (exact or Euler) integration needs at least.
 STEPS_PER_TIME_CONSTANT = 10

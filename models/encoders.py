@@ -12,6 +12,22 @@ Two spike generators share that rate:
 * Regular (integrate-and-fire) encoder: a phase that advances at ``rate`` and fires on crossing
   one; over a window T its count errs by at most one spike (relative error <= 1/(rT)).
   A random initial phase keeps the neurons of one population from firing in lockstep.
+
+Rate codes pay for precision in spikes (Poisson: ~1/eps^2 spikes for a relative error eps;
+regular: ~1/eps). The **latency code** carries a value in one spike (docs/model.md §11): at the
+start of each token window the encoder's potential is set to |x| and charges exponentially,
+v = |x| B^k after k steps of ``dt_enc`` (B = ``code_base``), and the encoder fires once, when v
+first reaches the top of the code's range ``x_top``. The larger |x|, the earlier the spike: the
+first-spike latencies of retinal ganglion cells (Gollisch & Meister 2008,
+doi:10.1126/science.1149639) and human touch afferents (Johansson & Birznieks 2004,
+doi:10.1038/nn1177) carry stimulus strength the same way. What a spike means is carried by the
+encoder's release ``efficacy``, which falls by B each step from ``x_top sqrt(B)``: a spike at step
+k reaches its targets with x_top B^(1/2 - k), the geometric middle of the values that fire at k
+(an exponentially decaying synaptic kernel, as in T2FSNN, Park et al. 2020,
+doi:10.1109/DAC18072.2020.9218689, and the few-spikes neurons of Stöckl & Maass 2021,
+doi:10.1038/s42256-021-00311-4). So one event per value and target delivers x within a factor
+B^(±1/2): a log-uniform grid of ``t_code / dt_enc`` levels. Values below the lowest level stay
+silent.
 """
 
 import numpy as np
@@ -36,6 +52,32 @@ REGULAR_ENCODER_THRESHOLD = "phase >= 1"
 REGULAR_ENCODER_RESET = "phase -= 1"
 
 ENCODER_KINDS = ("regular", "poisson")
+
+#: Latency encoder (see the module docstring); ``tau_code = dt_enc / ln(code_base)``, so that the
+#: exact integration multiplies v by B and the efficacy by 1/B each step.
+LATENCY_ENCODER_EQS = """
+dv/dt = v / tau_code : 1                     # charging: |x| B^k after k steps of the window
+defficacy/dt = -efficacy / tau_code : 1      # what a spike now carries: x_top B^(1/2 - k)
+channel : integer (constant)                 # column of the value table (dimension x polarity)
+"""
+#: At the start of every token window (once per window, before the thresholds).
+LATENCY_ENCODER_START = """
+v = value_table(t, channel)
+efficacy = x_top * sqrt(code_base)
+"""
+LATENCY_ENCODER_THRESHOLD = "v >= x_top"
+LATENCY_ENCODER_RESET = "v = 0"               # silent until the next window sets v again
+
+#: How a stage's input values become spikes: a rate code (regular encoders, ~1/eps spikes per value)
+#: or the latency code (one spike per value).
+CODES = ("rate", "latency")
+
+LATENCY_CODE_PARAMETERS = (
+    Parameter("code_base", 1.1, 1, "ratio of consecutive levels of the latency code: a value is delivered within "
+              "a factor code_base^(+-1/2) (relative rms ln(B)/sqrt(12))", positive=True),
+    Parameter("t_code", 5 * ms, ms, "latency-code window per token: t_code/dt_enc levels, a dynamic range of "
+              "code_base^(levels - 1)", positive=True),
+)
 
 ENCODER_PARAMETERS = (
     Parameter("key_enc_gain", 200 * Hz, Hz, "rate of one key/query encoder neuron per unit of |x_j|",

@@ -22,6 +22,7 @@ at the window's last time step after that step's synaptic events (event ``sample
 
 from brian2 import Hz, ms
 
+from models.encoders import LATENCY_CODE_PARAMETERS
 from models.parameters import Parameter
 
 #: An accumulating output unit: integrates synaptic weights; the bias flows as a current.
@@ -38,6 +39,8 @@ ACCUMULATOR_EVENTS = {"sample": "sample_step(t) > 0.5"}
 #: Presynaptic neuron -> output unit: one event adds the weight (one accumulate).
 PROJECTION_SYNAPSE_MODEL = "w_proj : 1 (constant)"
 PROJECTION_SYNAPSE_ON_PRE = "y_post += w_proj * counting_post"   # counted in counting windows only
+#: The same from latency encoders (models.encoders): a spike delivers the weight times what it carries.
+LATENCY_PROJECTION_ON_PRE = "y_post += w_proj * efficacy_pre * counting_post"
 
 LINEAR_PARAMETERS = (
     Parameter("lin_enc_gain", 500 * Hz, Hz, "rate of the encoder neuron of an input channel per unit of |x_c| "
@@ -45,6 +48,7 @@ LINEAR_PARAMETERS = (
     Parameter("dt", 0.5 * ms, ms, "time step of the protocol tables", positive=True),
     Parameter("dt_enc", 0.05 * ms, ms, "time step of the encoders, their synapses and the output units (a regular "
               "encoder fires at most once per step)", positive=True),
-    Parameter("t_count", 100 * ms, ms, "counting window per token (no settling: the output units have no "
-              "dynamics to settle)", positive=True),
+    Parameter("t_count", 100 * ms, ms, "counting window per token of the rate code (no settling: the output "
+              "units have no dynamics to settle)", positive=True),
+    *LATENCY_CODE_PARAMETERS,
 )

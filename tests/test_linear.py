@@ -8,7 +8,8 @@ from analysis.spikes import window_counts
 from circuits import projection
 from circuits.feedforward import feedforward_spec
 from circuits.head import head_spec
-from circuits.linear import count_variance, linear_spec
+from analysis.codes import count_variance
+from circuits.linear import linear_spec
 from models.parameters import ParameterError
 from transformer import bill
 
@@ -119,3 +120,98 @@ def test_energy_of_a_bill():
     assert summary["energy_joules_conventional"] == pytest.approx(200 * 4.6e-12)
     assert summary["fraction_on_synapses"] == pytest.approx(0.75)
     assert summary["mean_rate_hz"] == {"a": 5.0}
+
+
+# --- the latency code: one spike per input value (circuits.codes, analysis.codes) ---
+
+#: A coarse encoder clock keeps the runtime device quick: 40 levels of B = 1.2 (range 1.2^39 ~ 1200).
+LATENCY = {"dt": "1*ms", "dt_enc": "0.1*ms", "t_code": "4*ms", "code_base": 1.2}
+
+
+def latency_stage(seed=0, n_tokens=3, dim=16, n_out=8, **params):
+    """Inputs spread over three decades (log-normal magnitudes, random signs), as hidden states are."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice([-1, 1], size=(n_tokens, dim)) * np.exp(1.5 * rng.normal(size=(n_tokens, dim)))
+    w = rng.normal(size=(n_out, dim)) / np.sqrt(dim)
+    b = rng.normal(size=n_out)
+    return linear_spec(x, w, b, code="latency", params={**LATENCY, **params}, seed=seed)
+
+
+def test_latency_code_delivers_each_value_in_one_spike_at_its_level():
+    """Each nonzero input value fires one encoder spike (none for the other polarity, none for
+    zero) at the step where |x| B^k first reaches x_top, and the output is W times the values
+    those steps deliver (analysis.codes.latency_decode, an independent NumPy quantiser) plus b."""
+    spec = latency_stage()
+    x = spec.x.copy()
+    x[0, 0] = 0.0                                             # a zero fires nothing
+    spec = linear_spec(x, spec.w, spec.b, code="latency", params=LATENCY)
+    result = spec.simulate()
+    circuit = result.circuit
+    assert circuit.population_spikes() == {"lin_encoders": np.count_nonzero(x)}
+    monitor = circuit.monitors["lin_encoders_spikes"]
+    token, step = np.divmod(np.rint(np.asarray(monitor.t_) / 1e-4).astype(int), 40)
+    channel = np.asarray(monitor.i)
+    x_top, levels = circuit.config["x_top"], circuit.config["levels"]
+    with np.errstate(divide="ignore"):
+        expected_k = np.ceil(np.log(x_top / np.abs(x)) / np.log(1.2))
+    np.testing.assert_array_equal(step, expected_k[token, channel // 2])
+    np.testing.assert_array_equal(channel % 2, (x[token, channel // 2] < 0).astype(int))
+    delivered = np.sign(x) * np.where(expected_k < levels, x_top * 1.2 ** (0.5 - expected_k), 0.0)
+    np.testing.assert_allclose(result.y_spike, delivered @ spec.w.T + spec.b, rtol=1e-9, atol=1e-12)
+    assert circuit.synaptic_events() == {"lin_out_synapses0": np.count_nonzero(x) * len(spec.w)}
+
+
+def test_latency_code_error_within_its_budget():
+    """Against x W^T + b the error stays within the chi-square tolerance of the latency budget
+    (relative variance of B^s - 1, s uniform, per value; the dropped values' whole size), and the
+    budget is not loose: the mean ratio over seeds is near one."""
+    ratios = []
+    for seed in range(4):
+        metrics = latency_stage(seed, n_tokens=4, dim=24, n_out=12).simulate().metrics
+        assert metrics["spike_vs_product_over_bound"] < metrics["bound_tolerance_ratio"]
+        ratios.append(metrics["spike_vs_product_over_bound"])
+    assert 0.6 < np.mean(ratios) < 1.4
+
+
+def test_ablation_latency_code_without_the_falling_efficacy():
+    """The efficacy that falls by B each step is what turns a spike's time into its value: hold it
+    at its start (every spike delivers x_top) and the output misses x W^T + b by far more than
+    the code's budget."""
+    spec = latency_stage(dim=24, n_out=12)
+    from circuits import codes
+    import models.encoders as encoders
+    broken = encoders.LATENCY_ENCODER_EQS.replace("defficacy/dt = -efficacy / tau_code : 1", "efficacy : 1")
+    original = codes.LATENCY_ENCODER_EQS
+    codes.LATENCY_ENCODER_EQS = broken
+    try:
+        metrics = spec.simulate().metrics
+    finally:
+        codes.LATENCY_ENCODER_EQS = original
+    assert metrics["rel_err_spike_vs_product"] > 10 * metrics["quantisation_bound"]
+
+
+def test_latency_code_levels_and_budget_by_hand():
+    """x_top = max |x| sqrt(B) delivers the largest value exactly; a value between levels within
+    B^(+-1/2); one below the lowest level delivers nothing; the relative variance is (ln B)^2 / 12
+    to first order."""
+    from analysis.codes import latency_decode, latency_relative_variance, latency_top
+    x = np.array([2.0, -1.0, 1e-6])
+    top = latency_top(x, 1.1)
+    delivered = latency_decode(x, top, 1.1, 64)
+    assert delivered[0] == pytest.approx(2.0) and delivered[2] == 0.0
+    assert 1.1 ** -0.5 <= delivered[1] / -1.0 <= 1.1 ** 0.5
+    assert latency_relative_variance(1.1) == pytest.approx(np.log(1.1) ** 2 / 12, rel=0.01)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"code_base": 1.0}, "code_base"),
+    ({"t_code": "0.1*ms"}, "whole number"),
+])
+def test_bad_latency_parameters_fail_with_one_line(change, message):
+    with pytest.raises((ParameterError, ValueError), match=message):
+        latency_stage(**change)
+
+
+def test_unknown_code_fails_with_one_line():
+    with pytest.raises(ValueError, match="unknown code"):
+        linear_spec(np.ones((1, 2)), np.ones((1, 2)), np.zeros(1), code="phase")

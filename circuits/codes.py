@@ -1,0 +1,109 @@
+"""A stage's input encoders under a code: the rate code's regular encoders or the latency code's.
+
+    tokens x (L x D) --> ON/OFF encoders (2 D neurons, clock dt_enc) --synapses--> the stage
+
+(models.encoders, analysis.codes; docs/model.md §11). :func:`input_encoders` builds them for a
+stage whose tokens each take one window of ``window`` seconds; :class:`Encoded` tells the stage how
+its synapses read a spike and what the code delivers (its NumPy reference and variance).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from brian2 import Hz, TimedArray, second
+
+from analysis import codes
+from circuits import blocks
+from models.encoders import (CODES, LATENCY_ENCODER_EQS, LATENCY_ENCODER_RESET, LATENCY_ENCODER_START,
+                             LATENCY_ENCODER_THRESHOLD, REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET,
+                             REGULAR_ENCODER_THRESHOLD, signed_rates)
+from models.parameters import ParameterError
+
+
+def check_code(code) -> None:
+    """ValueError with one line for an unknown code."""
+    if code not in CODES:
+        raise ValueError(f"unknown code {code!r}; choose one of {', '.join(CODES)}")
+
+
+def latency_levels(params) -> int:
+    """Levels of the latency code: steps of ``dt_enc`` in ``t_code``."""
+    return int(round(float(params["t_code"] / params["dt_enc"])))
+
+
+def check_latency(params) -> None:
+    """Refuse (ParameterError, one line) a latency code that cannot order its levels."""
+    if params["code_base"] <= 1:
+        raise ParameterError(f"code_base must be > 1 (the ratio of consecutive levels), got {params['code_base']:g}")
+    if latency_levels(params) < 2:
+        raise ParameterError("t_code must span at least two steps of dt_enc")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """How a code's encoders deliver tokens ``x``: ``scale`` multiplies a synapse's weight (the rate
+    code: 1 / expected spikes per unit of |x|; the latency code: 1, a spike carries its value in the
+    encoder's ``efficacy``), ``reads_efficacy`` says whether synapses must read it, and
+    :meth:`delivered` / :meth:`variance` give the value each input delivers and its expected
+    squared error (analysis.codes)."""
+
+    code: str
+    scale: float
+    gain: float = 0.0           # rate: spikes per second per unit of |x|
+    window: float = 0.0         # rate: counting window (s)
+    x_top: float = 0.0          # latency: top of the range
+    base: float = 0.0           # latency: ratio of consecutive levels
+    levels: int = 0             # latency: levels in the window
+
+    @property
+    def reads_efficacy(self) -> bool:
+        return self.code == "latency"
+
+    def delivered(self, x) -> np.ndarray:
+        """The latency code's delivered values (the rate code's are random: its mean, x)."""
+        return codes.latency_decode(x, self.x_top, self.base, self.levels) if self.code == "latency" else np.asarray(x)
+
+    def variance(self, x) -> np.ndarray:
+        if self.code == "latency":
+            return codes.latency_variance(x, self.x_top, self.base, self.levels)
+        return codes.count_variance(x, self.gain, self.window)
+
+
+def input_encoders(x, code, params, schedule, phases, name, gain_name, x_top=None):
+    """The ON/OFF encoders of tokens ``x`` (L x D) shown in the schedule's token windows (each
+    ``schedule.token_period``; empty windows show nothing), on the clock ``dt_enc``. ``gain_name``:
+    the rate code's gain parameter; ``x_top``: the latency code's top of range (default
+    :func:`analysis.codes.latency_top` of ``x``). ``phases``: the random start phases of the
+    regular encoders. Returns (the NeuronGroup ``name``, :class:`Encoded`). Channel 2c carries
+    +x_c, channel 2c+1 carries -x_c (``models.encoders.signed_rates``)."""
+    check_code(code)
+    n_channels = 2 * x.shape[1]
+    window = schedule.t_learn
+    values = np.zeros((schedule.n_token_windows, n_channels))
+    if code == "rate":
+        gain = float(params[gain_name])
+        values[schedule.token_slots()] = signed_rates(x, gain)
+        namespace = {"rate_table": TimedArray(values * Hz, dt=schedule.token_period * second, name=f"{name}_table")}
+        group = blocks.neuron_group(n_channels, REGULAR_ENCODER_EQS, params, namespace, name,
+                                    threshold=REGULAR_ENCODER_THRESHOLD, reset=REGULAR_ENCODER_RESET,
+                                    method="euler", dt=params["dt_enc"])
+        group.phase = phases.uniform(0, 1, size=n_channels)
+        encoded = Encoded("rate", 1.0 / (gain * window), gain=gain, window=window)
+    else:
+        check_latency(params)
+        base = float(params["code_base"])
+        x_top = codes.latency_top(x, base) if x_top is None else float(x_top)
+        if x_top <= 0:
+            raise ValueError(f"x_top must be > 0, got {x_top:g}")
+        values[schedule.token_slots()] = signed_rates(x, 1.0)
+        namespace = {"value_table": TimedArray(values, dt=schedule.token_period * second, name=f"{name}_table")}
+        tau_code = params["dt_enc"] / np.log(base)
+        group = blocks.neuron_group(n_channels, LATENCY_ENCODER_EQS, params, namespace, name,
+                                    threshold=LATENCY_ENCODER_THRESHOLD, reset=LATENCY_ENCODER_RESET,
+                                    method="exact", dt=params["dt_enc"], uses=(LATENCY_ENCODER_START,),
+                                    extra={"x_top": x_top, "tau_code": tau_code})
+        group.run_regularly(LATENCY_ENCODER_START, dt=schedule.token_period * second, when="before_thresholds",
+                            name=f"{name}_window_start")
+        encoded = Encoded("latency", 1.0, x_top=x_top, base=base, levels=latency_levels(params))
+    group.channel = np.arange(n_channels)
+    return group, encoded
