@@ -39,6 +39,20 @@ def check_latency(params) -> None:
         raise ParameterError("t_code must span at least two steps of dt_enc")
 
 
+def latency_neurons(n, start, params, namespace, name, x_top, period):
+    """``n`` latency neurons (``models.encoders.LATENCY_ENCODER_EQS``) on the clock ``dt_enc`` whose
+    potential and efficacy are set by the code ``start`` at the beginning of every ``period``
+    seconds (before the thresholds), with top of range ``x_top``: at most one spike per period,
+    within the code's ``t_code / dt_enc`` levels."""
+    base = float(params["code_base"])
+    group = blocks.neuron_group(n, LATENCY_ENCODER_EQS, params, namespace, name, threshold=LATENCY_ENCODER_THRESHOLD,
+                                reset=LATENCY_ENCODER_RESET, method="exact", dt=params["dt_enc"], uses=(start,),
+                                extra={"x_top": x_top, "tau_code": params["dt_enc"] / np.log(base),
+                                       "efficacy_floor": x_top * base ** (1 - latency_levels(params))})
+    group.run_regularly(start, dt=period * second, when="before_thresholds", name=f"{name}_window_start")
+    return group
+
+
 @dataclass(frozen=True)
 class Encoded:
     """How a code's encoders deliver tokens ``x``: ``scale`` multiplies a synapse's weight (the rate
@@ -97,13 +111,8 @@ def input_encoders(x, code, params, schedule, phases, name, gain_name, x_top=Non
             raise ValueError(f"x_top must be > 0, got {x_top:g}")
         values[schedule.token_slots()] = signed_rates(x, 1.0)
         namespace = {"value_table": TimedArray(values, dt=schedule.token_period * second, name=f"{name}_table")}
-        tau_code = params["dt_enc"] / np.log(base)
-        group = blocks.neuron_group(n_channels, LATENCY_ENCODER_EQS, params, namespace, name,
-                                    threshold=LATENCY_ENCODER_THRESHOLD, reset=LATENCY_ENCODER_RESET,
-                                    method="exact", dt=params["dt_enc"], uses=(LATENCY_ENCODER_START,),
-                                    extra={"x_top": x_top, "tau_code": tau_code})
-        group.run_regularly(LATENCY_ENCODER_START, dt=schedule.token_period * second, when="before_thresholds",
-                            name=f"{name}_window_start")
+        group = latency_neurons(n_channels, LATENCY_ENCODER_START, params, namespace, name, x_top,
+                                schedule.token_period)
         encoded = Encoded("latency", 1.0, x_top=x_top, base=base, levels=latency_levels(params))
     group.channel = np.arange(n_channels)
     return group, encoded

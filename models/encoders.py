@@ -27,7 +27,7 @@ k reaches its targets with x_top B^(1/2 - k), the geometric middle of the values
 doi:10.1109/DAC18072.2020.9218689, and the few-spikes neurons of Stöckl & Maass 2021,
 doi:10.1038/s42256-021-00311-4). So one event per value and target delivers x within a factor
 B^(±1/2): a log-uniform grid of ``t_code / dt_enc`` levels. Values below the lowest level stay
-silent.
+silent, also if the encoder's window is longer than ``t_code``.
 """
 
 import numpy as np
@@ -65,7 +65,10 @@ LATENCY_ENCODER_START = """
 v = value_table(t, channel)
 efficacy = x_top * sqrt(code_base)
 """
-LATENCY_ENCODER_THRESHOLD = "v >= x_top"
+#: Fires at most at ``levels`` steps: after the last level the efficacy is below ``efficacy_floor``
+#: (x_top B^(1 - levels), between the last level's efficacy and the next), and the encoder stays
+#: silent for the rest of its window whatever follows it.
+LATENCY_ENCODER_THRESHOLD = "v >= x_top and efficacy > efficacy_floor"
 LATENCY_ENCODER_RESET = "v = 0"               # silent until the next window sets v again
 
 #: How a stage's input values become spikes: a rate code (regular encoders, ~1/eps spikes per value)
