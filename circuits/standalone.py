@@ -78,11 +78,16 @@ class _SeedExpression:
         return f'(getenv("{SEED_ENV}") ? strtoul(getenv("{SEED_ENV}"), NULL, 10) : 0UL) + 0'
 
 
+#: Configuration entries that are values, not structure: the kernel scale only scales inputs, and a
+#: latency code's tops of range are shared constants of its neurons.
+VALUE_CONFIG = ("scale", "x_top", "g_top")
+
+
 def structure_key(circuit: SpikingCircuit) -> tuple:
     """Everything the generated code depends on: the circuit's configuration without its values
-    (the kernel scale only scales inputs), the table and clock resolutions, the number of table
-    bins, the parameter names (they become declared variables) and the Brian2 version."""
-    config = {name: value for name, value in circuit.config.items() if name != "scale"}
+    (:data:`VALUE_CONFIG`), the table and clock resolutions, the number of table bins, the parameter
+    names (they become declared variables) and the Brian2 version."""
+    config = {name: value for name, value in circuit.config.items() if name not in VALUE_CONFIG}
     params = circuit.params
     steps = tuple((name, float(params[name])) for name in ("dt", "dt_enc", "record_dt") if name in params)
     return (circuit.kind, tuple(sorted(config.items())), circuit.schedule.n_bins(), steps, tuple(sorted(params)),

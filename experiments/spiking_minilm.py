@@ -8,7 +8,8 @@ Every layer's stages (``--spiking``; ``transformer.executors``): ``qkv`` (W_QKV 
 encoders of the hidden state), ``attention`` (every head on the exact-kernel neuron-astrocyte
 circuit), ``attn_out`` (W_O on synapses from the heads' value neurons), ``ffn`` (encoders, W_1
 synapses and spiking GELU populations), ``ffn_out`` (W_2 on synapses from the GELU neurons);
-``all`` for every one. In NumPy always: embeddings, residual additions, LayerNorms, mean pooling,
+``all`` for every one. ``--code latency`` carries the inputs of the stages that have the latency
+code in one spike per value instead of regular rate-coded spikes (docs/model.md §11). In NumPy always: embeddings, residual additions, LayerNorms, mean pooling,
 and whatever stage is not on spikes (docs/model.md §8-§10).
 
 A corpus streams: sentences run in batches (``--batch``, sentences of one length together), each
@@ -39,7 +40,7 @@ from models.astrocytes import ASTROCYTE_MODELS
 from models.parameters import ParameterError
 from runs.folders import atomic_path, new_run_dir, output_parent, peak_memory_mb, run_record, write_json
 from transformer import bill, minilm
-from transformer.executors import parse_stages
+from transformer.executors import parse_codes, parse_stages
 from transformer.heads import MAX_TOKENS
 from transformer.spiking import (HEAD_OPTIONS, KEEP_FOR_MAPS, attention_maps, block_parameters, check_texts, parameters_record,
                                  run_metrics, sentence_records, spiking_minilm)
@@ -58,6 +59,10 @@ def build_parser():
     model = parser.add_argument_group("model")
     model.add_argument("--spiking", default="attention,ffn",
                        help="stages on spikes: 'all', 'none' or a subset of qkv,attention,attn_out,ffn,ffn_out")
+    model.add_argument("--code", default="rate",
+                       help="how stage inputs are carried: 'rate' (regular encoders, ~1/eps spikes per value), "
+                            "'latency' (one spike per value, every stage that has it: qkv, attn_out, ffn, ffn_out), "
+                            "or STAGE=CODE pairs, e.g. qkv=latency")
     model.add_argument("--layers", default="all", help="'all' or layer numbers 0-5, e.g. 0,3")
     model.add_argument("--map-layer", type=int, default=None,
                        help="layer whose 12 attention maps are drawn (default: the first spiking one)")
@@ -161,7 +166,7 @@ def run_corpus(run_dir, config, pool, say=None) -> None:
                              sentence_ids=batch, heads=config.get("heads"), ffn_units=config.get("ffn_units"),
                              params=params, options=config["options"], seed=config["seed"],
                              spike_seed=config["spike_seed"], map_layer=config["map_layer"],
-                             buckets=config.get("buckets"), log=say)
+                             buckets=config.get("buckets"), codes=config.get("codes"), log=say)
         for record in sentence_records(run):
             record["wall_seconds"] = run.wall_seconds / len(batch)     # its share of its batch
             write_json(sentence_path(run_dir, record["id"]), record)
@@ -214,6 +219,7 @@ def configure(args) -> dict:
     n_layers = minilm.load_model().n_layers
     texts = read_texts(args)
     stages = parse_stages(args.spiking)
+    codes = parse_codes(args.code)
     layers = parse_layers(args.layers, n_layers)
     map_layer = args.map_layer if args.map_layer is not None else layers[0]
     if not 0 <= map_layer < n_layers:
@@ -223,7 +229,7 @@ def configure(args) -> dict:
     overrides = cli.parameter_overrides(args)
     block_parameters(overrides, args.astrocyte)                     # checked before anything runs
     buckets = parse_buckets(args.buckets)
-    return {"texts": texts, "spiking": list(stages), "layers": list(layers), "map_layer": map_layer,
+    return {"texts": texts, "spiking": list(stages), "codes": codes, "layers": list(layers), "map_layer": map_layer,
             "seed": args.seed, "spike_seed": args.spike_seed, "overrides": overrides, "batch": args.batch,
             "buckets": None if buckets is None else list(buckets),
             "device": args.device, "threads": args.threads,

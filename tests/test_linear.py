@@ -66,6 +66,7 @@ def test_synaptic_events_counted_by_hand():
     tally = bill.circuit_tally(circuit)
     assert tally["synaptic_events"] == 45 and tally["astrocyte_updates"] == 0
     assert tally["neuron_seconds"] == {"lin_encoders": pytest.approx(4 * 0.1)}
+    assert tally["neurons"] == {"lin_encoders": 4}
 
 
 def test_gelu_neurons_drive_w2_exactly():
@@ -114,12 +115,14 @@ def test_energy_of_a_bill():
     """0.9 pJ per synaptic event or astrocyte update, 4.6 pJ per NumPy MAC; the conventional
     network spends 4.6 pJ on every model MAC."""
     record = {"synaptic_events": 1000, "astrocyte_updates": 100, "numpy_macs": 50, "model_macs": 200,
-              "spikes": {"a": 10}, "neuron_seconds": {"a": 2.0}}
+              "spikes": {"a": 10, "b": 2}, "neuron_seconds": {"a": 2.0, "b": 1.0}, "neurons": {"a": 4, "b": 2}}
     summary = bill.summarise(record)
     assert summary["energy_joules"] == pytest.approx(1100 * 0.9e-12 + 50 * 4.6e-12)
     assert summary["energy_joules_conventional"] == pytest.approx(200 * 4.6e-12)
     assert summary["fraction_on_synapses"] == pytest.approx(0.75)
-    assert summary["mean_rate_hz"] == {"a": 5.0}
+    assert summary["mean_rate_hz"] == {"a": 5.0, "b": 2.0}
+    assert summary["energy_joules_conventional_int8"] == pytest.approx(200 * (0.2e-12 + 0.03e-12))
+    assert summary["spikes_per_neuron"] == pytest.approx(12 / 6)
 
 
 # --- the latency code: one spike per input value (circuits.codes, analysis.codes) ---

@@ -6,7 +6,11 @@ arriving at one synapse, an accumulate; a conventional network spends one multip
 per weight and input. Energies at 45 nm, 32-bit floating point (Horowitz 2014, "Computing's energy
 problem (and what we can do about it)", ISSCC, doi:10.1109/ISSCC.2014.6757323): an add 0.9 pJ, a
 multiply 3.7 pJ, so E_AC = 0.9 pJ per synaptic event and E_MAC = 4.6 pJ per MAC. Like those papers
-this counts arithmetic only (no memory access, no neuron state updates).
+this counts arithmetic only (no memory access, no neuron state updates). Beside the fp32 network the
+bill gives the same arithmetic at 8-bit integers (Horowitz 2014: multiply 0.2 pJ, add 0.03 pJ;
+E_MAC_INT8 = 0.23 pJ), the fair conventional competitor of a low-precision spiking code, and the
+mean spikes per spiking neuron (the unit of Stanojevic et al., Nat. Commun. 2024, "High-performance
+deep spiking neural networks with 0.3 spikes per neuron").
 
 Everything is counted from what the simulation did (``circuits.circuit.SpikingCircuit``: each
 source's spike monitor and each synapse object's wiring), not from what it should have done. The
@@ -20,6 +24,8 @@ import numpy as np
 #: Energy of one synaptic event (an accumulate) and of one multiply-accumulate, joules (Horowitz 2014).
 E_AC = 0.9e-12
 E_MAC = 4.6e-12
+#: A multiply-accumulate at 8-bit integers, joules (Horowitz 2014: 0.2 pJ multiply + 0.03 pJ add).
+E_MAC_INT8 = 0.23e-12
 
 #: A layer's stages in order, and what each computes (docs/model.md §10).
 STAGES = {
@@ -49,24 +55,26 @@ def numpy_stage(stage, n_tokens, model, macs=None) -> dict:
     """The bill of a stage (or of ``macs`` of it) computed in NumPy."""
     macs = stage_macs(stage, n_tokens, model) if macs is None else int(macs)
     return {"on": "numpy", "model_macs": stage_macs(stage, n_tokens, model), "numpy_macs": macs,
-            "synaptic_events": 0, "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}}
+            "synaptic_events": 0, "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}, "neurons": {}}
 
 
 def circuit_tally(circuit) -> dict:
-    """Spikes per population, neuron-seconds per population (size x simulated time), synaptic
-    events and astrocyte-process updates of one run circuit (frozen or not)."""
+    """Spikes per population, neurons and neuron-seconds per population (size x simulated time),
+    synaptic events and astrocyte-process updates of one run circuit (frozen or not). Every event
+    a spike delivered counts, whether the synapse's phase gate let it change anything or not."""
     spikes = circuit.population_spikes()
     duration = circuit.schedule.duration
     events = circuit.synaptic_events()
     astro = sum(n for name, n in events.items() if name in ASTROCYTE_SYNAPSES)
     return {"synaptic_events": int(sum(events.values()) - astro), "astrocyte_updates": int(astro),
-            "spikes": spikes, "neuron_seconds": {pop: len(circuit.groups[pop]) * duration for pop in spikes}}
+            "spikes": spikes, "neurons": {pop: len(circuit.groups[pop]) for pop in spikes},
+            "neuron_seconds": {pop: len(circuit.groups[pop]) * duration for pop in spikes}}
 
 
 def spiking_stage(stage, n_tokens, model, circuits, numpy_macs=0) -> dict:
     """The bill of a stage run on ``circuits`` (run circuits), with ``numpy_macs`` of it left to NumPy."""
     out = {"on": "spikes", "model_macs": stage_macs(stage, n_tokens, model), "numpy_macs": int(numpy_macs),
-           "synaptic_events": 0, "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}}
+           "synaptic_events": 0, "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}, "neurons": {}}
     for circuit in circuits:
         add_tally(out, circuit_tally(circuit))
     return out
@@ -77,7 +85,7 @@ def add_tally(total, part) -> dict:
     for key in ("synaptic_events", "astrocyte_updates", "numpy_macs", "model_macs"):
         if key in part:
             total[key] = total.get(key, 0) + part[key]
-    for key in ("spikes", "neuron_seconds"):
+    for key in ("spikes", "neuron_seconds", "neurons"):
         for pop, n in part.get(key, {}).items():
             total.setdefault(key, {})[pop] = total.get(key, {}).get(pop, 0) + n
     return total
@@ -85,23 +93,27 @@ def add_tally(total, part) -> dict:
 
 def energy(tally) -> dict:
     """Energy of a tally: synaptic events and astrocyte updates at E_AC, NumPy MACs at E_MAC; and
-    of the same arithmetic in a conventional network (every model MAC at E_MAC)."""
+    of the same arithmetic in a conventional network (every model MAC at E_MAC, and at E_MAC_INT8)."""
     events = tally["synaptic_events"] + tally["astrocyte_updates"]
     macs = tally["model_macs"]
     spiking_macs = macs - tally["numpy_macs"] if macs else 0
     return {"energy_joules": E_AC * events + E_MAC * tally["numpy_macs"],
             "energy_joules_conventional": E_MAC * macs,
+            "energy_joules_conventional_int8": E_MAC_INT8 * macs,
             "fraction_on_synapses": spiking_macs / macs if macs else 0.0,
             "synaptic_events_per_mac": events / spiking_macs if spiking_macs else None}
 
 
 def summarise(tally) -> dict:
-    """A tally with its energy and each population's mean firing rate (Hz)."""
+    """A tally with its energy, each population's mean firing rate (Hz) and the mean spikes per
+    spiking neuron (each circuit's neurons counted once, as separate cells)."""
     rates = {pop: tally["spikes"][pop] / tally["neuron_seconds"][pop] for pop in tally["spikes"]
              if tally["neuron_seconds"].get(pop)}
+    neurons = sum(tally.get("neurons", {}).values())
     return {"synaptic_events": int(tally["synaptic_events"]), "astrocyte_updates": int(tally["astrocyte_updates"]),
             "numpy_macs": int(tally["numpy_macs"]), "model_macs": int(tally["model_macs"]),
             "spikes": int(sum(tally["spikes"].values())), "spikes_by_population": dict(tally["spikes"]),
+            "neurons": int(neurons), "spikes_per_neuron": sum(tally["spikes"].values()) / neurons if neurons else None,
             "mean_rate_hz": rates, **energy(tally)}
 
 
@@ -129,25 +141,30 @@ def bill(stage_records) -> dict:
         add_tally(stages.setdefault(stage, {}), record)
         add_tally(grid.setdefault(str(layer), {}).setdefault(stage, {}), record)
     empty = {"synaptic_events": 0, "astrocyte_updates": 0, "numpy_macs": 0, "model_macs": 0, "spikes": {},
-             "neuron_seconds": {}}
+             "neuron_seconds": {}, "neurons": {}}
     return {**summarise({**empty, **total}),
             "layers": {k: {**summarise({**empty, **v}),
                            "stages": {s: summarise({**empty, **t}) for s, t in grid[k].items()}}
                        for k, v in layers.items()},
             "stages": {k: summarise({**empty, **v}) for k, v in stages.items()},
-            "constants": {"E_AC_joules": E_AC, "E_MAC_joules": E_MAC,
-                          "source": "Horowitz 2014, ISSCC, doi:10.1109/ISSCC.2014.6757323 (45 nm, 32-bit float)"}}
+            "constants": {"E_AC_joules": E_AC, "E_MAC_joules": E_MAC, "E_MAC_INT8_joules": E_MAC_INT8,
+                          "source": "Horowitz 2014, ISSCC, doi:10.1109/ISSCC.2014.6757323 (45 nm; 32-bit float, "
+                                    "8-bit integer)"}}
 
 
 def bill_table(summary) -> str:
     """The bill as a printable table: one row per stage and the total."""
-    rows = [("stage", "on", "spikes", "syn. events", "astro upd.", "NumPy MACs", "model MACs", "E (µJ)", "E conv. (µJ)")]
+    rows = [("stage", "on", "spikes", "spikes/neuron", "syn. events", "events/MAC", "astro upd.", "NumPy MACs",
+             "model MACs", "E (µJ)", "E fp32 (µJ)", "E int8 (µJ)")]
     for name, s in list(summary["stages"].items()) + [("total", summary)]:
         on = "spikes" if s["fraction_on_synapses"] > 0.999 else ("NumPy" if s["fraction_on_synapses"] < 1e-3
                                                                   else f"{s['fraction_on_synapses']:.0%} spikes")
-        rows.append((name, on, f"{s['spikes']:,}", f"{s['synaptic_events']:,}", f"{s['astrocyte_updates']:,}",
-                     f"{s['numpy_macs']:,}", f"{s['model_macs']:,}", f"{s['energy_joules'] * 1e6:.1f}",
-                     f"{s['energy_joules_conventional'] * 1e6:.1f}"))
+        per_neuron = "–" if s["spikes_per_neuron"] is None else f"{s['spikes_per_neuron']:.2f}"
+        per_mac = "–" if s["synaptic_events_per_mac"] is None else f"{s['synaptic_events_per_mac']:.2f}"
+        rows.append((name, on, f"{s['spikes']:,}", per_neuron, f"{s['synaptic_events']:,}", per_mac,
+                     f"{s['astrocyte_updates']:,}", f"{s['numpy_macs']:,}", f"{s['model_macs']:,}",
+                     f"{s['energy_joules'] * 1e6:.1f}", f"{s['energy_joules_conventional'] * 1e6:.1f}",
+                     f"{s['energy_joules_conventional_int8'] * 1e6:.2f}"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
@@ -155,5 +172,5 @@ def bill_table(summary) -> str:
 def per_sentence(summary, n_sentences) -> dict:
     """Totals per sentence (the bill divided by the number of sentences)."""
     keys = ("synaptic_events", "astrocyte_updates", "numpy_macs", "model_macs", "spikes", "energy_joules",
-            "energy_joules_conventional")
+            "energy_joules_conventional", "energy_joules_conventional_int8")
     return {k: float(np.asarray(summary[k]) / n_sentences) for k in keys}

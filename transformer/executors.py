@@ -13,10 +13,16 @@ On spikes (``SpikingExecutor``, docs/model.md §8-§10):
   (``circuits.linear``).
 * ``attention``: every head on the exact-kernel neuron-astrocyte circuit (``circuits.head``).
 * ``attn_out``: W_O's synapses onto accumulating units, driven by the heads' value neurons (with
-  ``attention`` on spikes) or by encoders of the NumPy context (without).
+  ``attention`` on spikes in the same code) or by encoders of the context (the heads' decoded
+  output, or NumPy's).
 * ``ffn``: encoders, W_1's synapses and spiking GELU populations (``circuits.feedforward``).
-* ``ffn_out``: W_2's synapses onto accumulating units, driven by the GELU neurons (with ``ffn``) or
-  by encoders of the NumPy activations (without).
+* ``ffn_out``: W_2's synapses onto accumulating units, driven by the GELU neurons (with ``ffn`` on
+  spikes in the same code) or by encoders of the activations (decoded, or NumPy's).
+
+Each stage's inputs are carried by a code (``codes``; ``circuits.codes``): the rate code, or the
+latency code (one spike per value) for the stages of :data:`LATENCY_STAGES`. The heads' circuit is
+rate-coded, so W_O in the latency code is a stage of its own on encoders of the heads' decoded
+output.
 
 A block split over several circuits (heads, slices of units) adds their accumulated partial
 outputs; the bias current flows in the first of them.
@@ -33,6 +39,7 @@ from circuits.feedforward import activation_error, feedforward_spec, output_erro
 from circuits.head import head_spec
 from circuits.linear import linear_spec
 from circuits.protocol import bucket_length
+from models.encoders import CODES
 from models.feedforward import gelu
 from transformer import bill, minilm
 
@@ -110,10 +117,37 @@ def parse_stages(text) -> tuple:
     return tuple(s for s in ALL_STAGES if s in stages)
 
 
+#: Stages that have a latency code (``circuits.codes``): the encoded linear stages and the FFN. The
+#: heads' circuit is rate-coded; W_O and W_2 driven by the heads' or the FFN's neurons take their code.
+LATENCY_STAGES = ("qkv", "attn_out", "ffn", "ffn_out")
+
+
+def parse_codes(text) -> dict:
+    """``--code``: 'rate', 'latency' (every stage that has it, :data:`LATENCY_STAGES`) or
+    comma-separated STAGE=CODE pairs (``qkv=latency,ffn=rate``; the others rate). Returns the
+    code of every stage; ValueError with one line otherwise."""
+    text = text.strip()
+    if text in CODES:
+        return {s: (text if s in LATENCY_STAGES else "rate") for s in ALL_STAGES}
+    codes = {s: "rate" for s in ALL_STAGES}
+    for pair in (p.strip() for p in text.split(",") if p.strip()):
+        stage, eq, code = (part.strip() for part in pair.partition("="))
+        if not eq or stage not in ALL_STAGES or code not in CODES:
+            raise ValueError(f"--code takes {' or '.join(CODES)}, or STAGE=CODE pairs with a stage of "
+                             f"{', '.join(ALL_STAGES)}, got {text!r}")
+        if code == "latency" and stage not in LATENCY_STAGES:
+            raise ValueError(f"--code: the {stage} stage has no latency code (stages with one: {', '.join(LATENCY_STAGES)})")
+        codes[stage] = code
+    return codes
+
+
 def circuit_seed(seed, *indices) -> int:
     """An independent integer seed for one circuit (sentence, layer, head or slice) of a run."""
     return int(np.random.SeedSequence([seed, *indices]).generate_state(1)[0])
 
+
+#: The stage whose neurons can drive an output projection's synapses.
+_SOURCE = {"attn_out": "attention", "ffn_out": "ffn"}
 
 #: Offsets of each stage's circuits in the seed tree (heads use 0-11, as before the other stages existed).
 _SEED_OFFSET = {"ffn": 100, "qkv": 200, "attn_out": 300, "ffn_out": 400}
@@ -130,11 +164,12 @@ class SpikingExecutor(Executor):
     head results (``self.maps``: per sentence id, the head results). ``buckets``: length buckets
     (``circuits.protocol.bucket_length``): every circuit of a sentence runs padded to its bucket, so a
     corpus compiles one binary per bucket and circuit kind (None: each sentence at its own length).
+    ``codes``: each stage's code (:func:`parse_codes`; default the rate code everywhere).
     ``log``: progress lines.
     """
 
     def __init__(self, pool, stages=("attention", "ffn"), *, layers=None, heads=None, ffn_units=None, params=None,
-                 options=None, seed=0, spike_seed=None, map_layer=None, buckets=None, log=None):
+                 options=None, seed=0, spike_seed=None, map_layer=None, buckets=None, codes=None, log=None):
         model = minilm.load_model()
         self.pool, self.stages = pool, tuple(stages)
         self.layers = tuple(range(model.n_layers)) if layers is None else tuple(layers)
@@ -145,6 +180,7 @@ class SpikingExecutor(Executor):
         self.seed, self.spike_seed = seed, spike_seed
         self.map_layer, self.maps = map_layer, {}
         self.buckets = None if buckets is None else tuple(buckets)
+        self.codes = {s: "rate" for s in ALL_STAGES} | dict(codes or {})
         self.say = log or (lambda line: None)
 
     def pad_to(self, n_tokens) -> dict:
@@ -153,6 +189,15 @@ class SpikingExecutor(Executor):
 
     def on_spikes(self, layer, stage) -> bool:
         return layer in self.layers and stage in self.stages
+
+    def driven_by_source(self, layer, stage) -> bool:
+        """Whether an output projection (``attn_out``, ``ffn_out``) runs on its spiking source's own
+        neurons (the heads' value neurons, the FFN's GELU neurons): both on spikes, in one code.
+        Otherwise, on spikes, it is a linear stage of its own whose encoders carry the source's
+        decoded output in the projection's code."""
+        source = _SOURCE[stage]
+        return (self.on_spikes(layer, stage) and self.on_spikes(layer, source)
+                and self.codes[stage] == self.codes[source])
 
     def _seeds(self, *indices) -> dict:
         return {"seed": circuit_seed(self.seed, *indices),
@@ -163,7 +208,7 @@ class SpikingExecutor(Executor):
     def linear_specs(self, stage, layer, sentence_id, x, w, b, slices=1) -> list:
         """The linear circuits of one stage of one sentence: output units split into ``slices``."""
         parts = np.array_split(np.arange(len(w)), slices)
-        return [linear_spec(x, w[part], b[part], params=self.params["linear"], **self.pad_to(len(x)),
+        return [linear_spec(x, w[part], b[part], code=self.codes[stage], params=self.params["linear"], **self.pad_to(len(x)),
                             **self._seeds(sentence_id, layer, _SEED_OFFSET[stage] + n), **self.options["linear"])
                 for n, part in enumerate(parts)]
 
@@ -173,7 +218,7 @@ class SpikingExecutor(Executor):
         specs = []
         for n, head in enumerate(self.heads):
             projection = {}
-            if self.on_spikes(layer, "attn_out"):
+            if self.driven_by_source(layer, "attn_out"):
                 columns = slice(head * model.head_dim, (head + 1) * model.head_dim)
                 projection = {"w_out": w["w_o"][:, columns], "b_out": w["b_o"] if n == 0 else np.zeros(model.hidden_size)}
             specs.append(head_spec(q[head], k[head], v[head], "exact", scale=minilm.head_scale(),
@@ -189,7 +234,7 @@ class SpikingExecutor(Executor):
         specs = []
         for n, part in enumerate(slices):
             projection = {}
-            if self.on_spikes(layer, "ffn_out"):
+            if self.driven_by_source(layer, "ffn_out"):
                 projection = {"w_out": w["w_2"][:, part], "b_out": w["b_2"] if n == 0 else np.zeros(len(w["b_2"]))}
             specs.append(feedforward_spec(h, w["w_1"][part], w["b_1"][part], params=self.params["ffn"], **self.pad_to(len(h)),
                                           **self._seeds(sentence_id, layer, _SEED_OFFSET["ffn"] + n),
@@ -209,12 +254,12 @@ class SpikingExecutor(Executor):
                     self.linear_specs("qkv", layer, sentence_id, step.input, w["w_qkv"], w["b_qkv"])
                 if self.on_spikes(layer, "attention"):
                     self.head_specs(layer, sentence_id, *minilm.split_heads(step.attention.parts["qkv"]))
-                elif self.on_spikes(layer, "attn_out"):
+                if self.on_spikes(layer, "attn_out") and not self.driven_by_source(layer, "attn_out"):
                     self.linear_specs("attn_out", layer, sentence_id, minilm.concat_heads(step.attention.parts["context"]),
                                       w["w_o"], w["b_o"])
                 if self.on_spikes(layer, "ffn"):
                     self.ffn_specs(layer, sentence_id, step.h)
-                elif self.on_spikes(layer, "ffn_out"):
+                if self.on_spikes(layer, "ffn_out") and not self.driven_by_source(layer, "ffn_out"):
                     self.linear_specs("ffn_out", layer, sentence_id, step.ffn.parts["activations"], w["w_2"], w["b_2"])
 
     # --- blocks ---
@@ -268,7 +313,7 @@ class SpikingExecutor(Executor):
                                                  for head, r in zip(self.heads, mine)]
                 if layer == self.map_layer:
                     self.maps[sentence_ids[n]] = dict(zip(self.heads, mine))
-                if self.on_spikes(layer, "attn_out"):
+                if self.driven_by_source(layer, "attn_out"):
                     # The spiking heads' value neurons drove W_O's synapses; the other heads' part is NumPy.
                     spiking = sum(r.y_projected for r in mine)
                     rest = [h for h in range(model.n_heads) if h not in self.heads]
@@ -278,7 +323,7 @@ class SpikingExecutor(Executor):
                     out_records[n] = bill.spiking_stage("attn_out", len(x), model, [],
                                                         numpy_macs=len(x) * len(columns) * model.hidden_size)
                     _book_projection_events(attention_records[n], out_records[n], mine, "out_synapses")
-        if self.on_spikes(layer, "attn_out") and not self.on_spikes(layer, "attention"):
+        if self.on_spikes(layer, "attn_out") and not self.driven_by_source(layer, "attn_out"):
             flat = [minilm.concat_heads(c) for c in contexts]
             outputs, out_records = self._run_linear("attn_out", layer, flat, sentence_ids, w["w_o"], w["b_o"])
         outputs = [minilm.dense(minilm.concat_heads(c), w["w_o"], w["b_o"]) if y is None else y
@@ -319,13 +364,13 @@ class SpikingExecutor(Executor):
                               poisson_bound_output=output_error(variance, w["w_2"][:, :units], ideal @ w["w_2"][:, :units].T),
                               wall_seconds=sum(r.wall_seconds for r in mine))
                 ffn_records[n] = record
-                if self.on_spikes(layer, "ffn_out"):
+                if self.driven_by_source(layer, "ffn_out"):
                     # The spiking slices' GELU neurons drove W_2's synapses; the other units' part is NumPy.
                     outputs[n] = sum(r.y_spike for r in mine) + activations[n][:, units:] @ w["w_2"][:, units:].T
                     out_records[n] = bill.spiking_stage("ffn_out", len(x), model, [],
                                                         numpy_macs=len(x) * numpy_units * model.hidden_size)
                     _book_projection_events(record, out_records[n], mine, "ffn_out_synapses")
-        elif self.on_spikes(layer, "ffn_out"):
+        if self.on_spikes(layer, "ffn_out") and not self.driven_by_source(layer, "ffn_out"):
             outputs, out_records = self._run_linear("ffn_out", layer, activations, sentence_ids, w["w_2"], w["b_2"])
         outputs = [minilm.dense(g, w["w_2"], w["b_2"]) if y is None else y for g, y in zip(activations, outputs)]
         blocks = []

@@ -76,7 +76,7 @@ class SpikingRun:
 
 def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sentence_ids=None, heads=None,
                    ffn_units=None, params=None, options=None, seed=0, spike_seed=None, map_layer=None,
-                   buckets=None, log=None) -> SpikingRun:
+                   buckets=None, codes=None, log=None) -> SpikingRun:
     """Run sentences through all-MiniLM-L6-v2 with chosen stages on spikes, against the NumPy model.
 
     The reference pass runs first; every circuit of the run is checked on it before anything is
@@ -107,6 +107,10 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sen
         The seeds the circuits' seeds derive from.
     map_layer : int, optional
         The layer whose head results the run keeps for attention maps (:func:`attention_maps`).
+    buckets : tuple of int, optional
+        Length buckets (``circuits.protocol.bucket_length``; default none).
+    codes : dict, optional
+        Each stage's code, ``rate`` or ``latency`` (``transformer.executors.parse_codes``; default rate).
     log : callable, optional
         Takes progress lines.
 
@@ -123,7 +127,7 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sen
     reference = forward(texts, sentence_ids=sentence_ids)
     executor = SpikingExecutor(pool, stages, layers=layers, heads=heads, ffn_units=ffn_units, params=params,
                                options=options, seed=seed, spike_seed=spike_seed, map_layer=map_layer,
-                               buckets=buckets, log=log)
+                               buckets=buckets, codes=codes, log=log)
     executor.check(reference)
     say = log or (lambda line: None)
 
