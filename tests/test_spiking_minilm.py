@@ -11,7 +11,7 @@ from experiments import spiking_minilm as experiment
 from models.feedforward import gelu
 from transformer import forward, minilm
 from transformer.bill import stage_macs
-from transformer.executors import ALL_STAGES, SpikingExecutor, parse_stages
+from transformer.executors import ALL_STAGES, SpikingExecutor, parse_codes, parse_stages
 from transformer.spiking import attention_maps, block_parameters, run_metrics, sentence_records, spiking_minilm
 
 TEXT = "A man plays a guitar."
@@ -100,6 +100,62 @@ def test_the_heads_see_the_model_projections_of_the_hidden_state(small_run):
     np.testing.assert_allclose(first["true"], true_map)
     assert first["spike"].shape == true_map.shape
     np.testing.assert_allclose(first["spike"].sum(axis=1), 1.0)
+
+
+#: The latency code's coarse clock for the runtime device: 40 levels of B = 1.2.
+LATENCY_PARAMS = {"linear.dt": "1*ms", "linear.dt_enc": "0.1*ms", "linear.t_code": "4*ms", "linear.code_base": 1.2}
+
+
+@pytest.fixture(scope="module")
+def latency_run(model):
+    """Layer 0's W_QKV and W_O on the latency code, two heads (rate-coded) between them."""
+    with CircuitPool() as pool:
+        return spiking_minilm([TEXT], ("qkv", "attention", "attn_out"), [0], pool=pool, heads=(0, 1),
+                              params=block_parameters(LATENCY_PARAMS), options=OPTIONS,
+                              codes=parse_codes("latency"))
+
+
+def test_latency_code_stages_one_event_per_mac_within_their_budget(latency_run, model):
+    """On the latency code W_QKV delivers one synaptic event per nonzero input value and output
+    (events = inputs above the code's lowest level x 1152, at most the stage's MACs), within its
+    budget; W_O, in a code other than the heads', is a linear stage of its own on encoders of the
+    heads' decoded context (one event per coded context value and output), and the output is W_O
+    times what the code delivers of that context."""
+    from analysis.codes import latency_decode, latency_level, latency_top
+
+    def coded(x):                       # values at one of the 40 levels of B = 1.2: one spike each
+        return int(np.sum(latency_level(x, latency_top(x, 1.2), 1.2) < 40))
+
+    layer, ref = latency_run.spiking[0].layers[0], latency_run.reference[0].layers[0]
+    stages = layer.attention.stages
+    n = len(latency_run.spiking[0].tokens)
+    qkv, out = stages["qkv"], stages["attn_out"]
+    assert qkv["synaptic_events"] == coded(ref.input) * 3 * 384 <= stage_macs("qkv", n, model)
+    assert qkv["rel_err_spike_vs_product"] / qkv["quantisation_bound"] < qkv["bound_tolerance_ratio"]
+    context = minilm.concat_heads(layer.attention.parts["context"])
+    assert out["on"] == "spikes" and out["synaptic_events"] == coded(context) * 384
+    delivered = latency_decode(context, latency_top(context, 1.2), 1.2, 40)
+    w = minilm.layer_weights(0)
+    np.testing.assert_allclose(layer.attention.output, delivered @ w["w_o"].T + w["b_o"], rtol=1e-9, atol=1e-9)
+    # The heads' value neurons drive nothing: their events are the heads' own (no W_O synapses there).
+    assert not any(name.startswith("out_synapses") for r in latency_run.maps.values() for h in r.values()
+                   for name in h.circuit.synaptic_events())
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("rate", {s: "rate" for s in ALL_STAGES}),
+    ("latency", {"qkv": "latency", "attention": "rate", "attn_out": "latency", "ffn": "latency", "ffn_out": "latency"}),
+    ("qkv=latency", {**{s: "rate" for s in ALL_STAGES}, "qkv": "latency"}),
+])
+def test_parse_codes(text, expected):
+    assert parse_codes(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [("phase", "--code takes"), ("attention=latency", "no latency code"),
+                                           ("qkv=latency,bogus=rate", "--code takes")])
+def test_bad_codes_fail_with_one_line(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_codes(text)
 
 
 #: A corpus run's configuration (as configure() records it) small enough for the runtime device.
