@@ -122,3 +122,27 @@ def test_standalone_output_within_spike_count_bound_of_rate_ideal(runs, name):
     noise = result["ideal"]["noise"]
     measured = relative_error(result["y"], result["ideal"]["y_rate"])
     assert measured <= tolerance_ratio(noise) * noise["relative_error"], (measured, noise["relative_error"])
+
+
+@pytest.mark.slow
+def test_latency_linear_stage_reruns_with_new_inputs_and_range(tmp_path):
+    """A latency-coded linear stage compiles once: a second input (another x_top, a value of its
+    encoders, not of its structure) re-runs the binary and still gives W times what the code
+    delivers (analysis.codes, NumPy) plus b."""
+    from analysis.codes import latency_decode
+    from circuits.linear import linear_spec
+    from circuits.runners import StandaloneRunner
+
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(6, 8)), rng.normal(size=6)
+    params = {"dt": "1*ms", "dt_enc": "0.1*ms", "t_code": "4*ms", "code_base": 1.2}
+    runner = StandaloneRunner(cache=tmp_path)
+    try:
+        for scale in (1.0, 7.0):
+            x = scale * rng.normal(size=(3, 8))
+            result = linear_spec(x, w, b, code="latency", params=params).simulate(runner)
+            delivered = latency_decode(x, result.circuit.config["x_top"], 1.2, 40)
+            np.testing.assert_allclose(result.y_spike, delivered @ w.T + b, rtol=1e-9, atol=1e-12)
+        assert runner._circuits["linear"].builds == 1
+    finally:
+        runner.close()
