@@ -7,8 +7,8 @@
 Each point runs in a fresh Python process (Brian2's device is global, and the peak memory is then
 that point's own). Per point: build (+ compile) time, run wall time, simulated time, real-time
 factor (simulated / run wall), neuron updates and synaptic events per wall second (group sizes x
-steps; recorded presynaptic spikes x mean fan-out x pathways), peak resident memory of the point's
-process and its children (the compiler and the standalone binary), and the time of the NumPy
+steps; events counted as the bill counts them, ``SpikingCircuit.synaptic_events``), peak resident
+memory of the point's process and its children (the compiler and the standalone binary), and the time of the NumPy
 softmax reference. Standalone points compile into a fresh project folder (unless ``--cache``) and
 also time a re-run with new inputs and seed through run_args against that full rebuild: in total
 (``rebuild_over_rerun`` = (compile + run) / re-run, bounded by the simulation both must do) and in
@@ -52,17 +52,6 @@ def estimated_synapses(circuit, L, m, d, encoders=4) -> int:
     return 2 * d * encoders * key_layer + key_layer * 2 * d + key_layer + 2 * d * encoders
 
 
-def synaptic_events(circuit) -> float:
-    """Presynaptic spikes x mean fan-out x pathways, summed over the (frozen) circuit's Synapses."""
-    events = 0.0
-    for group in circuit.groups.values():
-        if group.synapses:
-            # float first: num_spikes is a 32-bit integer and spikes x synapses overflows it.
-            n_spikes = float(circuit.monitors[f"{group.source}_spikes"].num_spikes)
-            events += n_spikes * len(group) / len(circuit.groups[group.source]) * group.n_pathways
-    return events
-
-
 def neuron_updates(circuit) -> float:
     """Neuron state updates of a (frozen) circuit: group sizes x time steps."""
     steps = circuit.schedule.duration / float(circuit.params["dt"])
@@ -103,7 +92,7 @@ def run_point(point) -> dict:
             row["rerun_setup_s"] = row["rerun_s"] - runner.timings["binary"]
             row["rebuild_over_rerun"] = (row["build_s"] + row["run_s"]) / row["rerun_s"]
             row["compile_over_rerun_setup"] = row["build_s"] / row["rerun_setup_s"]
-    stats = (neuron_updates(circuit), synaptic_events(circuit))
+    stats = (neuron_updates(circuit), sum(circuit.synaptic_events().values()))
     simulated = circuit.schedule.duration
     row.update(circuit=circuit_kind, device=device, threads=point["threads"] if device != "runtime" else "",
                L=L, m=m if circuit_kind == "random" else "", d=d,

@@ -19,7 +19,6 @@ heads run one after another (same seed, same spikes).
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, field
 
 import brian2
@@ -30,7 +29,7 @@ from analysis.spikes import tolerance_ratio
 from circuits import blocks, circuit_kind, circuit_parameters
 from circuits.circuit import AttentionCircuit
 from circuits.protocol import Schedule, check_spike_probability
-from circuits.runners import CircuitSpec, Runner, RuntimeRunner, builder_options
+from circuits.runners import CircuitSpec, builder_options
 from circuits.seeds import SeedStreams
 from models.astrocytes import read_calibration
 from models.parameters import ParameterError, ParameterSet
@@ -67,8 +66,16 @@ class HeadSpec(CircuitSpec):
     def builder_arguments(self) -> dict:
         return dict(self.options, scale=self.scale, params=self.params, seed=self.seed, spike_seed=self.spike_seed)
 
-    def simulate(self, runner=None, report=None) -> "HeadResult":
-        return simulate(self, runner, report)
+    def result(self, circuit, wall_seconds, runner) -> "HeadResult":
+        """The decoded output, the rate ideal, softmax and uniform references, the expected spike
+        noise, the metrics and the run circuit frozen to plain arrays."""
+        ideal = circuit_kind(self.circuit).rate_model(circuit)
+        causal = self.options["causal"]
+        return HeadResult(self, circuit, circuit.decode(), ideal["y_rate"],
+                          softmax_attention(self.q, self.k, self.v, self.scale, causal=causal),
+                          uniform_attention(self.v, len(self.q), causal=causal), ideal["noise"], wall_seconds,
+                          {"name": runner.name, "openmp_threads": runner.threads, "codegen_target":
+                           brian2.prefs.codegen.target if runner.name == "runtime" else "cpp"})
 
 
 def circuit_options(circuit) -> dict:
@@ -212,39 +219,8 @@ class HeadResult:
 # ----------------------------------------------------------------------------------- simulation
 
 
-def simulate(spec: HeadSpec, runner: Runner | None = None, report=None) -> HeadResult:
-    """Run a checked head on a device runner and compare it with the references.
-
-    Parameters
-    ----------
-    spec : HeadSpec
-        A head checked by :func:`head_spec`.
-    runner : circuits.runners.Runner, optional
-        The device runner (default: a new runtime runner).
-    report : callable, optional
-        A Brian2 progress callback (runtime device only).
-
-    Returns
-    -------
-    HeadResult
-        The decoded output, the rate ideal, softmax and uniform references, the expected spike
-        noise, the metrics and the run circuit frozen to plain arrays.
-    """
-    runner = runner or RuntimeRunner()
-    t0 = time.perf_counter()
-    circuit = runner.run(spec, report)
-    wall = time.perf_counter() - t0
-    ideal = circuit_kind(spec.circuit).rate_model(circuit)
-    causal = spec.options["causal"]
-    return HeadResult(spec, circuit, circuit.decode(), ideal["y_rate"],
-                      softmax_attention(spec.q, spec.k, spec.v, spec.scale, causal=causal),
-                      uniform_attention(spec.v, len(spec.q), causal=causal), ideal["noise"], wall,
-                      {"name": runner.name, "openmp_threads": runner.threads, "codegen_target":
-                       brian2.prefs.codegen.target if runner.name == "runtime" else "cpp"})
-
-
 def run_head(q, k, v, circuit="random", *, runner=None, report=None, **kwargs) -> HeadResult:
-    """Check and run one head: :func:`head_spec`, then :func:`simulate`.
+    """Check and run one head: :func:`head_spec`, then ``HeadSpec.simulate``.
 
     Parameters
     ----------
@@ -273,4 +249,4 @@ def run_head(q, k, v, circuit="random", *, runner=None, report=None, **kwargs) -
     >>> result = run_head(q, k, v, "random", n_features=128, seed=0, params={"t_read": "400*ms"})
     >>> result.metrics["rel_err_spike_vs_softmax"], result.metrics["poisson_bound"]  # doctest: +SKIP
     """
-    return simulate(head_spec(q, k, v, circuit, **kwargs), runner, report)
+    return head_spec(q, k, v, circuit, **kwargs).simulate(runner, report)

@@ -24,7 +24,6 @@ bias accumulates), and :meth:`LinearCircuit.decode` gives the real tokens only, 
 a bucket has one structure (one standalone binary).
 """
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +34,7 @@ from analysis.spikes import chi_square_tolerance
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
 from circuits.codes import Encoded, check_code, check_latency, input_encoders
-from circuits.runners import CircuitSpec, RuntimeRunner, builder_options
+from circuits.runners import CircuitSpec, builder_options
 from circuits.projection import projection, window_values
 from circuits.protocol import Schedule, check_pad_to, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
@@ -171,14 +170,10 @@ class LinearSpec(CircuitSpec):
     def builder_arguments(self) -> dict:
         return dict(self.options, params=self.params, seed=self.seed, spike_seed=self.spike_seed)
 
-    def simulate(self, runner=None, report=None) -> "LinearResult":
-        """Run on ``runner`` (default: a runtime runner) and compare with x W^T + b."""
-        runner = runner or RuntimeRunner()
-        t0 = time.perf_counter()
-        circuit = runner.run(self, report)
+    def result(self, circuit, wall_seconds, runner) -> "LinearResult":
+        """The accumulated outputs against x W^T + b and the code's variance."""
         ideal = rate_model(circuit)
-        return LinearResult(self, circuit, circuit.decode(), ideal["y_rate"], ideal["variance"],
-                            time.perf_counter() - t0)
+        return LinearResult(self, circuit, circuit.decode(), ideal["y_rate"], ideal["variance"], wall_seconds)
 
 
 def linear_spec(x, w, b, *, code="rate", x_top=None, pad_to=None, params=None, seed=0, spike_seed=None) -> LinearSpec:

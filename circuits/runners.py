@@ -76,11 +76,19 @@ class CircuitSpec(abc.ABC):
     def builder_arguments(self) -> dict:
         """The builder's keyword arguments: options, parameters, seeds."""
 
-    @abc.abstractmethod
     def simulate(self, runner: Runner | None = None, report=None):
         """Run on ``runner`` (default: a :class:`~circuits.runners.RuntimeRunner`) and compare the run with the
-        spec's references; returns the spec's result object. ``report``: a Brian2 progress callback
-        (runtime device only)."""
+        spec's references (:meth:`result`); returns the spec's result object. ``report``: a Brian2
+        progress callback (runtime device only). The one simulate path of every circuit kind."""
+        runner = runner or RuntimeRunner()
+        t0 = time.perf_counter()
+        circuit = runner.run(self, report)
+        return self.result(circuit, time.perf_counter() - t0, runner)
+
+    @abc.abstractmethod
+    def result(self, circuit, wall_seconds, runner):
+        """The spec's result object for its run ``circuit`` (frozen): the read-out, its references
+        and its noise budget; ``wall_seconds`` the run's wall time, ``runner`` the device it ran on."""
 
 
 class Runner(abc.ABC):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from circuits import circuit_kind
-from circuits.head import HeadResult, simulate
+from circuits.head import HeadResult
 from experiments import cli
 from runs.folders import new_run_dir, run_record, write_json
 from runs.spikes import save_run_spikes
@@ -26,7 +26,7 @@ def simulate_with_progress(spec, args, name, runner):
     size = circuit_kind(spec.circuit).size_label(spec.options)
     cli.say(name, args, f"{spec.circuit} circuit on {args.device}: {size}, {len(spec.k)} tokens, {len(spec.q)} "
                         f"queries")
-    return simulate(spec, runner, None if args.quiet else progress_reporter(name))
+    return spec.simulate(runner, None if args.quiet else progress_reporter(name))
 
 
 def run_label(spec, *parts) -> str:

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments import attention, head_run
+from circuits.head import HeadSpec
+from experiments import attention
 
 TINY = ["--tokens", "3", "--dim", "2", "--value-dim", "2", "--features", "8", "--neurons-per-value", "2",
         "--encoders-per-dim", "1", "--set", "t_settle=20*ms", "--set", "t_learn=30*ms",
@@ -16,7 +17,7 @@ TINY = ["--tokens", "3", "--dim", "2", "--value-dim", "2", "--features", "8", "-
 def no_simulation(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("simulation started despite bad input")
-    monkeypatch.setattr(head_run, "simulate", fail)
+    monkeypatch.setattr(HeadSpec, "simulate", fail)
 
 
 def _error_of(argv, capsys):
