@@ -23,6 +23,16 @@ P_on and an OFF population of P_off neurons that share one synaptic drive (docs/
 The decoded activation of unit j is n_on / (P_on t_count rho_gelu_on) - n_off / (P_off t_count
 rho_gelu_off); the block's output is W_out times it plus b_out (the output projection, applied to
 the decoded counts).
+
+**Latency code** (``models.encoders``, docs/model.md §11): one spike per value instead of a rate.
+A token's period is two windows of ``t_code``. In the input window the latency encoders fire once
+per input value, and each spike adds ``±W_in[j, c]`` times what it carries (its ``efficacy``, x_c
+within a factor code_base^(±1/2)) to the unit's drive u, an accumulator with no filter and no leak,
+reset to b_in at the start of every period: at the end of the input window u = W_in x̂ + b_in
+exactly. In the count window the unit's ON and OFF GELU neurons are latency neurons whose potential
+is set to max(±GELU(u), 0) at the window's start: one spike at most each, the sooner the larger
+the activation, carrying it within a factor code_base^(±1/2) (top of range ``g_top``) to W_2's
+synapses. GELU stays the neurons' transfer function; the code's quantisation is the only noise.
 """
 
 import math
@@ -30,6 +40,7 @@ import math
 import numpy as np
 from brian2 import Function, Hz, check_units, implementation, ms
 
+from models.encoders import LATENCY_CODE_PARAMETERS, LATENCY_ENCODER_EQS
 from models.parameters import Parameter
 
 
@@ -49,6 +60,13 @@ def gelu(x):
     """Exact GELU x Phi(x) (BERT's "gelu", erf form), as a Brian2 function for equations."""
     x = np.asarray(x, dtype=float)
     return 0.5 * x * (1.0 + np.vectorize(math.erf, otypes=[float])(x / math.sqrt(2.0)))
+
+
+def gelu_derivative(u) -> np.ndarray:
+    """GELU'(u) = Phi(u) + u phi(u) (NumPy): how an error of the drive u reaches the activation."""
+    u = np.asarray(u, dtype=float)
+    cdf = 0.5 * (1.0 + np.vectorize(math.erf, otypes=[float])(u / math.sqrt(2.0)))
+    return cdf + u * np.exp(-0.5 * u ** 2) / math.sqrt(2.0 * math.pi)
 
 
 #: Namespace entry that lets equation strings call ``gelu``.
@@ -85,6 +103,29 @@ threshold_draw = -log(1 - rand())
 FFN_SYNAPSE_MODEL = "w_ffn : 1 (constant)"
 FFN_SYNAPSE_ON_PRE = "I_syn_post += w_ffn"
 
+#: Latency code (see the module docstring). The drive of one hidden unit: an accumulator, set to
+#: its bias at the start of every token period (LATENCY_DRIVE_RESET), before that step's spikes.
+LATENCY_DRIVE_EQS = """
+u : 1                                             # W_in x̂ + b_in once the input window is over
+b_in : 1 (constant)                               # the unit's bias
+"""
+LATENCY_DRIVE_RESET = "u = b_in"
+#: Latency encoder -> unit drive: the model's weight (signed by the channel's polarity) times what
+#: the spike carries; no filter, so the drive holds W_in x̂ exactly.
+LATENCY_FFN_SYNAPSE_ON_PRE = "u_post += w_ffn * efficacy_pre"
+#: An ON or OFF GELU neuron of the latency code: a latency neuron (``models.encoders``) that reads
+#: its unit's drive; ``channel`` holds the unit's index.
+GELU_LATENCY_NEURON_EQS = LATENCY_ENCODER_EQS + """
+u : 1 (linked)                                    # its unit's drive
+"""
+#: At every window start (each ``t_code``): in a count window (``count_phase`` 1) the potential is
+#: max(polarity GELU(u), 0), polarity +1 (ON) or -1 (OFF); in an input window or an empty one 0
+#: (silent). The efficacy starts at the top of range, as the encoders'.
+GELU_LATENCY_START = """
+v = count_phase(t) * clip(polarity * gelu(u), 0, inf)
+efficacy = x_top * sqrt(code_base)
+"""
+
 #: Largest mean number of threshold crossings per time step of a GELU neuron. Crossings beyond one
 #: in a step are carried to the next, so counts stay exact while the intensity per step is well
 #: below one; at 0.5 a backlog at the end of a window is negligible.
@@ -105,4 +146,5 @@ FFN_PARAMETERS = (
               "fires at most once per step; outlier inputs need a fine one)", positive=True),
     Parameter("t_settle", 100 * ms, ms, "settling time at the start of each token (5 tau_m)", positive=True),
     Parameter("t_count", 100 * ms, ms, "counting window per token", positive=True),
+    *LATENCY_CODE_PARAMETERS,
 )
