@@ -39,16 +39,19 @@ def check_latency(params) -> None:
         raise ParameterError("t_code must span at least two steps of dt_enc")
 
 
-def latency_neurons(n, start, params, namespace, name, x_top, period):
-    """``n`` latency neurons (``models.encoders.LATENCY_ENCODER_EQS``) on the clock ``dt_enc`` whose
-    potential and efficacy are set by the code ``start`` at the beginning of every ``period``
-    seconds (before the thresholds), with top of range ``x_top``: at most one spike per period,
-    within the code's ``t_code / dt_enc`` levels."""
+def latency_neurons(n, start, params, namespace, name, x_top, period, model="", extra=None):
+    """``n`` latency neurons (``models.encoders.LATENCY_ENCODER_EQS`` plus ``model`` lines, e.g. a
+    linked drive) on the clock ``dt_enc`` whose potential and efficacy are set by the code ``start``
+    at the beginning of every ``period`` seconds (before the thresholds), with top of range
+    ``x_top``: at most one spike per period, within the code's ``t_code / dt_enc`` levels.
+    ``extra``: more constants the code reads."""
     base = float(params["code_base"])
-    group = blocks.neuron_group(n, LATENCY_ENCODER_EQS, params, namespace, name, threshold=LATENCY_ENCODER_THRESHOLD,
-                                reset=LATENCY_ENCODER_RESET, method="exact", dt=params["dt_enc"], uses=(start,),
+    group = blocks.neuron_group(n, LATENCY_ENCODER_EQS + model, params, namespace, name,
+                                threshold=LATENCY_ENCODER_THRESHOLD, reset=LATENCY_ENCODER_RESET, method="exact",
+                                dt=params["dt_enc"], uses=(start,),
                                 extra={"x_top": x_top, "tau_code": params["dt_enc"] / np.log(base),
-                                       "efficacy_floor": x_top * base ** (1 - latency_levels(params))})
+                                       "efficacy_floor": x_top * base ** (1 - latency_levels(params)),
+                                       **(extra or {})})
     group.run_regularly(start, dt=period * second, when="before_thresholds", name=f"{name}_window_start")
     return group
 

@@ -26,24 +26,22 @@ the error budget is the input's quantisation carried through W_in and GELU' plus
 own (:func:`rate_model`).
 """
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import BrianLogger, Hz, Network, SpikeMonitor, TimedArray, linked_var, second
+from brian2 import BrianLogger, Network, SpikeMonitor, linked_var, second
 
 from analysis import codes
 from analysis.attention import relative_error
 from analysis.spikes import chi_square_tolerance
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
-from circuits.codes import check_code, check_latency, input_encoders, latency_levels
-from circuits.runners import CircuitSpec, RuntimeRunner, builder_options
+from circuits.codes import check_code, check_latency, input_encoders, latency_levels, latency_neurons
+from circuits.runners import CircuitSpec, builder_options
 from circuits.projection import projection, window_values
 from circuits.protocol import Schedule, check_pad_to, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
-from models.encoders import (LATENCY_ENCODER_RESET, LATENCY_ENCODER_THRESHOLD, REGULAR_ENCODER_EQS,
-                             REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign, signed_rates)
+from models.encoders import polarity_sign
 from models.feedforward import (FFN_ACTIVATION_UPDATE, FFN_DRIVE_EQS, FFN_PARAMETERS, FFN_SYNAPSE_MODEL,
                                 FFN_SYNAPSE_ON_PRE, GELU_FUNCTION, GELU_LATENCY_NEURON_EQS, GELU_LATENCY_START,
                                 GELU_NEURON_EQS, GELU_NEURON_RESET, GELU_NEURON_THRESHOLD, LATENCY_DRIVE_EQS,
@@ -162,19 +160,9 @@ def build_feedforward_circuit(x, w_in, b_in, *, code="rate", neurons_per_unit=64
     phases = streams.phases
     n_windows, n_channels, n_units = schedule.n_token_windows, 2 * x.shape[1], len(w_in)
 
-    # One row per token window: the encoders show token t for its whole window (nothing in empty ones).
-    token_rates = np.zeros((n_windows, n_channels))
-    token_rates[schedule.token_slots()] = signed_rates(x, float(params["ffn_enc_gain"]))
-    namespace = {
-        "rate_table": TimedArray(token_rates * Hz, dt=schedule.token_period * second, name="ffn_rate_table"),
-        "count_phase": blocks.table(schedule.write_phase(), "count_phase_table"),
-        "gelu": GELU_FUNCTION,
-    }
-    encoders = blocks.neuron_group(n_channels, REGULAR_ENCODER_EQS, params, namespace, "ffn_encoders",
-                                   threshold=REGULAR_ENCODER_THRESHOLD, reset=REGULAR_ENCODER_RESET,
-                                   method="euler", dt=params["dt_enc"])
-    encoders.channel = np.arange(n_channels)
-    encoders.phase = phases.uniform(0, 1, size=n_channels)
+    # The encoders show token t for its whole window (nothing in empty ones).
+    encoders, _ = input_encoders(x, "rate", params, schedule, phases, "ffn_encoders", "ffn_enc_gain")
+    namespace = {"count_phase": blocks.table(schedule.write_phase(), "count_phase_table"), "gelu": GELU_FUNCTION}
 
     drive = blocks.neuron_group(n_units, FFN_DRIVE_EQS, params, namespace, "ffn_drive", method="exact")
     drive.b_in = b_in
@@ -269,29 +257,21 @@ def _build_latency_circuit(x, w_in, b_in, w_out, b_out, x_top, g_top, schedule, 
 
 
 def gelu_latency_neurons(drive, polarity, params, namespace, name, g_top, window):
-    """One latency GELU neuron per unit of ``drive`` (``models.feedforward.GELU_LATENCY_NEURON_EQS``,
-    clock ``dt_enc``), ON (``polarity`` +1) or OFF (-1), top of range ``g_top``.
+    """One latency GELU neuron per unit of ``drive`` (``circuits.codes.latency_neurons`` with the
+    unit's drive linked, ``models.feedforward.GELU_LATENCY_NEURON_EQS``), ON (``polarity`` +1) or
+    OFF (-1), top of range ``g_top``.
 
     The count window starts one window (``window`` = ``t_code`` seconds) after its period's start,
     and a ``run_regularly`` clock cannot be offset. So the start runs at *every* window start, once
     per ``t_code`` and neuron (nothing per step), and reads the count windows' table
     ``count_phase``: at a count window's start it sets the potential from the unit's GELU, at an
-    input window's (or an empty window's) to 0, which keeps the neuron silent. The neurons read
-    their unit's drive through a linked variable, which must be declared in the model: so this is
-    the group ``circuits.codes.latency_neurons`` builds (the same equations, threshold, reset and
-    constants) with that one line added, as that builder takes no model lines. GELU is computed in
+    input window's (or an empty window's) to 0, which keeps the neuron silent. GELU is computed in
     the start, once per neuron and window."""
-    base = float(params["code_base"])
     n = len(drive)
-    group = blocks.neuron_group(n, GELU_LATENCY_NEURON_EQS, params, namespace, name,
-                                threshold=LATENCY_ENCODER_THRESHOLD, reset=LATENCY_ENCODER_RESET, method="exact",
-                                dt=params["dt_enc"], uses=(GELU_LATENCY_START,),
-                                extra={"x_top": g_top, "tau_code": params["dt_enc"] / np.log(base),
-                                       "efficacy_floor": g_top * base ** (1 - latency_levels(params)),
-                                       "polarity": float(polarity)})
+    group = latency_neurons(n, GELU_LATENCY_START, params, namespace, name, g_top, window,
+                            model=GELU_LATENCY_NEURON_EQS, extra={"polarity": float(polarity)})
     group.channel = np.arange(n)
     group.u = linked_var(drive, "u", index=np.arange(n))
-    group.run_regularly(GELU_LATENCY_START, dt=window * second, when="before_thresholds", name=f"{name}_window_start")
     return group
 
 
@@ -407,14 +387,6 @@ class FeedForwardSpec(CircuitSpec):
 
     def builder_arguments(self) -> dict:
         return dict(self.options, params=self.params, seed=self.seed, spike_seed=self.spike_seed)
-
-    def simulate(self, runner=None, report=None) -> "FeedForwardResult":
-        """Run on ``runner`` (default: a runtime runner) and compare with GELU(W_in x + b_in)
-        (:meth:`result`)."""
-        runner = runner or RuntimeRunner()
-        t0 = time.perf_counter()
-        circuit = runner.run(self, report)
-        return self.result(circuit, time.perf_counter() - t0, runner)
 
     def result(self, circuit, wall_seconds, runner=None) -> "FeedForwardResult":
         """The decoded activations against GELU(W_in x + b_in) with their variance

@@ -85,10 +85,10 @@ class CircuitSpec(abc.ABC):
         circuit = runner.run(self, report)
         return self.result(circuit, time.perf_counter() - t0, runner)
 
+    @abc.abstractmethod
     def result(self, circuit, wall_seconds, runner):
         """The spec's result object for its run ``circuit`` (frozen): the read-out, its references
         and its noise budget; ``wall_seconds`` the run's wall time, ``runner`` the device it ran on."""
-        raise NotImplementedError
 
 
 class Runner(abc.ABC):

@@ -40,7 +40,7 @@ import math
 import numpy as np
 from brian2 import Function, Hz, check_units, implementation, ms
 
-from models.encoders import LATENCY_CODE_PARAMETERS, LATENCY_ENCODER_EQS
+from models.encoders import LATENCY_CODE_PARAMETERS
 from models.parameters import Parameter
 
 
@@ -115,7 +115,7 @@ LATENCY_DRIVE_RESET = "u = b_in"
 LATENCY_FFN_SYNAPSE_ON_PRE = "u_post += w_ffn * efficacy_pre"
 #: An ON or OFF GELU neuron of the latency code: a latency neuron (``models.encoders``) that reads
 #: its unit's drive; ``channel`` holds the unit's index.
-GELU_LATENCY_NEURON_EQS = LATENCY_ENCODER_EQS + """
+GELU_LATENCY_NEURON_EQS = """
 u : 1 (linked)                                    # its unit's drive
 """
 #: At every window start (each ``t_code``): in a count window (``count_phase`` 1) the potential is

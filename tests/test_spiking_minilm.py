@@ -103,14 +103,16 @@ def test_the_heads_see_the_model_projections_of_the_hidden_state(small_run):
 
 
 #: The latency code's coarse clock for the runtime device: 40 levels of B = 1.2.
-LATENCY_PARAMS = {"linear.dt": "1*ms", "linear.dt_enc": "0.1*ms", "linear.t_code": "4*ms", "linear.code_base": 1.2}
+LATENCY_PARAMS = {f"{block}.{name}": value for block in ("linear", "ffn")
+                  for name, value in (("dt", "1*ms"), ("dt_enc", "0.1*ms"), ("t_code", "4*ms"), ("code_base", 1.2))}
 
 
 @pytest.fixture(scope="module")
 def latency_run(model):
-    """Layer 0's W_QKV and W_O on the latency code, two heads (rate-coded) between them."""
+    """Layer 0 on the latency code: W_QKV, two heads (rate-coded), W_O, and the first 64 FFN units
+    with W_2 on their GELU neurons."""
     with CircuitPool() as pool:
-        return spiking_minilm([TEXT], ("qkv", "attention", "attn_out"), [0], pool=pool, heads=(0, 1),
+        return spiking_minilm([TEXT], ALL_STAGES, [0], pool=pool, heads=(0, 1), ffn_units=64,
                               params=block_parameters(LATENCY_PARAMS), options=OPTIONS,
                               codes=parse_codes("latency"))
 
@@ -140,6 +142,25 @@ def test_latency_code_stages_one_event_per_mac_within_their_budget(latency_run, 
     # The heads' value neurons drive nothing: their events are the heads' own (no W_O synapses there).
     assert not any(name.startswith("out_synapses") for r in latency_run.maps.values() for h in r.values()
                    for name in h.circuit.synaptic_events())
+
+
+def test_latency_code_ffn_drives_w2_with_one_spike_per_activation(latency_run):
+    """The FFN's 64 spiking units on the latency code: their decoded activations within the block's
+    budget, W_2 on their GELU neurons is W_2 times those activations exactly (the other units
+    NumPy), and each coded input value and activation costs one event per target."""
+    from analysis.codes import latency_level, latency_top
+
+    layer = latency_run.spiking[0].layers[0]
+    ffn, out = layer.ffn.stages["ffn"], layer.ffn.stages["ffn_out"]
+    assert ffn["on"] == "spikes" and out["on"] == "spikes"
+    assert ffn["rel_err_spike_vs_gelu"] / ffn["poisson_bound"] < ffn["bound_tolerance_ratio"]
+    w = minilm.layer_weights(0)
+    activations = layer.ffn.parts["activations"]
+    np.testing.assert_allclose(layer.ffn.output, activations @ w["w_2"].T + w["b_2"], rtol=1e-9, atol=1e-9)
+    coded_inputs = int(np.sum(latency_level(layer.h, latency_top(layer.h, 1.2), 1.2) < 40))
+    gelu_spikes = sum(n for pop, n in ffn["spikes"].items() if pop.startswith("gelu"))
+    assert gelu_spikes <= 2 * 64 * len(layer.h)             # at most one per unit, token and polarity
+    assert ffn["synaptic_events"] == coded_inputs * 64 and out["synaptic_events"] == gelu_spikes * 384
 
 
 @pytest.mark.parametrize("text, expected", [

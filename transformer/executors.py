@@ -118,7 +118,8 @@ def parse_stages(text) -> tuple:
 
 
 #: Stages that have a latency code (``circuits.codes``): the encoded linear stages and the FFN. The
-#: heads' circuit is rate-coded; W_O and W_2 driven by the heads' or the FFN's neurons take their code.
+#: heads' circuit is rate-coded; W_O and W_2 driven by the heads' or the FFN's neurons take their code
+#: (:meth:`SpikingExecutor.driven_by_source`).
 LATENCY_STAGES = ("qkv", "attn_out", "ffn", "ffn_out")
 
 
@@ -236,7 +237,8 @@ class SpikingExecutor(Executor):
             projection = {}
             if self.driven_by_source(layer, "ffn_out"):
                 projection = {"w_out": w["w_2"][:, part], "b_out": w["b_2"] if n == 0 else np.zeros(len(w["b_2"]))}
-            specs.append(feedforward_spec(h, w["w_1"][part], w["b_1"][part], params=self.params["ffn"], **self.pad_to(len(h)),
+            specs.append(feedforward_spec(h, w["w_1"][part], w["b_1"][part], code=self.codes["ffn"],
+                                          params=self.params["ffn"], **self.pad_to(len(h)),
                                           **self._seeds(sentence_id, layer, _SEED_OFFSET["ffn"] + n),
                                           **self.options["ffn"], **projection))
         return specs
