@@ -59,10 +59,10 @@ def latency_neurons(n, start, params, namespace, name, x_top, period, model="", 
 @dataclass(frozen=True)
 class Encoded:
     """How a code's encoders deliver tokens ``x``: ``scale`` multiplies a synapse's weight (the rate
-    code: 1 / expected spikes per unit of |x|; the latency code: 1, a spike carries its value in the
-    encoder's ``efficacy``), ``reads_efficacy`` says whether synapses must read it, and
-    :meth:`delivered` / :meth:`variance` give the value each input delivers and its expected
-    squared error (analysis.codes)."""
+    code: 1 / expected spikes per unit of ``abs(x)``; the latency code: 1, a spike carries its value
+    in the encoder's ``efficacy``), ``reads_efficacy`` says whether synapses must read it, and
+    ``delivered`` / ``variance`` give the value each input delivers and its expected squared error
+    (``analysis.codes``)."""
 
     code: str
     scale: float
@@ -81,6 +81,8 @@ class Encoded:
         return codes.latency_decode(x, self.x_top, self.base, self.levels) if self.code == "latency" else np.asarray(x)
 
     def variance(self, x) -> np.ndarray:
+        """Expected squared error of each delivered value (the latency code's quantisation, the
+        regular encoders' count quantisation)."""
         if self.code == "latency":
             return codes.latency_variance(x, self.x_top, self.base, self.levels)
         return codes.count_variance(x, self.gain, self.window)
@@ -90,7 +92,7 @@ def input_encoders(x, code, params, schedule, phases, name, gain_name, x_top=Non
     """The ON/OFF encoders of tokens ``x`` (L x D) shown in the schedule's token windows (each
     ``schedule.token_period``; empty windows show nothing), on the clock ``dt_enc``. ``gain_name``:
     the rate code's gain parameter; ``x_top``: the latency code's top of range (default
-    :func:`analysis.codes.latency_top` of ``x``). ``phases``: the random start phases of the
+    ``analysis.codes.latency_top`` of ``x``). ``phases``: the random start phases of the
     regular encoders. Returns (the NeuronGroup ``name``, :class:`Encoded`). Channel 2c carries
     +x_c, channel 2c+1 carries -x_c (``models.encoders.signed_rates``)."""
     check_code(code)

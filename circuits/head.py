@@ -6,7 +6,7 @@
 
 :func:`head_spec` checks everything that can be checked before simulating (the head's arrays, the
 circuit kind and its options, every parameter against its unit and the time step) and returns a
-:class:`HeadSpec`; :func:`simulate` runs a spec on a device runner and returns a :class:`HeadResult`
+:class:`HeadSpec`; ``HeadSpec.simulate`` runs a spec on a device runner and returns a :class:`HeadResult`
 (decoded output, the circuit's rate ideal, softmax and uniform references, the expected spike
 noise, metrics, and the run circuit frozen to plain arrays: spikes, astrocyte traces, counts).
 

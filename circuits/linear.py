@@ -7,12 +7,12 @@ current, so a unit's value at the end of a window is W x̂ + b with x̂ the inpu
 it (models.projection; docs/model.md §10-§11). No settling: the output units have no dynamics.
 Two codes (``code``; ``circuits.codes``):
 
-* ``rate``: the encoders fire regularly at ``lin_enc_gain * |x_c|`` for ``t_count``, and every
+* ``rate``: the encoders fire regularly at ``lin_enc_gain * abs(x_c)`` for ``t_count``, and every
   spike adds ``±W[j, c] / (lin_enc_gain t_count)`` to each output unit j. A regular encoder of
   rate r started at a uniformly random phase fires floor(r T) or floor(r T) + 1 times in a window
   of T: variance f (1 - f), f = frac(r T).
 * ``latency``: each encoder fires at most once per window of ``t_code``, the sooner the larger
-  |x_c|, and its spike adds ``±W[j, c]`` times what it carries (x_c within a factor
+  ``abs(x_c)``, and its spike adds ``±W[j, c]`` times what it carries (x_c within a factor
   code_base^(±1/2)): one synaptic event per input value and output unit, a multiply-accumulate's
   worth.
 
@@ -90,7 +90,7 @@ def build_linear_circuit(x, w, b, *, code="rate", x_top=None, pad_to=None, param
     """Build the spiking linear stage for tokens ``x`` (L x D), weights ``w`` (out x D, the model's
     layout) and biases ``b`` (out). ``code``: ``rate`` (regular encoders) or ``latency`` (one spike
     per input value, ``circuits.codes``); ``x_top``: the latency code's top of range (default:
-    max |x| sqrt(code_base)). ``pad_to``: the number of token windows (None: L), for length
+    ``max(abs(x)) * sqrt(code_base)``). ``pad_to``: the number of token windows (None: L), for length
     buckets (see the module docstring; the config's ``n_tokens`` counts the windows, the schedule's
     the real tokens). ``params``: overrides or a ParameterSet of :func:`linear_parameters`."""
     x, w, b = (np.asarray(a, dtype=float) for a in (x, w, b))
