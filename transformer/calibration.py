@@ -1,0 +1,80 @@
+"""The latency code's range per layer and stage, fixed once from a calibration corpus.
+
+A latency code delivers values up to its top of range x_top (docs/model.md §11). The range must
+hold all-MiniLM-L6-v2's outlier features (clipping them loses the embedding) and must not come
+from the sentence being encoded (that would be a computation on the hidden state outside the
+spiking network). As for the scales of a quantised network, or the data-based normalisation of
+converted spiking networks (Diehl et al. 2015, doi:10.1109/IJCNN.2015.7280696; Rueckauer et al. 2017,
+doi:10.3389/fnins.2017.00682), each stage's range is set once from the NumPy model on a
+calibration corpus: ``headroom`` times the largest |input| of that stage over the corpus. The table
+ships with the project (``transformer/data/code_ranges.json``) with the corpus's SHA-256;
+``python -m transformer.calibration --texts FILE`` writes it again.
+
+Stage inputs: ``qkv`` the layer input, ``attn_out`` the heads' context, ``ffn`` the attention
+block's LayerNorm output h, ``ffn_out`` the GELU activations.
+"""
+
+import argparse
+import functools
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from transformer import minilm
+from transformer.forward import forward
+
+#: The shipped table of ranges.
+RANGES_FILE = Path(__file__).parent / "data" / "code_ranges.json"
+#: Margin over the largest input of the calibration corpus (values beyond the range are clipped).
+HEADROOM = 2.0
+
+
+def stage_inputs(layer_pass) -> dict:
+    """What each latency-coded stage of one layer encodes (a ``transformer.forward.LayerPass``)."""
+    return {"qkv": layer_pass.input, "attn_out": minilm.concat_heads(layer_pass.attention.parts["context"]),
+            "ffn": layer_pass.h, "ffn_out": layer_pass.ffn.parts["activations"]}
+
+
+def calibrate(texts, headroom=HEADROOM) -> dict:
+    """{layer: {stage: range}}: ``headroom`` times the largest |input| of each stage over the NumPy
+    model's pass of ``texts``."""
+    ranges = {}
+    for sentence in forward(texts):
+        for layer, step in enumerate(sentence.layers):
+            for stage, x in stage_inputs(step).items():
+                top = ranges.setdefault(str(layer), {}).get(stage, 0.0)
+                ranges[str(layer)][stage] = max(top, float(np.abs(x).max()))
+    return {layer: {stage: headroom * top for stage, top in tops.items()} for layer, tops in ranges.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def code_ranges() -> dict:
+    """The shipped table: {layer (str): {stage: range}}."""
+    return json.loads(RANGES_FILE.read_text())["ranges"]
+
+
+def code_range(layer, stage) -> float:
+    """The latency code's top of range for ``stage``'s input in ``layer``."""
+    return code_ranges()[str(layer)][stage]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m transformer.calibration", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--texts", type=Path, required=True, help="calibration corpus, one sentence a line")
+    parser.add_argument("--headroom", type=float, default=HEADROOM)
+    parser.add_argument("--out", type=Path, default=RANGES_FILE)
+    args = parser.parse_args(argv)
+    data = args.texts.read_bytes()
+    texts = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+    table = {"corpus": args.texts.name, "corpus_sha256": hashlib.sha256(data).hexdigest(), "n_sentences": len(texts),
+             "headroom": args.headroom, "ranges": calibrate(texts, args.headroom)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(table, indent=1) + "\n")
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
