@@ -209,11 +209,12 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
                          count_start=blocks.table(_starts(schedule, counting[:, 0]), "count_start_table"))
     keys = blocks.neuron_group(n_populations, LATENCY_KEY_NEURON_EQS, params, key_namespace, "key_neurons",
                                threshold=LATENCY_KEY_NEURON_THRESHOLD, reset=LATENCY_KEY_NEURON_RESET,
-                               method="euler", uses=(LATENCY_KEY_NEURON_WINDOWS,))
+                               method="euler", uses=(LATENCY_KEY_NEURON_WINDOWS,),
+                               extra={"golden": (np.sqrt(5) - 1) / 2})
     keys.run_regularly(LATENCY_KEY_NEURON_WINDOWS, dt=TABLE_BIN, when="start", name="key_neurons_windows")
     keys.token = np.arange(n_populations)
     keys.in_use = (np.arange(n_populations) < n_tokens).astype(float)
-    keys.phase = streams.phases.uniform(0, 1, size=n_populations)
+    keys.phase_offset = streams.phases.uniform(0, 1, size=n_populations)
     pre, post = np.meshgrid(np.arange(2 * dim), np.arange(n_populations), indexing="ij")
     afferents = blocks.synapses(key_encoders, keys, LATENCY_AFFERENT_SYNAPSE_MODEL, params, namespace,
                                 "afferent_synapses", {"i": pre.ravel(), "j": post.ravel()},
@@ -337,3 +338,26 @@ def rate_model(circuit: LatencyAttentionCircuit) -> dict:
         codes.latency_variance(exact["y"], config["y_top"], base, levels),
         count_scale=float(p["R_key_target"]) * tau if blocked else None)
     return {"y_rate": exact["y"], "noise": noise}
+
+
+def settled_adenosine_level(circuit: LatencyAttentionCircuit, tail=0.25) -> np.ndarray:
+    """Mean theta (V) over the last ``tail`` of each real read's counting part, where the adenosine
+    loop has settled (a read's counting part lasts a few tau_theta; the mean over the whole read,
+    ``circuits.exact_kernel.measured_adenosine_level``, includes the loop's transient from the
+    previous query's level)."""
+    monitor = circuit.monitors["adenosine_monitor"]
+    t, theta = np.asarray(monitor.t_[:]), np.asarray(monitor.theta_[0])
+    windows = counting_windows(circuit.schedule, circuit.params)
+    return np.array([theta[(t >= stop - tail * (stop - start)) & (t < stop)].mean() for start, stop in windows])
+
+
+def delivered_log_denominator(circuit: LatencyAttentionCircuit) -> np.ndarray:
+    """log sum_t z_t exp(x_q . x_k_t) per real query, with the keys and queries as the code delivered
+    them (the denominator the circuit computes; quantised scores differ from the exact ones by
+    ~|x_q||x_k| ln(B)/sqrt(6 d))."""
+    from circuits.exact_kernel import _log_denominator
+
+    p, inp = circuit.params, circuit.inputs
+    delivered = delivered_inputs(inp["x_keys"], inp["x_queries"], inp["values"], p)
+    memory = memory_weights(p, circuit.schedule.age_at_reads())[1]
+    return _log_denominator(delivered["x_keys"], delivered["x_queries"], memory)[1]

@@ -146,16 +146,28 @@ recruit = int(recruited_token(t) == token) : 1
 token : integer (constant)
 theta : volt (linked)                     # the astrocyte's adenosine hyperpolarisation
 in_use : 1 (constant)                     # 0: a key of an empty (padding) window, never fires
+phase_offset : 1 (constant)               # start phase of the first read's count
+reads_started : 1                         # counting parts begun so far
+read_phase0 : 1                           # start phase of the latest read's count
 """
 LATENCY_KEY_NEURON_THRESHOLD = "phase >= 1"
-LATENCY_KEY_NEURON_RESET = "phase -= 1"
+#: One spike per step at most, and no backlog: a phase past 2 (a rate above 1/dt, in a transient of
+#: the adenosine loop) is capped, as a neuron at its maximal rate does not owe the spikes it could
+#: not fire (a backlog would keep it firing after theta has caught up, and the loop would overshoot).
+LATENCY_KEY_NEURON_RESET = "phase = clip(phase - 1, 0, 1)"
 #: Once per table bin, at the start of the step: the drive is cleared when a read window starts; the
 #: phase is set to 1/2 when a learning window starts (every token then gets round(rho_recruit
-#: t_learn) write spikes, the same for all) and to a uniformly random value when a read's counting
-#: part starts (the count then errs by floor/ceil with variance f (1 - f), independently per read).
+#: t_learn) write spikes, the same for all) and to a start phase when a read's counting part starts,
+#: so that the count errs by floor/ceil (variance f (1 - f) for a uniform phase). The start phase of
+#: read r is frac(phase_offset + r * golden), golden = (sqrt(5) - 1) / 2: a random offset per
+#: neuron (the build's phase stream) rotated by the golden ratio from read to read, equidistributed
+#: like uniform draws but a function of the token and the read's number only -- no random numbers at
+#: run time, so a padded head (more neurons, empty reads after the real ones) gives the same spikes.
 LATENCY_KEY_NEURON_WINDOWS = """
 I_key = (1 - query_start(t)) * I_key
-phase = learn_start(t) * 0.5 + count_start(t) * rand() + (1 - learn_start(t) - count_start(t)) * phase
+reads_started += count_start(t)
+read_phase0 = phase_offset + reads_started * golden - floor(phase_offset + reads_started * golden)
+phase = learn_start(t) * 0.5 + count_start(t) * read_phase0 + (1 - learn_start(t) - count_start(t)) * phase
 """
 
 #: Drives of the latency head's ON/OFF value channels: the read's numerator ``I_num`` as in
