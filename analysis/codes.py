@@ -78,7 +78,7 @@ def leaky_regular_count(rate, tau):
     safe = np.maximum(m, 1e-300)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         exact = safe / 2 / np.tanh(1 / (2 * safe)) - safe ** 2
-    series = 1 / 12 - 1 / (720 * safe ** 2)
+        series = 1 / 12 - 1 / (720 * safe ** 2)
     var = np.where(m > 10, series, np.where(m > 0, exact, 0.0))
     return m, np.maximum(var, 0.0)
 

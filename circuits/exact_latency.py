@@ -46,6 +46,12 @@ exp(-T_count / tau_read)).
 Padding (``pad_to``) as in the rate head: empty windows show nothing, their key neurons are never
 recruited and never fire, empty reads have no output window. Causal schedules use the same tables
 (keys not yet written fire but carry no weight and no process memory).
+
+Measured (layer 2, head 5 of all-MiniLM-L6-v2 on "The quick brown fox jumps over the lazy dog.",
+12 tokens, d = d_v = 32; dt 0.1 ms, dt_enc 0.05 ms, t_code 5 ms, B = 1.05, R_key_target 5 kHz,
+tau_read 20 ms, counting 100 ms, tau_theta 40 ms): 0.057 from softmax against a budget of 0.060,
+4.7e5 synaptic events (the rate head on the short protocol: 0.119 and 1.9e7); the blocked
+astrocyte's output is 9.8x further from softmax.
 """
 
 from dataclasses import dataclass

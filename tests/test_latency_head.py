@@ -177,6 +177,15 @@ def test_padded_head_gives_the_unpadded_output():
     assert padded.circuit.config["n_tokens"] == 7 and padded.y_spike.shape == (4, 4)
 
 
+def test_causal_head_within_its_budget():
+    """Causal reads (query s after token s's write) on the same tables: the keys not yet written
+    fire but carry no weight and no process memory; the output is causal softmax within the budget."""
+    q, k, v = head(0)
+    metrics = run(q, k, v, causal=True).metrics
+    assert metrics["rel_err_rate_vs_softmax"] < 1e-3
+    assert metrics["rel_err_spike_vs_rate"] <= metrics["bound_tolerance_ratio"] * metrics["poisson_bound"], metrics
+
+
 # ---------------------------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("change, message", [
