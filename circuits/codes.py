@@ -14,9 +14,10 @@ from brian2 import Hz, TimedArray, second
 
 from analysis import codes
 from circuits import blocks
+from circuits.protocol import TABLE_BIN
 from models.encoders import (CODES, LATENCY_ENCODER_EQS, LATENCY_ENCODER_RESET, LATENCY_ENCODER_START,
-                             LATENCY_ENCODER_THRESHOLD, REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET,
-                             REGULAR_ENCODER_THRESHOLD, signed_rates)
+                             LATENCY_ENCODER_THRESHOLD, LATENCY_WINDOW_START, REGULAR_ENCODER_EQS,
+                             REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, signed_rates)
 from models.parameters import ParameterError
 
 
@@ -53,6 +54,25 @@ def latency_neurons(n, start, params, namespace, name, x_top, period, model="", 
                                        "efficacy_floor": x_top * base ** (1 - latency_levels(params)),
                                        **(extra or {})})
     group.run_regularly(start, dt=period * second, when="before_thresholds", name=f"{name}_window_start")
+    return group
+
+
+def windowed_latency_neurons(n, model, value, starts, params, namespace, name, x_top, extra=None):
+    """``n`` latency neurons (equations ``model``: LATENCY_ENCODER_EQS or one with the same ``v``
+    and ``efficacy``) on the clock ``dt_enc`` whose windows start at irregular times: where the 0/1
+    table ``starts`` (one entry per TABLE_BIN) is 1, the potential is set to the expression
+    ``value`` and the efficacy to x_top sqrt(B) (``models.encoders.LATENCY_WINDOW_START``), before
+    the thresholds; at most one spike per window, within the code's ``t_code / dt_enc`` levels.
+    ``extra``: more derived constants that ``value`` reads."""
+    base = float(params["code_base"])
+    start = LATENCY_WINDOW_START.format(value=value)
+    namespace = dict(namespace, window_start=blocks.table(starts, f"{name}_start_table"))
+    group = blocks.neuron_group(n, model, params, namespace, name, threshold=LATENCY_ENCODER_THRESHOLD,
+                                reset=LATENCY_ENCODER_RESET, method="exact", dt=params["dt_enc"], uses=(start,),
+                                extra={"x_top": x_top, "tau_code": params["dt_enc"] / np.log(base),
+                                       "efficacy_floor": x_top * base ** (1 - latency_levels(params)),
+                                       **(extra or {})})
+    group.run_regularly(start, dt=TABLE_BIN, when="before_thresholds", name=f"{name}_window_start")
     return group
 
 

@@ -33,21 +33,22 @@ model, :func:`token_counts`, the projection) give the real queries and tokens on
 """
 
 import numpy as np
-from brian2 import Network, volt
+from brian2 import Network, ms, volt
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights, output_gain
+from circuits.codes import check_code
 from circuits.projection import projection
 from circuits.kinds import CircuitKind, kind_parameters
 from circuits.seeds import seed_streams
 from circuits.protocol import TABLE_BIN, Schedule
-from models.encoders import polarity_sign
+from models.encoders import LATENCY_CODE_PARAMETERS, polarity_sign
 from models.gliotransmission import ADENOSINE_FEEDBACK_PARAMETERS, adenosine_set_point
 from models.neurons import (FEATURE_NEURON_PARAMETERS, KEY_NEURON_EQS, KEY_NEURON_PARAMETERS, KEY_NEURON_RESET,
                             KEY_NEURON_THRESHOLD)
-from models.parameters import ParameterError, ParameterSet
+from models.parameters import Parameter, ParameterError, ParameterSet
 from models.synapses import AFFERENT_SYNAPSE_MODEL, AFFERENT_SYNAPSE_ON_PRE
 
 
@@ -61,7 +62,7 @@ def afferent_learning_rate(params, encoders_per_dim):
 def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
                                encoders_per_dim=4, astrocyte="minimal", encoder="regular",
                                block_astrocyte=False, preload=False, causal=False, w_out=None, b_out=None,
-                               pad_to=None, params=None, seed=0, spike_seed=None) -> AttentionCircuit:
+                               pad_to=None, code="rate", params=None, seed=0, spike_seed=None) -> AttentionCircuit:
     """Build the exact-kernel circuit for one head (see the module docstring).
 
     ``preload`` sets the afferent weights to k_t directly instead of writing them with spikes
@@ -73,7 +74,11 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     mean over the read phase (:func:`blocked_signals`): the negative control. ``pad_to``: the
     number of key populations and read windows (None: L and Lq), for length buckets (see the module
     docstring); the config's ``n_tokens`` and ``n_queries`` count them, the schedule's the real ones.
-    Other arguments (``causal`` included) as in ``build_random_feature_circuit``.
+    ``code``: ``rate`` (this module's circuit) or ``latency``: values in few spikes, one key
+    neuron per token, one encoder and one value neuron per ON/OFF channel
+    (``circuits.exact_latency``; ``neurons_per_key``, ``neurons_per_value``, ``encoders_per_dim``
+    and ``encoder`` do not apply). Other arguments (``causal`` included) as in
+    ``build_random_feature_circuit``.
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
     blocks.check_options(astrocyte, encoder, neurons_per_key=neurons_per_key,
@@ -85,6 +90,12 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     if half != int(half):
         raise ParameterError(f"t_learn must be an even number of {TABLE_BIN} for the two learning phases")
     streams = seed_streams(seed, spike_seed)
+    check_code(code)
+    if code == "latency":
+        from circuits.exact_latency import build_latency_exact_circuit
+
+        return build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, astrocyte=astrocyte,
+                                           block_astrocyte=block_astrocyte, preload=preload, w_out=w_out, b_out=b_out)
     phases = streams.phases
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
@@ -177,7 +188,12 @@ def write_spikes_per_key(params) -> float:
 
 def write_spikes_per_process(k, scale, params, seeds, options) -> np.ndarray:
     """Write spikes of each astrocyte process (one per key neuron, written once): the CICR check of
-    ``circuits.head.head_spec`` (same signature as the random circuit's)."""
+    ``circuits.head.head_spec`` (same signature as the random circuit's); the latency head's one
+    key neuron per token gets ``circuits.exact_latency.write_spikes``."""
+    if options.get("code") == "latency":
+        from circuits.exact_latency import write_spikes
+
+        return np.full(len(k), float(write_spikes(params)))
     return np.full(len(k) * options["neurons_per_key"], write_spikes_per_key(params))
 
 
@@ -267,7 +283,12 @@ def rate_model(circuit: AttentionCircuit) -> dict:
     populations firing R_key_target * exp(x_q . x_k) / sum_t memory_t exp(x_q . x_k). Blocked:
     theta and A are constants, the key populations fire n_key * rho_key * exp(x_q . x_k - theta/delta_u)
     and the output is that unnormalised sum over A; rates past one spike per step are clipped as
-    the Bernoulli draws clip them (key and value neurons)."""
+    the Bernoulli draws clip them (key and value neurons). The latency head has its own
+    (``circuits.exact_latency.rate_model``)."""
+    if circuit.config.get("code") == "latency":
+        from circuits.exact_latency import rate_model as latency_rate_model
+
+        return latency_rate_model(circuit)
     p, s, inp, config = circuit.params, circuit.schedule, circuit.inputs, circuit.config
     numerator, denominator = memory_weights(p, s.age_at_reads())
     scores, log_sum = _log_denominator(inp["x_keys"], inp["x_queries"], denominator)
@@ -307,10 +328,18 @@ def _unnormalised_read_error(read_counts, numerator, values, y, output_gain, cou
             "relative_error_read": float(np.sqrt(var_read.sum()) / norm), "relative_error_write": 0.0}
 
 
+#: The latency head's code (``code="latency"``, ``circuits.exact_latency``): its levels, window and
+#: the encoders' clock (unused by the rate head, whose generated code does not declare them).
+LATENCY_HEAD_PARAMETERS = (
+    Parameter("dt_enc", 0.05 * ms, ms, "time step of the latency head's encoders, value neurons and their synapses "
+              "(the code's levels are steps of dt_enc)", positive=True),
+    *LATENCY_CODE_PARAMETERS,
+)
+
 #: The exact-kernel circuit's entry in the registry (``circuits.CIRCUITS``).
 EXACT = CircuitKind(
     "exact", build_exact_kernel_circuit, rate_model, write_spikes_per_process, "key_neurons",
     tuple(p for p in FEATURE_NEURON_PARAMETERS if p.name != "rho_feature") + KEY_NEURON_PARAMETERS
-    + ADENOSINE_FEEDBACK_PARAMETERS,
+    + ADENOSINE_FEEDBACK_PARAMETERS + LATENCY_HEAD_PARAMETERS,
     "neurons_per_key", "{neurons_per_key} key neurons per token", "one key population per stored token (exact softmax kernel)",
     population_rates=(("R_key_target", "neurons_per_key"),))

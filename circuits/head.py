@@ -132,6 +132,12 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
     for name, size_option in kind.population_rates:
         check_spike_probability(f"{name}/{size_option}", params[name] / options[size_option], params["dt"])
     Schedule.from_params(len(k), len(q), params, options["causal"], options.get("pad_to"))
+    if options.get("code", "rate") != "rate":
+        from circuits.codes import check_code
+        from circuits.exact_latency import check_latency_head
+
+        check_code(options["code"])
+        check_latency_head(params, options["causal"])
     if options["astrocyte"] != "minimal":
         cicr = read_calibration(options["astrocyte"], params)["cicr_spikes"]
         spikes = float(np.max(kind.write_spikes_per_process(k, scale, params, seeds, options)))

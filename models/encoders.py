@@ -117,3 +117,16 @@ def encoder_model(kind: str) -> dict:
         return {"model": REGULAR_ENCODER_EQS, "threshold": REGULAR_ENCODER_THRESHOLD,
                 "reset": REGULAR_ENCODER_RESET}
     raise ValueError(f"unknown encoder {kind!r}; choose one of {', '.join(ENCODER_KINDS)}")
+
+
+#: Start of a latency window at irregular times (the windows of an attention head): once per table
+#: bin, before the thresholds, where the group's ``window_start`` table is 1 the potential is set to
+#: ``{value}`` and the efficacy to x_top sqrt(B); elsewhere both are left as they are. A potential
+#: left below the code's lowest level keeps growing until the next start: clipping it at 2 x_top
+#: (it can no longer fire: its efficacy is below the floor) keeps it finite (no inf * 0).
+LATENCY_WINDOW_START = """
+v = window_start(t) * ({value}) + (1 - window_start(t)) * clip(v, 0, 2 * x_top)
+efficacy = window_start(t) * x_top * sqrt(code_base) + (1 - window_start(t)) * efficacy
+"""
+#: What a latency encoder starts from: its channel's value in the value table.
+LATENCY_TABLE_VALUE = "value_table(t, channel)"

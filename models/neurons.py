@@ -124,3 +124,76 @@ KEY_NEURON_PARAMETERS = (
     Parameter("R_key_target", 2500 * Hz, Hz, "total key-population rate that the astrocyte's adenosine feedback "
               "holds (counting each process by its memory of the write, in units of one token's)", positive=True),
 )
+
+# ------------------------------------------------------------------- the latency-coded exact head
+# (circuits.exact_latency; docs/model.md §3). Values travel in few spikes: the key/query encoders and
+# the value encoders are latency neurons (models.encoders), the key neurons fire regularly at an
+# exponential rate, the value neurons fire one latency spike per read.
+
+#: Key neuron of the latency head, one per stored token. Its drive ``I_key`` is an accumulator: the
+#: afferents add w_aff * efficacy_pre during the query's latency window, and it is cleared at the
+#: start of every read window (KEY_LATENCY_WINDOWS), so after the query's window
+#: I_key = delta_u * x_q . x_k as the code delivered them -- no membrane or synaptic filter, hence no
+#: ripple and no curvature bias from averaging exp() over a fluctuating potential. A phase
+#: integrates the recruitment rate while the token is written and, in the read's counting part
+#: (``count_phase``), rho_key * exp((I_key - theta) / delta_u): a regular spike per unit of phase.
+#: Departure from physiology: real neurons fire irregularly at such rates; the regular (phase)
+#: firing stands for a population whose Poisson noise averages out (one neuron instead of 16).
+LATENCY_KEY_NEURON_EQS = """
+I_key : volt                              # the score's drive: delta_u x_q . x_k after the query window
+dphase/dt = rho_recruit * recruit + count_phase(t) * in_use * rho_key * exp((I_key - theta) / delta_u) : 1
+recruit = int(recruited_token(t) == token) : 1
+token : integer (constant)
+theta : volt (linked)                     # the astrocyte's adenosine hyperpolarisation
+in_use : 1 (constant)                     # 0: a key of an empty (padding) window, never fires
+phase_offset : 1 (constant)               # start phase of the first read's count
+reads_started : 1                         # counting parts begun so far
+read_phase0 : 1                           # start phase of the latest read's count
+"""
+LATENCY_KEY_NEURON_THRESHOLD = "phase >= 1"
+#: One spike per step at most, and no backlog: a phase past 2 (a rate above 1/dt, in a transient of
+#: the adenosine loop) is capped, as a neuron at its maximal rate does not owe the spikes it could
+#: not fire (a backlog would keep it firing after theta has caught up, and the loop would overshoot).
+LATENCY_KEY_NEURON_RESET = "phase = clip(phase - 1, 0, 1)"
+#: Once per table bin, at the start of the step: the drive is cleared when a read window starts; the
+#: phase is set to 1/2 when a learning window starts (every token then gets round(rho_recruit
+#: t_learn) write spikes, the same for all) and to a start phase when a read's counting part starts,
+#: so that the count errs by floor/ceil (variance f (1 - f) for a uniform phase). The start phase of
+#: read r is frac(phase_offset + r * golden), golden = (sqrt(5) - 1) / 2: a random offset per
+#: neuron (the build's phase stream) rotated by the golden ratio from read to read, equidistributed
+#: like uniform draws but a function of the token and the read's number only -- no random numbers at
+#: run time, so a padded head (more neurons, empty reads after the real ones) gives the same spikes.
+LATENCY_KEY_NEURON_WINDOWS = """
+I_key = (1 - query_start(t)) * I_key
+reads_started += count_start(t)
+read_phase0 = phase_offset + reads_started * golden - floor(phase_offset + reads_started * golden)
+phase = learn_start(t) * 0.5 + count_start(t) * read_phase0 + (1 - learn_start(t) - count_start(t)) * phase
+"""
+
+#: Drives of the latency head's ON/OFF value channels: the read's numerator ``I_num`` as in
+#: VALUE_DRIVE_EQS (filtered like the astrocyte's A, so their ratio is one of equally weighted
+#: counts), and the teacher ``I_teach`` held: the value encoders' single spikes add what they carry
+#: at the start of each token window and it stays through the write (cleared at the next token
+#: window's start, LATENCY_TEACHER_WINDOWS).
+LATENCY_VALUE_DRIVE_EQS = """
+dI_num/dt = -I_num / tau_read : 1
+I_teach : 1
+"""
+LATENCY_TEACHER_WINDOWS = "I_teach = (1 - teach_start(t)) * I_teach"
+
+#: Value neuron of the latency head: a latency neuron (models.encoders.LATENCY_ENCODER_EQS) that
+#: takes its potential from the read's divisive gain at the end of the counting part,
+#: max(output_scale * (I_num - I_num_opposite) / (A + A_floor), 0) -- its own channel's numerator
+#: minus that of the opposite polarity of its dimension, so the ON neuron carries max(y, 0) and the
+#: OFF neuron max(-y, 0) (output_scale = kappa / eta_hebb: the potential is y in its units) -- and
+#: fires once in the output window: its efficacy then carries it within code_base^(+-1/2). Silent
+#: otherwise: no teacher-phase spikes (the Hebbian rule reads the teacher's drive, not the value
+#: neurons' spikes).
+LATENCY_VALUE_NEURON_EQS = """
+dv/dt = v / tau_code : 1
+defficacy/dt = -efficacy / tau_code : 1
+I_num : 1 (linked)
+I_num_opposite : 1 (linked)
+A : 1 (linked)
+"""
+LATENCY_VALUE_NEURON_VALUE = "clip(output_scale * (I_num - I_num_opposite) / (A + A_floor), 0, inf)"

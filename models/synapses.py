@@ -51,3 +51,18 @@ AFFERENT_SYNAPSE_ON_PRE = """
 w_aff += eta_key * write_phase(t) * recruit_post * contrast(t)
 I_syn_post += w_aff * read_phase(t)
 """
+
+#: Key/query latency encoder -> key neuron of the latency head (circuits.exact_latency). Write: the
+#: encoder's single spike in each half of the learning window (k_t, then its mirror -k_t) writes
+#: +-delta_u times what it carries, one shot (the weight is final after the token's two windows; no
+#: rate-dependent learning rate): ON channel j ends with delta_u k_j, OFF with -delta_u k_j, as the
+#: code delivered k_j. Read: the query's spike adds w_aff * efficacy to the key neuron's accumulated
+#: drive, so after the query window I_key = delta_u x_q . x_k. Departure from physiology: a
+#: synapse written in one event, exactly in proportion to the presynaptic efficacy.
+LATENCY_AFFERENT_SYNAPSE_MODEL = "w_aff : volt"
+LATENCY_AFFERENT_SYNAPSE_ON_PRE = """
+w_aff += eta_key * write_phase(t) * recruit_post * contrast(t) * efficacy_pre
+I_key_post += w_aff * efficacy_pre * read_phase(t)
+"""
+#: Value latency encoder -> value drive: the teacher's drive is what the spike carries.
+LATENCY_TEACHER_SYNAPSE_ON_PRE = "I_teach_post += efficacy_pre"
