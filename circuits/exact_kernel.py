@@ -62,7 +62,8 @@ def afferent_learning_rate(params, encoders_per_dim):
 def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
                                encoders_per_dim=4, astrocyte="minimal", encoder="regular",
                                block_astrocyte=False, preload=False, causal=False, w_out=None, b_out=None,
-                               pad_to=None, code="rate", params=None, seed=0, spike_seed=None) -> AttentionCircuit:
+                               pad_to=None, code="rate", x_top=None, v_top=None, y_top=None, params=None, seed=0,
+                               spike_seed=None) -> AttentionCircuit:
     """Build the exact-kernel circuit for one head (see the module docstring).
 
     ``preload`` sets the afferent weights to k_t directly instead of writing them with spikes
@@ -77,7 +78,9 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     ``code``: ``rate`` (this module's circuit) or ``latency``: values in few spikes, one key
     neuron per token, one encoder and one value neuron per ON/OFF channel
     (``circuits.exact_latency``; ``neurons_per_key``, ``neurons_per_value``, ``encoders_per_dim``
-    and ``encoder`` do not apply). Other arguments (``causal`` included) as in
+    and ``encoder`` do not apply); ``x_top``, ``v_top``, ``y_top``: its tops of range for the scaled
+    queries and keys, the values and the output (default: from this head's own, see
+    ``circuits.exact_latency``). Other arguments (``causal`` included) as in
     ``build_random_feature_circuit``.
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
@@ -95,7 +98,8 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
         from circuits.exact_latency import build_latency_exact_circuit
 
         return build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, astrocyte=astrocyte,
-                                           block_astrocyte=block_astrocyte, preload=preload, w_out=w_out, b_out=b_out)
+                                           block_astrocyte=block_astrocyte, preload=preload, w_out=w_out, b_out=b_out,
+                                           x_top=x_top, v_top=v_top, y_top=y_top)
     phases = streams.phases
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]

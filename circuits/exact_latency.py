@@ -57,7 +57,7 @@ astrocyte's output is 9.8x further from softmax.
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import Network, SpikeMonitor, linked_var, volt
+from brian2 import Network, linked_var, volt
 
 from analysis import codes
 from analysis.attention import kernel_attention
@@ -127,12 +127,13 @@ def counting_windows(schedule, params) -> np.ndarray:
     return np.stack([reads[:, 0], reads[:, 1] - float(params["t_code"])], axis=1)
 
 
-def delivered_inputs(x_keys, x_queries, values, params) -> dict:
+def delivered_inputs(x_keys, x_queries, values, params, x_top=None, v_top=None) -> dict:
     """Tops of range and what the codes deliver (``analysis.codes.latency_decode``): the keys and
-    queries share one encoder population (one top), the values have their own."""
+    queries share one encoder population (one top), the values have their own; a top not given is
+    the head's own largest value times sqrt(B)."""
     base, levels = float(params["code_base"]), latency_levels(params)
-    x_top = codes.latency_top(np.concatenate([x_keys, x_queries]), base)
-    v_top = codes.latency_top(values, base)
+    x_top = codes.latency_top(np.concatenate([x_keys, x_queries]), base) if x_top is None else float(x_top)
+    v_top = codes.latency_top(values, base) if v_top is None else float(v_top)
     return {"x_top": x_top, "v_top": v_top, "base": base, "levels": levels,
             "x_keys": codes.latency_decode(x_keys, x_top, base, levels),
             "x_queries": codes.latency_decode(x_queries, x_top, base, levels),
@@ -163,20 +164,23 @@ def ideal(params, schedule, x_keys, x_queries, values, blocked) -> dict:
 
 
 def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, astrocyte="minimal",
-                                block_astrocyte=False, preload=False, w_out=None, b_out=None) -> "LatencyAttentionCircuit":
+                                block_astrocyte=False, preload=False, w_out=None, b_out=None, x_top=None, v_top=None,
+                                y_top=None) -> "LatencyAttentionCircuit":
     """Build the latency-coded exact-kernel head (see the module docstring); called by
     ``circuits.exact_kernel.build_exact_kernel_circuit`` with ``code="latency"`` after it has checked
     the head and built its schedule and seeds. One key neuron per token, one encoder per ON/OFF
     channel and one value neuron per ON/OFF channel: the rate head's ``neurons_per_key``,
-    ``encoders_per_dim``, ``neurons_per_value`` and ``encoder`` do not apply."""
+    ``encoders_per_dim``, ``neurons_per_value`` and ``encoder`` do not apply. ``x_top``, ``v_top``,
+    ``y_top``: tops of range (default the head's own: :func:`delivered_inputs`, and the ideal
+    output's largest value times sqrt(B))."""
     check_latency_head(params, schedule.causal)
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
     n_populations = schedule.n_token_windows
-    delivered = delivered_inputs(x_keys, x_queries, v, params)
+    delivered = delivered_inputs(x_keys, x_queries, v, params, x_top, v_top)
     reference = ideal(params, schedule, delivered["x_keys"], delivered["x_queries"], delivered["values"],
                       block_astrocyte)
-    y_top = codes.latency_top(reference["y"], delivered["base"])
+    y_top = codes.latency_top(reference["y"], delivered["base"]) if y_top is None else float(y_top)
     n_write = write_spikes(params)
     release_ref = float(params["kappa"]) * n_write
 

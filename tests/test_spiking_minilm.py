@@ -109,12 +109,46 @@ LATENCY_PARAMS = {f"{block}.{name}": value for block in ("linear", "ffn")
 
 @pytest.fixture(scope="module")
 def latency_run(model):
-    """Layer 0 on the latency code: W_QKV, two heads (rate-coded), W_O, and the first 64 FFN units
-    with W_2 on their GELU neurons."""
+    """Layer 0 on the latency code but for its two spiking heads (rate-coded): W_QKV, W_O (on
+    encoders of the heads' decoded context), and the first 64 FFN units with W_2 on their GELU
+    neurons."""
     with CircuitPool() as pool:
         return spiking_minilm([TEXT], ALL_STAGES, [0], pool=pool, heads=(0, 1), ffn_units=64,
                               params=block_parameters(LATENCY_PARAMS), options=OPTIONS,
-                              codes=parse_codes("latency"))
+                              codes=parse_codes("qkv=latency,attn_out=latency,ffn=latency,ffn_out=latency"))
+
+
+#: The latency heads' coarse protocol for the runtime device (tests/test_latency_head.py's).
+LATENCY_HEAD_PARAMS = {f"head.{name}": value for name, value in (
+    ("dt", "0.5*ms"), ("dt_enc", "0.1*ms"), ("t_code", "4*ms"), ("code_base", 1.2), ("t_settle", "4*ms"),
+    ("t_learn", "8*ms"), ("t_read", "54*ms"), ("tau_read", "10*ms"), ("R_key_target", "1000*Hz"))}
+
+
+@pytest.fixture(scope="module")
+def latency_heads_run(model):
+    """Layer 0's first two heads on the latency code, W_O on their value neurons."""
+    with CircuitPool() as pool:
+        return spiking_minilm([TEXT], ("attention", "attn_out"), [0], pool=pool, heads=(0, 1),
+                              params=block_parameters(LATENCY_HEAD_PARAMS, head_code="latency"),
+                              codes=parse_codes("latency"), map_layer=0)
+
+
+def test_latency_heads_drive_w_o_with_one_spike_per_output_value(latency_heads_run):
+    """W_O on the latency heads' value neurons is W_O times the decoded context exactly (the NumPy
+    heads' columns in NumPy), one event per value-neuron spike and output unit, and at most one
+    value-neuron spike per output value; the heads' ranges are the calibrated ones
+    (transformer.calibration), not read off the sentence. (Their accuracy against their budget:
+    tests/test_latency_head.py.)"""
+    layer = latency_heads_run.spiking[0].layers[0]
+    heads, out = layer.attention.stages["attention"], layer.attention.stages["attn_out"]
+    w = minilm.layer_weights(0)
+    context = minilm.concat_heads(layer.attention.parts["context"])
+    np.testing.assert_allclose(layer.attention.output, context @ w["w_o"].T + w["b_o"], rtol=1e-9, atol=1e-9)
+    value_spikes = heads["spikes"]["value_neurons"]
+    assert value_spikes <= 2 * 32 * len(context) and out["synaptic_events"] == value_spikes * 384
+    circuit = latency_heads_run.maps[0][0].circuit
+    assert circuit.config["y_top"] == minilm.code_range(0, "attn_out")
+    assert circuit.config["x_top"] == minilm.code_range(0, "attention_qk")
 
 
 def test_latency_code_stages_one_event_per_mac_within_their_budget(latency_run, model):
@@ -122,21 +156,22 @@ def test_latency_code_stages_one_event_per_mac_within_their_budget(latency_run, 
     (events = inputs above the code's lowest level x 1152, at most the stage's MACs), within its
     budget; W_O, in a code other than the heads', is a linear stage of its own on encoders of the
     heads' decoded context (one event per coded context value and output), and the output is W_O
-    times what the code delivers of that context."""
-    from analysis.codes import latency_decode, latency_level, latency_top
+    times what the code delivers of that context; the ranges are the calibrated ones
+    (transformer.calibration), not read off the sentence."""
+    from analysis.codes import latency_decode, latency_level
 
-    def coded(x):                       # values at one of the 40 levels of B = 1.2: one spike each
-        return int(np.sum(latency_level(x, latency_top(x, 1.2), 1.2) < 40))
+    def coded(x, stage):                # values at one of the 40 levels of B = 1.2: one spike each
+        return int(np.sum(latency_level(x, minilm.code_range(0, stage), 1.2) < 40))
 
     layer, ref = latency_run.spiking[0].layers[0], latency_run.reference[0].layers[0]
     stages = layer.attention.stages
     n = len(latency_run.spiking[0].tokens)
     qkv, out = stages["qkv"], stages["attn_out"]
-    assert qkv["synaptic_events"] == coded(ref.input) * 3 * 384 <= stage_macs("qkv", n, model)
+    assert qkv["synaptic_events"] == coded(ref.input, "qkv") * 3 * 384 <= stage_macs("qkv", n, model)
     assert qkv["rel_err_spike_vs_product"] / qkv["quantisation_bound"] < qkv["bound_tolerance_ratio"]
     context = minilm.concat_heads(layer.attention.parts["context"])
-    assert out["on"] == "spikes" and out["synaptic_events"] == coded(context) * 384
-    delivered = latency_decode(context, latency_top(context, 1.2), 1.2, 40)
+    assert out["on"] == "spikes" and out["synaptic_events"] == coded(context, "attn_out") * 384
+    delivered = latency_decode(context, minilm.code_range(0, "attn_out"), 1.2, 40)
     w = minilm.layer_weights(0)
     np.testing.assert_allclose(layer.attention.output, delivered @ w["w_o"].T + w["b_o"], rtol=1e-9, atol=1e-9)
     # The heads' value neurons drive nothing: their events are the heads' own (no W_O synapses there).
@@ -148,7 +183,7 @@ def test_latency_code_ffn_drives_w2_with_one_spike_per_activation(latency_run):
     """The FFN's 64 spiking units on the latency code: their decoded activations within the block's
     budget, W_2 on their GELU neurons is W_2 times those activations exactly (the other units
     NumPy), and each coded input value and activation costs one event per target."""
-    from analysis.codes import latency_level, latency_top
+    from analysis.codes import latency_level
 
     layer = latency_run.spiking[0].layers[0]
     ffn, out = layer.ffn.stages["ffn"], layer.ffn.stages["ffn_out"]
@@ -157,7 +192,7 @@ def test_latency_code_ffn_drives_w2_with_one_spike_per_activation(latency_run):
     w = minilm.layer_weights(0)
     activations = layer.ffn.parts["activations"]
     np.testing.assert_allclose(layer.ffn.output, activations @ w["w_2"].T + w["b_2"], rtol=1e-9, atol=1e-9)
-    coded_inputs = int(np.sum(latency_level(layer.h, latency_top(layer.h, 1.2), 1.2) < 40))
+    coded_inputs = int(np.sum(latency_level(layer.h, minilm.code_range(0, "ffn"), 1.2) < 40))
     gelu_spikes = sum(n for pop, n in ffn["spikes"].items() if pop.startswith("gelu"))
     assert gelu_spikes <= 2 * 64 * len(layer.h)             # at most one per unit, token and polarity
     assert ffn["synaptic_events"] == coded_inputs * 64 and out["synaptic_events"] == gelu_spikes * 384
@@ -165,15 +200,16 @@ def test_latency_code_ffn_drives_w2_with_one_spike_per_activation(latency_run):
 
 @pytest.mark.parametrize("text, expected", [
     ("rate", {s: "rate" for s in ALL_STAGES}),
-    ("latency", {"qkv": "latency", "attention": "rate", "attn_out": "latency", "ffn": "latency", "ffn_out": "latency"}),
+    ("latency", {s: "latency" for s in ALL_STAGES}),
+    ("attention=latency,ffn=latency", {**{s: "rate" for s in ALL_STAGES}, "attention": "latency", "ffn": "latency"}),
     ("qkv=latency", {**{s: "rate" for s in ALL_STAGES}, "qkv": "latency"}),
 ])
 def test_parse_codes(text, expected):
     assert parse_codes(text) == expected
 
 
-@pytest.mark.parametrize("text, message", [("phase", "--code takes"), ("attention=latency", "no latency code"),
-                                           ("qkv=latency,bogus=rate", "--code takes")])
+@pytest.mark.parametrize("text, message", [("phase", "--code takes"), ("qkv=latency,bogus=rate", "--code takes"),
+                                           ("qkv=", "--code takes")])
 def test_bad_codes_fail_with_one_line(text, message):
     with pytest.raises(ValueError, match=message):
         parse_codes(text)

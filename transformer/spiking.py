@@ -26,6 +26,14 @@ from transformer.forward import forward
 #: The heads' protocol: the short windows at a 0.5 ms step (5x fewer steps than the default
 #: 0.1 ms at the same spike counts; docs/model.md §9 checks the error stays at its bound).
 HEAD_PROTOCOL = {**SHORT_PROTOCOL, "dt": "0.5*ms"}
+#: The latency-coded heads' protocol (``circuits.exact_latency``): 10 ms windows of B = 1.05 at
+#: dt_enc = 0.05 ms (200 levels) for the query, key and value spikes and the output, a counting part
+#: of 100 ms (5 tau_read, so a read forgets the last), the astrocyte's set point at 5 kHz of key
+#: spikes (0.5 per step of 0.1 ms: the regular key neurons' limit) and tau_theta = 40 ms so that
+#: theta settles within the read (measured on MiniLM layer 2 head 5: 0.057 from softmax, budget 0.060).
+HEAD_LATENCY_PROTOCOL = {"dt": "0.1*ms", "dt_enc": "0.05*ms", "t_code": "10*ms", "code_base": 1.05,
+                         "t_settle": "10*ms", "t_learn": "20*ms", "t_read": "110*ms", "R_key_target": "5*kHz",
+                         "tau_read": "20*ms", "tau_theta": "40*ms"}
 #: The heads' circuit options: 8 encoders per dimension (default 4) halve the ripple of the key
 #: neurons' drive, whose curvature bias (E exp(v) > exp(E v)) is most of real heads' error above
 #: the Poisson bound (docs/model.md §9).
@@ -38,18 +46,20 @@ BLOCKS = {"head": "the exact-kernel attention heads", "ffn": "the feed-forward G
           "linear": "the encoded linear stages (qkv, and attn_out/ffn_out without their spiking source)"}
 
 
-def block_parameters(overrides, astrocyte="minimal") -> dict:
+def block_parameters(overrides, astrocyte="minimal", head_code="rate") -> dict:
     """Every block's full ParameterSet from ``overrides`` named ``BLOCK.NAME`` (e.g.
     ``ffn.tau_m``, ``head.tau_read``, ``linear.lin_enc_gain``), each checked by the block's own
-    parameter table (name, unit, sign, time step); the heads start from :data:`HEAD_PROTOCOL`.
-    ValueError/ParameterError with one line for an unnamed block, an unknown block or parameter."""
+    parameter table (name, unit, sign, time step); the heads start from :data:`HEAD_PROTOCOL`, or on
+    the latency code (``head_code``) from :data:`HEAD_LATENCY_PROTOCOL`. ValueError/ParameterError
+    with one line for an unnamed block, an unknown block or parameter."""
     per_block = {block: {} for block in BLOCKS}
     for key, value in overrides.items():
         block, dot, name = key.partition(".")
         if not dot or block not in BLOCKS:
             raise ValueError(f"parameter {key!r} must name its block: {', '.join(b + '.NAME' for b in BLOCKS)}")
         per_block[block][name] = value
-    makers = {"head": lambda o: circuit_parameters("exact", astrocyte, {**HEAD_PROTOCOL, **o}),
+    protocol = HEAD_LATENCY_PROTOCOL if head_code == "latency" else HEAD_PROTOCOL
+    makers = {"head": lambda o: circuit_parameters("exact", astrocyte, {**protocol, **o}),
               "ffn": feedforward_parameters, "linear": linear_parameters}
     params = {}
     for block, made in makers.items():
@@ -121,7 +131,7 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sen
         the kept head results, the stages and layers on spikes and the wall time.
     """
     t0 = time.perf_counter()
-    params = block_parameters({}) if params is None else params
+    params = block_parameters({}, head_code=(codes or {}).get("attention", "rate")) if params is None else params
     options = {"head": HEAD_OPTIONS} if options is None else options
     sentence_ids = list(range(len(texts))) if sentence_ids is None else list(sentence_ids)
     reference = forward(texts, sentence_ids=sentence_ids)
