@@ -91,6 +91,19 @@ def expected_total_error(y_rate, y_true, bound) -> float:
     return float(np.hypot(rate_part, noise_part) / np.linalg.norm(y_true))
 
 
+def error_against_budget(y_spike, y_ideal, variance, against, bound="quantisation_bound") -> dict:
+    """A spiking stage's output against its ideal and its noise budget, the one check every stage
+    (linear, feed-forward) reports: ``rel_err_spike_vs_<against>`` (relative Frobenius error), the
+    budget ``<bound>`` = sqrt(sum var) / |ideal| from independent per-element ``variance``, their
+    ratio ``spike_vs_<against>_over_bound`` and its ``bound_tolerance_ratio``
+    (:func:`chi_square_tolerance` with n_eff = (sum var)^2 / sum var^2)."""
+    variance = np.asarray(variance, dtype=float)
+    expected = float(np.sqrt(variance.sum()) / np.linalg.norm(y_ideal))
+    measured = float(np.linalg.norm(np.asarray(y_spike) - y_ideal) / np.linalg.norm(y_ideal))
+    return {f"rel_err_spike_vs_{against}": measured, bound: expected, f"spike_vs_{against}_over_bound": measured / expected,
+            "bound_tolerance_ratio": chi_square_tolerance(variance.sum() ** 2 / np.sum(variance ** 2))}
+
+
 def tolerance_ratio(noise, n_sigma=4.0) -> float:
     """Largest plausible (measured / expected) relative error under ``expected_spike_error``, with
     the per-element variances taken as independent (n_eff = (sum var)^2 / sum var^2)."""

@@ -32,8 +32,7 @@ import numpy as np
 from brian2 import BrianLogger, Network, SpikeMonitor, linked_var, second
 
 from analysis import codes
-from analysis.attention import relative_error
-from analysis.spikes import chi_square_tolerance
+from analysis.spikes import error_against_budget
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
 from circuits.codes import check_code, check_latency, input_encoders, latency_levels, latency_neurons
@@ -446,9 +445,5 @@ class FeedForwardResult:
 def activation_error(g_spike, g_rate, variance) -> dict:
     """Decoded activations against GELU: the relative error, its bound (``poisson_bound``, from the
     activations' independent variances, the latency code's too), their ratio and the ratio's
-    chi-square tolerance."""
-    expected = float(np.sqrt(variance.sum()) / np.linalg.norm(g_rate))
-    measured = relative_error(g_spike, g_rate)
-    return {"rel_err_spike_vs_gelu": measured, "poisson_bound": expected,
-            "spike_vs_gelu_over_bound": measured / expected,
-            "bound_tolerance_ratio": chi_square_tolerance(variance.sum() ** 2 / np.sum(variance ** 2))}
+    chi-square tolerance (``analysis.spikes.error_against_budget``)."""
+    return error_against_budget(g_spike, g_rate, variance, "gelu", "poisson_bound")

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from brian2 import Network, SpikeMonitor
 
-from analysis.attention import relative_error
-from analysis.spikes import chi_square_tolerance
+from analysis.spikes import error_against_budget
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
 from circuits.codes import Encoded, check_code, check_latency, input_encoders
@@ -206,10 +205,6 @@ class LinearResult:
 
     @property
     def metrics(self) -> dict:
-        expected = float(np.sqrt(self.variance.sum()) / np.linalg.norm(self.y_rate))
-        measured = relative_error(self.y_spike, self.y_rate)
-        return {"rel_err_spike_vs_product": measured, "quantisation_bound": expected,
-                "spike_vs_product_over_bound": measured / expected,
-                "bound_tolerance_ratio": chi_square_tolerance(self.variance.sum() ** 2 / np.sum(self.variance ** 2)),
+        return {**error_against_budget(self.y_spike, self.y_rate, self.variance, "product"),
                 "total_spikes": self.circuit.total_spikes(), "wall_seconds": self.wall_seconds,
                 "simulated_seconds": self.circuit.schedule.duration}

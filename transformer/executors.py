@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.attention import relative_error
-from analysis.spikes import chi_square_tolerance
+from analysis.spikes import error_against_budget
 from circuits.feedforward import activation_error, feedforward_spec, output_error
 from circuits.head import head_spec
 from circuits.linear import linear_spec
@@ -285,9 +285,7 @@ class SpikingExecutor(Executor):
             ideal = np.concatenate([r.y_rate for r in mine], axis=1)
             variance = np.concatenate([r.variance for r in mine], axis=1)
             record = bill.spiking_stage(stage, len(x), model, [r.circuit for r in mine])
-            record.update(rel_err_spike_vs_product=relative_error(y, ideal),
-                          quantisation_bound=float(np.sqrt(variance.sum()) / np.linalg.norm(ideal)),
-                          bound_tolerance_ratio=chi_square_tolerance(variance.sum() ** 2 / np.sum(variance ** 2)),
+            record.update(error_against_budget(y, ideal, variance, "product"),
                           wall_seconds=sum(r.wall_seconds for r in mine))
             outputs.append(y)
             records.append(record)
