@@ -15,7 +15,7 @@ from circuits import CIRCUITS
 from circuits.runners import DEVICES, make_runner, run_heads
 from models import ASTROCYTE_MODELS, ENCODER_KINDS
 from models.parameters import ParameterError, load_parameter_file, parse_assignments
-from runs.folders import output_parent
+from runs.folders import output_parent, read_error
 
 
 def experiment_parser(name: str, doc: str) -> argparse.ArgumentParser:
@@ -85,7 +85,11 @@ def parameter_overrides(args) -> dict:
     """``--params FILE`` then ``--set NAME=VALUE`` (later wins), as name -> value strings."""
     overrides = {}
     if args.params is not None:
-        overrides.update(load_parameter_file(args.params))
+        try:
+            overrides.update(load_parameter_file(args.params))
+        except (OSError, UnicodeDecodeError) as exc:    # its own errors name the file; these would not
+            raise read_error(args.params, exc, "give a JSON object or name = value lines in UTF-8",
+                             option="--params") from None
     overrides.update(parse_assignments(args.overrides))
     return overrides
 
