@@ -210,6 +210,7 @@ def table(summary, seeds) -> str:
 
 
 def plot(summary, seeds, path):
+    from experiments import plotting
     from experiments.plotting import plt
 
     circuits = list(summary)
@@ -230,8 +231,7 @@ def plot(summary, seeds, path):
         ax.legend(fontsize=6)
     axes[0][0].set_ylabel("error / minimal's error")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    plotting.save(fig, path, dpi=130)
 
 
 # ------------------------------------------------------------------------------------------ main
