@@ -236,6 +236,7 @@ def plot(summary, seeds, path):
 
 # ------------------------------------------------------------------------------------------ main
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import cli
 from models.parameters import ParameterError, parse_assignments, parse_quantity
 
 NAME = "astrocyte_response"
@@ -100,6 +101,7 @@ def plot(t, traces, spikes, calibration, path):
         return fp.save(fig, path)
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     from circuits.process_response import process_parameters, simulate_process
     from models.astrocytes import PRESETS, read_calibration

@@ -80,6 +80,7 @@ def head_and_source(args) -> tuple:
     return spec, source
 
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)

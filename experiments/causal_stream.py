@@ -73,6 +73,7 @@ def plot(runs, path):
     plotting.save(fig, path)
 
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -96,6 +96,7 @@ def head_specs(args) -> list:
                       **options) for h, (q, k, v) in enumerate(heads)]
 
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)

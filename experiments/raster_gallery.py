@@ -19,6 +19,7 @@ Writes results/raster_gallery/<run>/ with params.json, metrics.json, raster_gall
 import numpy as np
 
 from analysis.attention import relative_error, softmax_attention, synthetic_head, uniform_attention
+from experiments import cli
 from experiments import paper_common as fp
 from experiments import plotting
 from experiments.plotting import OFF_COLOR, ON_COLOR, shade_phases
@@ -135,6 +136,7 @@ def plot(raster, metrics, title, path):
     return drawn
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     args = build_parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL

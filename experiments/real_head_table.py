@@ -23,6 +23,7 @@ import numpy as np
 from analysis.attention import relative_error, softmax_attention
 from analysis.features import draw_feature_weights, performer_attention
 from circuits.head import run_head
+from experiments import cli
 from models.astrocytes import ASTROCYTE_MODELS
 from runs.folders import new_run_dir, output_parent, write_atomic, write_json
 
@@ -48,6 +49,7 @@ def random_feature_errors(q, k, v, scale, n_features, seeds) -> float:
     return float(np.mean(errors))
 
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(prog="python -m experiments.real_head_table", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="parent folder (default results/real_heads)")

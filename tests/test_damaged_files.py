@@ -25,7 +25,7 @@ from runs import folders
 from runs.folders import FileError, WriteError, read_json, run_record, write_json
 from runs.spikes import load_spikes, save_spikes
 from runs.sweep import SweepError, collect_outcome
-from tests.test_experiment_attention import _error_of, no_simulation  # noqa: F401  (a fixture)
+from tests.test_experiment_attention import TINY, _error_of, no_simulation  # noqa: F401  (a fixture)
 from tests.test_spiking_minilm import CORPUS, SMALL_CONFIG, without_times
 from tests.test_sweep import FAKE, ROOT, importable_fake, log_lines, read_table  # noqa: F401  (a fixture)
 
@@ -421,3 +421,16 @@ def test_a_full_disk_stops_a_sweep_in_one_line_and_it_resumes(tmp_path, monkeypa
     assert sweep.main(["--resume", str(out)]) == 0
     assert [row["status"] for row in read_table(out)] == ["ok"] * 3
     assert sorted(log_lines(log)) == ["alpha=1.0 seed=0", "alpha=2.0 seed=0", "alpha=3.0 seed=0"]
+
+
+def test_a_full_disk_stops_an_experiment_in_one_line(tmp_path, monkeypatch, capsys):
+    """A one-run experiment (here attention, tiny): one line instead of a traceback, earlier files whole."""
+    with monkeypatch.context() as patch, pytest.raises(SystemExit) as exit_info:
+        full_disk(patch, lambda path: path.name == "metrics.json")
+        attention.main(TINY + ["--out", str(tmp_path), "--no-figures"])
+    assert exit_info.value.code == 1
+    (run_dir,) = tmp_path.iterdir()
+    assert error_line(capsys) == (f"python -m experiments.attention: error: {run_dir / 'metrics.json'}: cannot write "
+                                  "it (No space left on device); free space or make the folder writable, then run again")
+    assert read_json(run_dir / "params.json", "")["experiment"] == "attention"
+    assert not (run_dir / "metrics.json").exists() and leftovers(run_dir) == []
