@@ -210,6 +210,7 @@ def table(summary, seeds) -> str:
 
 
 def plot(summary, seeds, path):
+    from experiments import plotting
     from experiments.plotting import plt
 
     circuits = list(summary)
@@ -230,12 +231,12 @@ def plot(summary, seeds, path):
         ax.legend(fontsize=6)
     axes[0][0].set_ylabel("error / minimal's error")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    plotting.save(fig, path, dpi=130)
 
 
 # ------------------------------------------------------------------------------------------ main
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -35,6 +35,7 @@ import numpy as np
 from analysis.attention import kernel_attention, relative_error, synthetic_head
 from analysis.features import draw_feature_weights, positive_features
 from circuits.seeds import SeedStreams
+from experiments import cli
 from experiments import paper_common as fp
 
 NAME = "astrocyte_models"
@@ -243,6 +244,7 @@ def plot(sim, metrics, path):
         return fp.save(fig, path)
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     args = build_parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import cli
 from models.parameters import ParameterError, parse_assignments, parse_quantity
 
 NAME = "astrocyte_response"
@@ -100,10 +101,11 @@ def plot(t, traces, spikes, calibration, path):
         return fp.save(fig, path)
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     from circuits.process_response import process_parameters, simulate_process
     from models.astrocytes import PRESETS, read_calibration
-    from runs.folders import new_run_dir, output_parent, run_record, write_json
+    from runs.folders import new_run_dir, output_parent, run_record, write_atomic, write_json
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -121,7 +123,8 @@ def main(argv=None):
     t, traces = simulate_process(args.astrocyte, params, [spikes], duration, args.preset, record)
     run_dir = new_run_dir(parent, f"{args.astrocyte}-{args.preset or 'default'}-seed{args.seed}")
     to_um = {"C": 1e3, "IP3": 1e3, "Y_S": 1e3}
-    np.savez(run_dir / "traces.npz", t=t, spikes=spikes, **{v: traces[v][0] * to_um.get(v, 1.0) for v in record})
+    write_atomic(run_dir / "traces.npz", lambda fh: np.savez(
+        fh, t=t, spikes=spikes, **{v: traces[v][0] * to_um.get(v, 1.0) for v in record}), binary=True)
     write_json(run_dir / "params.json", run_record(
         NAME, args.seed, astrocyte=args.astrocyte, preset=args.preset, duration_s=duration,
         n_input_spikes=int(len(spikes)), parameters=params.to_json(),

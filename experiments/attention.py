@@ -19,6 +19,7 @@ from circuits.head import head_spec
 from circuits.seeds import SeedStreams
 from experiments import cli
 from experiments.head_run import run_label, simulate_with_progress, write_run
+from runs.folders import read_npz
 
 NAME = "attention"
 
@@ -37,21 +38,21 @@ def build_parser():
 
 
 def load_qkv(path: Path):
-    """Read q, k, v (and optional scale) from an npz file; ValueError with one line if unusable."""
+    """Read q, k, v (and optional scale) from an npz file; ValueError with one line naming it if unusable."""
     if not path.is_file():
         raise ValueError(f"--qkv file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except Exception as exc:  # zip, pickle and format errors all mean the same to the user
-        raise ValueError(f"--qkv {path}: not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
+    todo = "give an .npz file with arrays q, k, v (and optionally scale)"
+    arrays = read_npz(path, todo, option="--qkv")
     missing = [n for n in ("q", "k", "v") if n not in arrays]
     if missing:
         raise ValueError(f"--qkv {path}: missing array(s) {', '.join(missing)} (found {', '.join(arrays) or 'none'})")
     scale = arrays.get("scale")
     if scale is not None and np.size(scale) != 1:
         raise ValueError(f"--qkv {path}: scale must be a scalar, got shape {np.shape(scale)}")
-    return check_qkv(arrays["q"], arrays["k"], arrays["v"], None if scale is None else float(np.ravel(scale)[0]))
+    try:
+        return check_qkv(arrays["q"], arrays["k"], arrays["v"], None if scale is None else float(np.ravel(scale)[0]))
+    except (ValueError, TypeError) as exc:      # a scale that is no number: TypeError or ValueError of float()
+        raise ValueError(f"--qkv {path}: {exc}") from None
 
 
 def synthetic_args_head(args):
@@ -79,6 +80,7 @@ def head_and_source(args) -> tuple:
     return spec, source
 
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)

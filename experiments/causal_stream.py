@@ -20,7 +20,7 @@ from circuits.head import head_spec
 from circuits.protocol import SHORT_PROTOCOL
 from circuits.seeds import SeedStreams
 from experiments import cli
-from runs.folders import new_run_dir, run_record, write_json
+from runs.folders import new_run_dir, run_record, write_atomic, write_json
 from runs.spikes import save_run_spikes
 
 NAME = "causal_stream"
@@ -56,6 +56,7 @@ def causal_specs(args) -> dict:
 
 
 def plot(runs, path):
+    from experiments import plotting
     from experiments.plotting import plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -69,10 +70,10 @@ def plot(runs, path):
     ax.set_ylabel("relative error vs causal softmax")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plotting.save(fig, path)
 
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -88,10 +89,10 @@ def main(argv=None) -> Path:
     for name, result in results.items():
         save_run_spikes(run_dir / name, result.circuit, record, NAME, args.keep_all_spikes, args.export)
     write_json(run_dir / "metrics.json", {name: r.metrics for name, r in results.items()})
-    np.savez_compressed(run_dir / "outputs.npz", q=first.spec.q, k=first.spec.k, v=first.spec.v,
-                        y_softmax=first.y_softmax, y_uniform=first.y_uniform,
-                        **{f"{name}_{key}": getattr(r, key) for name, r in results.items()
-                           for key in ("y_spike", "y_rate")})
+    write_atomic(run_dir / "outputs.npz", lambda fh: np.savez_compressed(
+        fh, q=first.spec.q, k=first.spec.k, v=first.spec.v, y_softmax=first.y_softmax, y_uniform=first.y_uniform,
+        **{f"{name}_{key}": getattr(r, key) for name, r in results.items() for key in ("y_spike", "y_rate")}),
+        binary=True)
     if not args.no_figures:
         plot(results, run_dir / "causal_stream.png")
     if not args.quiet:

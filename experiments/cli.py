@@ -8,6 +8,7 @@ and ``--spike-seed`` its seeds; ``--device``/``--threads``/``--standalone-cache`
 """
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -15,12 +16,27 @@ from circuits import CIRCUITS
 from circuits.runners import DEVICES, make_runner, run_heads
 from models import ASTROCYTE_MODELS, ENCODER_KINDS
 from models.parameters import ParameterError, load_parameter_file, parse_assignments
-from runs.folders import output_parent
+from runs.folders import WriteError, output_parent, read_error
 
 
 def experiment_parser(name: str, doc: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc.split("\n\n")[0],
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def stops_on_failed_writes(main):
+    """An experiment's ``main(argv)`` that ends with one line (exit status 1) instead of a traceback
+    when a file of its run folder cannot be written (a full disk, a read-only folder: the atomic
+    writer's ``runs.folders.WriteError``, which names the file); the files written before stay whole."""
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            return main(argv)
+        except WriteError as exc:
+            spec = getattr(sys.modules.get(main.__module__), "__spec__", None)   # __main__ under python -m
+            print(f"python -m {spec.name if spec else main.__module__}: error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(1)     # as argparse's parser.exit: a sweep point reports the line above as its error
+    return run
 
 
 def add_circuit_options(parser, circuit="random") -> None:
@@ -85,7 +101,11 @@ def parameter_overrides(args) -> dict:
     """``--params FILE`` then ``--set NAME=VALUE`` (later wins), as name -> value strings."""
     overrides = {}
     if args.params is not None:
-        overrides.update(load_parameter_file(args.params))
+        try:
+            overrides.update(load_parameter_file(args.params))
+        except (OSError, UnicodeDecodeError) as exc:    # its own errors name the file; these would not
+            raise read_error(args.params, exc, "give a JSON object or name = value lines in UTF-8",
+                             option="--params") from None
     overrides.update(parse_assignments(args.overrides))
     return overrides
 

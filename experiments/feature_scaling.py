@@ -29,6 +29,7 @@ from analysis.attention import (attention_weights, relative_error, softmax_atten
                                 uniform_attention)
 from analysis.features import draw_feature_weights, performer_attention
 from analysis.spikes import expected_total_error
+from experiments import cli
 from experiments import paper_common as fp
 
 NAME = "feature_scaling"
@@ -169,6 +170,7 @@ def plot(curves, spikes, sizes, path):
         return fp.save(fig, path)
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     args = build_parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL

@@ -32,6 +32,7 @@ Writes results/forgetting/<run>/ with params.json, metrics.json and forgetting.p
 import numpy as np
 
 from analysis.attention import relative_error, synthetic_head
+from experiments import cli
 from experiments import paper_common as fp
 
 NAME = "forgetting"
@@ -225,6 +226,7 @@ def plot(recency, block, path):
         return fp.save(fig, path)
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     args = build_parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL

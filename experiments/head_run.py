@@ -14,7 +14,7 @@ import numpy as np
 from circuits import circuit_kind
 from circuits.head import HeadResult
 from experiments import cli
-from runs.folders import new_run_dir, run_record, write_json
+from runs.folders import new_run_dir, run_record, write_atomic, write_json
 from runs.spikes import save_run_spikes
 from transformer.heads import attention_map_metrics
 
@@ -46,9 +46,9 @@ def write_run(result: HeadResult, parent, label: str, experiment: str, source: d
                         parameters=spec.params.to_json(), device=result.device)
     write_json(run_dir / "params.json", record)
     save_run_spikes(run_dir, circuit, record, experiment, keep_all_spikes, export)
-    np.savez_compressed(run_dir / "outputs.npz", y_spike=result.y_spike, y_rate=result.y_rate,
-                        y_softmax=result.y_softmax, y_uniform=result.y_uniform, q=spec.q, k=spec.k, v=spec.v,
-                        scale=spec.scale, population_counts=result.population_counts())
+    write_atomic(run_dir / "outputs.npz", lambda fh: np.savez_compressed(
+        fh, y_spike=result.y_spike, y_rate=result.y_rate, y_softmax=result.y_softmax, y_uniform=result.y_uniform,
+        q=spec.q, k=spec.k, v=spec.v, scale=spec.scale, population_counts=result.population_counts()), binary=True)
     write_json(run_dir / "metrics.json", metrics)
     if figures:
         from experiments.plotting import prediction_figure, raster_figure

@@ -23,7 +23,7 @@ from circuits.head import head_spec
 from circuits.protocol import SHORT_PROTOCOL
 from circuits.seeds import SeedStreams
 from experiments import cli
-from runs.folders import new_run_dir, run_record, write_json
+from runs.folders import new_run_dir, run_record, write_atomic, write_json
 from runs.spikes import save_run_spikes
 
 NAME = "multi_head"
@@ -61,6 +61,7 @@ def project_heads(n_heads, n_tokens, model_dim, dim, value_dim, norm, rng):
 
 
 def plot(per_head, concat, path):
+    from experiments import plotting
     from experiments.plotting import plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -76,8 +77,7 @@ def plot(per_head, concat, path):
     ax.set_ylabel("relative error vs softmax")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plotting.save(fig, path)
 
 
 def head_specs(args) -> list:
@@ -96,6 +96,7 @@ def head_specs(args) -> list:
                       **options) for h, (q, k, v) in enumerate(heads)]
 
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -116,8 +117,9 @@ def main(argv=None) -> Path:
         save_run_spikes(run_dir / f"head{h}", result.circuit, {**record, "seed": result.spec.seed}, NAME,
                         args.keep_all_spikes, args.export)
     write_json(run_dir / "metrics.json", {"concatenated": summary, "heads": metrics})
-    np.savez_compressed(run_dir / "outputs.npz", **concat, **{f"head{h}_{name}": getattr(spec, name)
-                                                              for h, spec in enumerate(specs) for name in "qkv"})
+    write_atomic(run_dir / "outputs.npz", lambda fh: np.savez_compressed(
+        fh, **concat, **{f"head{h}_{name}": getattr(spec, name) for h, spec in enumerate(specs) for name in "qkv"}),
+        binary=True)
     if not args.no_figures:
         plot(metrics, summary, run_dir / "multi_head.png")
     if not args.quiet:

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from circuits.protocol import SHORT_PROTOCOL  # noqa: E402
-from experiments import cli  # noqa: E402
+from experiments import cli, plotting  # noqa: E402
 from experiments.cli import say  # noqa: E402,F401  (the paper experiments' progress lines)
 from runs.folders import new_run_dir, output_parent, progress_reporter, run_record, write_json  # noqa: E402
 
@@ -123,6 +123,5 @@ def value_ticks(axis, values) -> None:
 
 
 def save(fig, path: Path) -> Path:
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, path, bbox_inches="tight", dpi=None)     # dpi None: the paper style's savefig.dpi
     return path

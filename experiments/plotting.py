@@ -7,9 +7,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.encoders import polarity_sign  # noqa: E402
+from runs.folders import atomic_path  # noqa: E402
 
 ON_COLOR, OFF_COLOR = "tab:red", "tab:blue"
 WRITE_COLOR, READ_COLOR = "#fff3d6", "#e3f0ff"
+
+
+def save(fig, path, close=True, **options):
+    """Write a figure (format from the file's suffix; ``options`` of ``savefig``, default dpi 110)
+    atomically, as every file of a run folder: a full disk leaves no half image, and a failure is a
+    one-line ``runs.folders.WriteError``. The figure is closed either way unless ``close`` is false."""
+    try:
+        with atomic_path(path) as tmp:        # tmp ends in path's name: savefig takes the format from it
+            fig.savefig(tmp, **{"dpi": 110, **options})
+    finally:
+        if close:
+            plt.close(fig)
 
 
 def shade_phases(ax, learn_windows, read_windows, write_end=None):
@@ -62,8 +75,7 @@ def raster_figure(raster: dict, path, title=""):
         shade_phases(ax, raster["learn_windows"], raster["read_windows"], raster["write_end"])
     axes[0].set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def prediction_figure(y_true, estimates: dict, path, title=""):
@@ -80,8 +92,7 @@ def prediction_figure(y_true, estimates: dict, path, title=""):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def attention_map_figure(tokens, true_map, spike_map, path, title=""):
@@ -98,8 +109,7 @@ def attention_map_figure(tokens, true_map, spike_map, path, title=""):
         ax.set_title(label, fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def normaliser_figure(denominator, astrocyte, path, title="", blocked=None):
@@ -123,8 +133,7 @@ def normaliser_figure(denominator, astrocyte, path, title="", blocked=None):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def layer_error_figure(sentences, path):
@@ -145,8 +154,7 @@ def layer_error_figure(sentences, path):
     if len(sentences) <= 8:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def attention_maps_figure(tokens, maps, path, title=""):
@@ -166,8 +174,7 @@ def attention_maps_figure(tokens, maps, path, title=""):
     axes[0, 0].set_ylabel("softmax", fontsize=8)
     axes[1, 0].set_ylabel("spikes", fontsize=8)
     fig.suptitle(f"{title} ({len(tokens)} tokens; rows: queries, columns: keys)", fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def similarity_figure(reference, spiking, path):
@@ -185,8 +192,7 @@ def similarity_figure(reference, spiking, path):
     for ax in axes:
         ax.set_xlabel("sentence")
         ax.set_ylabel("sentence")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def bill_figure(bill, path):
@@ -218,5 +224,4 @@ def bill_figure(bill, path):
     right.set_title(f"energy: {bill['energy_joules'] * 1e6:.0f} µJ vs {bill['energy_joules_conventional'] * 1e6:.0f} µJ "
                     f"conventional; {bill['fraction_on_synapses']:.0%} of MACs on synapses", fontsize=9)
     right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)

@@ -19,7 +19,9 @@ Writes results/raster_gallery/<run>/ with params.json, metrics.json, raster_gall
 import numpy as np
 
 from analysis.attention import relative_error, softmax_attention, synthetic_head, uniform_attention
+from experiments import cli
 from experiments import paper_common as fp
+from experiments import plotting
 from experiments.plotting import OFF_COLOR, ON_COLOR, shade_phases
 from models.encoders import polarity_sign
 
@@ -129,11 +131,12 @@ def plot(raster, metrics, title, path):
                  f"softmax {metrics['spike_vs_softmax']:.2f} (rate ideal {metrics['rate_vs_softmax']:.2f}, uniform "
                  f"baseline {metrics['uniform_vs_softmax']:.2f})", ha="center", fontsize=6.5)
         drawn = [name for name, ax in zip(PANELS, axes) if ax.has_data()]
-        fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
+        plotting.save(fig, path.with_suffix(".pdf"), close=False, bbox_inches="tight", dpi=None)
         fp.save(fig, path)
     return drawn
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     args = build_parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL

@@ -27,6 +27,7 @@ Writes results/read_window/<run>/ with params.json, metrics.json and read_window
 import numpy as np
 
 from analysis.attention import relative_error, softmax_attention, synthetic_head
+from experiments import cli
 from experiments import paper_common as fp
 
 NAME = "read_window"
@@ -133,6 +134,7 @@ def plot(rows, curves, sizes, path):
         return fp.save(fig, path)
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     args = build_parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL

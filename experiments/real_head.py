@@ -34,6 +34,7 @@ def build_parser():
     return parser
 
 
+@cli.stops_on_failed_writes
 def main(argv=None):
     from transformer.minilm import MiniLMUnavailable
 

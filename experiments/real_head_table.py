@@ -23,8 +23,9 @@ import numpy as np
 from analysis.attention import relative_error, softmax_attention
 from analysis.features import draw_feature_weights, performer_attention
 from circuits.head import run_head
+from experiments import cli
 from models.astrocytes import ASTROCYTE_MODELS
-from runs.folders import new_run_dir, output_parent, write_json
+from runs.folders import new_run_dir, output_parent, write_atomic, write_json
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -48,6 +49,7 @@ def random_feature_errors(q, k, v, scale, n_features, seeds) -> float:
     return float(np.mean(errors))
 
 
+@cli.stops_on_failed_writes
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(prog="python -m experiments.real_head_table", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="parent folder (default results/real_heads)")
@@ -90,10 +92,12 @@ def main(argv=None) -> Path:
             "max_attention_weight_mean": metrics["max_attention_weight_mean"],
             "run": str(run.relative_to(table_dir)),
         })
-    with open(table_dir / "table.csv", "w", newline="") as fh:
+    def write_table(fh):
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+    write_atomic(table_dir / "table.csv", write_table)
     summary = {key: float(np.median([r[key] for r in rows])) for key in COLUMNS}
     summary["blocked_over_astrocyte"] = float(np.median([r["exact_astrocyte_blocked"] / r["exact_spike_vs_head"]
                                                          for r in rows]))
@@ -107,7 +111,7 @@ def main(argv=None) -> Path:
     lines.append("| **median** | | | | " + " | ".join(
         f"**{summary[c]:.4f}**" if c == "exact_cosine" else f"**{summary[c]:.3f}**" for c in COLUMNS) + " |")
     lines.append(f"\nastrocyte: {args.astrocyte}; median blocked / with astrocyte: {summary['blocked_over_astrocyte']:.1f}x")
-    (table_dir / "table.md").write_text("\n".join(lines) + "\n")
+    write_atomic(table_dir / "table.md", lambda fh: fh.write("\n".join(lines) + "\n"))
     print("\n".join(lines), file=sys.stderr)
     print(table_dir)
     return table_dir

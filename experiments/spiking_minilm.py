@@ -26,7 +26,6 @@ events and the energy go), attention_maps.png (the map layer's heads, true vs sp
 sentence) and similarity.png (sentence similarities, spiking vs reference). The bill is printed at the end.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,8 @@ from circuits.runners import make_pool
 from experiments import cli
 from models.astrocytes import ASTROCYTE_MODELS
 from models.parameters import ParameterError
-from runs.folders import atomic_path, new_run_dir, output_parent, peak_memory_mb, run_record, write_json
+from runs.folders import (FileError, WriteError, new_run_dir, output_parent, peak_memory_mb, read_json, read_npz,
+                          read_text, run_record, write_atomic, write_json)
 from transformer import bill, minilm
 from transformer.executors import parse_codes, parse_stages
 from transformer.heads import MAX_TOKENS
@@ -101,10 +101,10 @@ def parse_layers(text, n_layers) -> tuple:
 def read_texts(args) -> list:
     """The sentences of --text or --texts, each checked against the tokenizer and the circuits' limit."""
     if args.texts is not None:
-        try:
-            texts = [line.strip() for line in args.texts.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except OSError as exc:
-            raise ValueError(f"cannot read --texts {args.texts}: {exc.strerror}") from None
+        todo = "give a UTF-8 text file of sentences, one a line"
+        texts = [line.strip() for line in read_text(args.texts, todo, option="--texts").splitlines() if line.strip()]
+        if not texts:
+            raise ValueError(f"--texts {args.texts}: no sentence in it (blank lines are skipped); {todo}")
     else:
         texts = list(args.text)
     return check_texts(texts)
@@ -121,9 +121,40 @@ def sentence_path(run_dir, sentence_id) -> Path:
     return Path(run_dir) / "sentences" / f"{sentence_id:05d}.json"
 
 
-def finished(run_dir, n_sentences) -> set:
-    """Ids of the sentences whose records are in the run folder."""
-    return {n for n in range(n_sentences) if sentence_path(run_dir, n).is_file()}
+#: What a sentence's record holds (``transformer.spiking.sentence_records``, plus its wall time).
+RECORD_FIELDS = ("id", "text", "tokens", "cosine", "embedding", "reference_embedding", "layers", "stages",
+                 "wall_seconds")
+
+
+def read_record(run_dir, sentence_id, todo=None) -> dict:
+    """The record of a finished sentence; FileError with one line (ending in ``todo``) if its file
+    is missing or is not a whole record of this sentence (cut short by a full disk or a partial
+    copy, another kind of JSON, fields missing)."""
+    path = sentence_path(run_dir, sentence_id)
+    todo = todo or f"--resume {run_dir} recomputes the sentence"
+    record = read_json(path, todo)
+    missing = [name for name in RECORD_FIELDS if name not in record]
+    if missing:
+        raise FileError(f"{path}: not a whole sentence record (no {', '.join(missing)}); {todo}")
+    if record["id"] != sentence_id or not (isinstance(record["embedding"], list) and record["embedding"]
+                                           and len(record["embedding"]) == len(record["reference_embedding"])):
+        raise FileError(f"{path}: not the record of sentence {sentence_id} (its id or embeddings differ); {todo}")
+    return record
+
+
+def finished(run_dir, n_sentences, report=None) -> set:
+    """Ids of the sentences whose records are in the run folder, whole. A damaged record is no
+    finished sentence: it is reported (one line to ``report``, default stderr) and recomputed."""
+    report = report or (lambda line: print(f"[{NAME}] {line}", file=sys.stderr, flush=True))
+    done = set()
+    for n in range(n_sentences):
+        if sentence_path(run_dir, n).is_file():
+            try:
+                read_record(run_dir, n, todo=f"recomputing sentence {n}")
+                done.add(n)
+            except FileError as exc:
+                report(str(exc))
+    return done
 
 
 def parse_buckets(text) -> tuple | None:
@@ -163,6 +194,7 @@ def run_corpus(run_dir, config, pool, say=None) -> None:
     texts = config["texts"]
     params = run_parameters(config)
     pending = sorted(set(range(len(texts))) - finished(run_dir, len(texts)))
+    done = len(texts) - len(pending)
     say = say or (lambda line: None)
     t0, heads_done = time.perf_counter(), 0
     (Path(run_dir) / "sentences").mkdir(exist_ok=True)
@@ -175,16 +207,16 @@ def run_corpus(run_dir, config, pool, say=None) -> None:
         for record in sentence_records(run):
             record["wall_seconds"] = run.wall_seconds / len(batch)     # its share of its batch
             write_json(sentence_path(run_dir, record["id"]), record)
+            done += 1
         maps = attention_maps(run, 0)
         if maps:
-            with atomic_path(Path(run_dir) / "attention_maps.npz") as tmp:
-                with open(tmp, "wb") as handle:
-                    np.savez(handle, heads=[m["head"] for m in maps], true=[m["true"] for m in maps],
-                             spike=[m["spike"] for m in maps], tokens=run.spiking[0].tokens)
+            write_atomic(Path(run_dir) / "attention_maps.npz", lambda handle: np.savez(
+                handle, heads=[m["head"] for m in maps], true=[m["true"] for m in maps],
+                spike=[m["spike"] for m in maps], tokens=run.spiking[0].tokens), binary=True)
         heads_done += sum(len(layer.attention.stages["attention"].get("heads", [])) for s in run.spiking
                           for layer in s.layers)
         del run
-        done, elapsed = len(finished(run_dir, len(texts))), time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
         left = len(texts) - done
         rate = (done - (len(texts) - len(pending))) / elapsed
         say(f"{done}/{len(texts)} sentences done, {heads_done / elapsed:.2f} heads per second, "
@@ -193,13 +225,12 @@ def run_corpus(run_dir, config, pool, say=None) -> None:
 
 def write_summary(run_dir, config, figures=True) -> dict:
     """From the sentences' records: embeddings.npz, metrics.json and the figures."""
-    records = [json.loads(sentence_path(run_dir, n).read_text()) for n in range(len(config["texts"]))]
+    records = [read_record(run_dir, n) for n in range(len(config["texts"]))]
     metrics = run_metrics(records, config["spiking"], sum(r["wall_seconds"] for r in records), peak_memory_mb())
-    with atomic_path(Path(run_dir) / "embeddings.npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, spiking=np.array([r["embedding"] for r in records]),
-                     reference=np.array([r["reference_embedding"] for r in records]),
-                     texts=np.array([r["text"] for r in records]))
+    write_atomic(Path(run_dir) / "embeddings.npz", lambda handle: np.savez(
+        handle, spiking=np.array([r["embedding"] for r in records]),
+        reference=np.array([r["reference_embedding"] for r in records]),
+        texts=np.array([r["text"] for r in records])), binary=True)
     write_json(Path(run_dir) / "metrics.json", metrics)
     if figures:
         from experiments import plotting
@@ -208,9 +239,12 @@ def write_summary(run_dir, config, figures=True) -> dict:
         plotting.bill_figure(metrics["bill"], Path(run_dir) / "bill.png")
         maps_file = Path(run_dir) / "attention_maps.npz"
         if maps_file.is_file():
-            with np.load(maps_file) as data:
-                maps = [{"head": int(h), "true": t, "spike": s} for h, t, s in zip(data["heads"], data["true"], data["spike"])]
-                tokens = list(data["tokens"])
+            todo = f"delete it and {sentence_path(run_dir, 0)}, then --resume {run_dir} recomputes them"
+            data = read_npz(maps_file, todo)
+            if not {"heads", "true", "spike", "tokens"} <= set(data):
+                raise FileError(f"{maps_file}: not a file of attention maps (arrays {', '.join(data)}); {todo}")
+            maps = [{"head": int(h), "true": t, "spike": s} for h, t, s in zip(data["heads"], data["true"], data["spike"])]
+            tokens = list(data["tokens"])
             plotting.attention_maps_figure(tokens, maps, Path(run_dir) / "attention_maps.png",
                                            f"layer {config['map_layer']}, first sentence")
         if len(records) > 1:
@@ -241,14 +275,27 @@ def configure(args) -> dict:
             "options": {"head": {**HEAD_OPTIONS, "astrocyte": args.astrocyte, "block_astrocyte": args.block_astrocyte}}}
 
 
+#: What a run's configuration holds (``configure``; ``buckets``, ``heads``, ``ffn_units`` are optional).
+CONFIG_FIELDS = ("texts", "spiking", "layers", "map_layer", "seed", "spike_seed", "overrides", "batch", "device",
+                 "threads", "options")
+
+
 def resumed(run_dir) -> dict:
     """The configuration of the run in ``run_dir`` (its params.json); ValueError with one line if
-    there is none."""
-    try:
-        record = json.loads((Path(run_dir) / "params.json").read_text())
-        return record["configuration"]
-    except (OSError, ValueError, KeyError):
-        raise ValueError(f"--resume {run_dir}: no spiking_minilm run there (no readable params.json)") from None
+    there is none or it is damaged."""
+    path = Path(run_dir) / "params.json"
+    if not path.is_file():
+        raise ValueError(f"--resume {run_dir}: no spiking_minilm run there (no params.json)")
+    todo = "the run's configuration is lost: restore params.json from a copy, or start a new run"
+    record = read_json(path, todo)
+    if record.get("experiment") != NAME:
+        raise ValueError(f"--resume {run_dir}: no spiking_minilm run there (params.json is of "
+                         f"{record.get('experiment')!r})")
+    config = record.get("configuration")
+    if not (isinstance(config, dict) and all(name in config for name in CONFIG_FIELDS)
+            and isinstance(config["texts"], list) and all(isinstance(t, str) for t in config["texts"])):
+        raise FileError(f"{path}: no whole configuration of a spiking_minilm run; {todo}")
+    return config
 
 
 def main(argv=None):
@@ -278,9 +325,13 @@ def main(argv=None):
     try:
         with pool:
             run_corpus(run_dir, config, pool, say)
-    except (ParameterError, ValueError) as exc:      # a circuit refused an input of the reference pass
+        metrics = write_summary(run_dir, config, figures=not args.no_figures)
+    except WriteError as exc:       # not a command-line mistake: no usage; finished sentences are whole on disk
+        resumable = WriteError(exc.path, exc.reason, "finished sentences are kept: free space or make the folder "
+                                                     f"writable, then --resume {run_dir}")
+        parser.exit(1, f"{parser.prog}: error: {resumable}\n")
+    except (ParameterError, ValueError) as exc:      # a circuit refused an input, or a damaged file
         parser.error(str(exc))
-    metrics = write_summary(run_dir, config, figures=not args.no_figures)
     summary = metrics["summary"]
     if not args.quiet:
         print(bill.bill_table(metrics["bill"]), file=sys.stderr)

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runs import sweep as engine
+from runs.folders import FileError
 from runs.sweep import SweepError, connect_dask, make_points, read_failures
 
 # The sweep engine's names that callers of the sweep by experiment name use beside run_sweep.
@@ -129,10 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              workers=args.workers, scheduler=args.scheduler, figures=args.figures)
     except SweepError as exc:
         parser.exit(2, f"{PROG}: error: {exc}\n")
+    except FileError as exc:  # a full disk or a damaged file; the message says what to do
+        parser.exit(1, f"{PROG}: error: {exc}\n")
     except KeyboardInterrupt:
         print("[sweep] interrupted: completed points are kept; rerun with --resume to finish", file=sys.stderr)
         return 130
-    failures = read_failures(path)
+    try:
+        failures = read_failures(path)
+    except SweepError as exc:
+        parser.exit(2, f"{PROG}: error: {exc}\n")
     for point_key, failure in failures.items():
         print(f"[sweep] FAILED {point_key}: {failure['error']}", file=sys.stderr)
     print(path)

@@ -27,6 +27,8 @@ def new_run_dir(parent: Path, label: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise WriteError(path, os_reason(exc)) from None
     raise RuntimeError(f"could not create a new run folder in {parent}")
 
 
@@ -43,29 +45,117 @@ def output_parent(out, experiment: str) -> Path:
     return parent
 
 
+class FileError(ValueError):
+    """A file that cannot be read or written as a run needs it (damaged, cut short, of the wrong
+    kind, a full disk, no permission). The message is one line: the file, what is wrong and what to
+    do. A ValueError, so that the command lines report it as their other input errors: one line."""
+
+
+class WriteError(FileError):
+    """A file that could not be written (full disk, no permission, read-only folder); whatever was
+    at ``path`` before is left as it was (see :func:`atomic_path`)."""
+
+    def __init__(self, path, reason, todo="free space or make the folder writable, then run again"):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: cannot write it ({reason}); {todo}")
+
+
+def os_reason(exc: OSError) -> str:
+    """The system's words for an OSError (``No space left on device``), without the errno and path."""
+    return exc.strerror or str(exc)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """A temporary path beside ``path`` to write a file to; it replaces ``path`` when the block ends
-    without error and is removed otherwise, so readers never see half a file."""
+    without error and is removed otherwise, so readers never see half a file. Every writer of a run
+    folder's files goes through here: an OSError while writing (full disk, no permission,
+    read-only folder) becomes a :class:`WriteError` naming ``path``."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
         yield tmp
+        # On the disk before the rename: a full disk or a crash cannot leave a short file under the final name.
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteError(path, os_reason(exc)) from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_atomic(path: Path, write) -> None:
-    """Write a text file atomically (:func:`atomic_path`); ``write``: a callable given the open file."""
+def write_atomic(path: Path, write, binary=False) -> None:
+    """Write a file atomically (:func:`atomic_path`); ``write``: a callable given the open file
+    (text, or bytes with ``binary``)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
+        with open(tmp, "wb") if binary else open(tmp, "w", newline="") as fh:
             write(fh)
 
 
 def write_json(path: Path, data) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
     write_atomic(path, lambda fh: json.dump(data, fh, indent=2, sort_keys=True, default=to_jsonable))
+
+
+def _label(path, option) -> str:
+    return f"{option} {path}" if option else str(path)
+
+
+def read_text(path, todo: str, option=None) -> str:
+    """The text of a UTF-8 file; :class:`FileError` naming it (as ``option path`` when it came from
+    a command-line option) with ``todo`` when it cannot be read or is not UTF-8 text."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise read_error(path, exc, todo, option) from None
+
+
+def read_error(path, exc, todo: str, option=None) -> FileError:
+    """The :class:`FileError` of a file whose reading raised ``exc`` (an OSError or a
+    UnicodeDecodeError), for readers that open files themselves."""
+    if isinstance(exc, UnicodeDecodeError):
+        return FileError(f"{_label(path, option)}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+                         f"{exc.start}); {todo}")
+    return FileError(f"{_label(path, option)}: cannot read it ({os_reason(exc)}); {todo}")
+
+
+def read_json(path, todo: str, kind=dict, option=None):
+    """The JSON content of a file, checked to be a ``kind`` (dict: a JSON object); :class:`FileError`
+    naming the file with ``todo`` when it cannot be read, is empty, cut short or not JSON, or holds
+    another kind of value."""
+    text = read_text(path, todo, option)
+    if not text.strip():
+        raise FileError(f"{_label(path, option)}: empty file; {todo}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileError(f"{_label(path, option)}: not valid JSON, damaged or cut short ({exc.msg}, line "
+                        f"{exc.lineno} column {exc.colno}); {todo}") from None
+    if not isinstance(data, kind):
+        raise FileError(f"{_label(path, option)}: holds {_json_kind(type(data))}, not {_json_kind(kind)}; {todo}")
+    return data
+
+
+def _json_kind(kind) -> str:
+    return {dict: "a JSON object", list: "a JSON list", str: "a JSON string", int: "a number", float: "a number",
+            bool: "true or false", type(None): "null"}.get(kind, kind.__name__)
+
+
+def read_npz(path, todo: str, option=None) -> dict:
+    """Every array of a NumPy ``.npz`` file (no pickled objects), read now; :class:`FileError` naming
+    the file with ``todo`` when it cannot be read or is not a whole .npz archive."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except OSError as exc:
+        raise read_error(path, exc, todo, option) from None
+    except Exception as exc:  # zip, zlib, pickle and format errors all mean a damaged or foreign file
+        raise FileError(f"{_label(path, option)}: not a readable .npz file, damaged or cut short "
+                        f"({type(exc).__name__}: {str(exc).split('. ')[0]}); {todo}") from None
 
 
 def run_record(experiment: str, seed, **fields) -> dict:

@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 from circuits.recording import COLUMN_DESCRIPTIONS, INTERVAL_DESCRIPTIONS, POPULATION_DESCRIPTIONS, Recording
-from runs.folders import atomic_path, to_jsonable
+from runs.folders import FileError, atomic_path, to_jsonable
 
 #: The paper the circuit implements (NWB ``related_publications``).
 PUBLICATION = "doi:10.1073/pnas.2219150120"
@@ -238,15 +238,28 @@ def read_nwb_spikes(path) -> dict:
     -------
     dict of str to list of numpy.ndarray
         For each population, the spike times (seconds) of each neuron in ``neuron_index`` order.
+
+    Raises
+    ------
+    runs.folders.FileError
+        With one line naming the file, if it is missing, damaged (cut short, not HDF5) or holds no
+        units table of :func:`write_nwb`.
     """
     pynwb = require_pynwb()
-    with pynwb.NWBHDF5IO(str(path), "r") as io:
-        units = io.read().units
-        population = units["population"].data[:]
-        neuron = units["neuron_index"].data[:]
-        trains = {}
-        for row in np.lexsort((neuron, population)):
-            trains.setdefault(str(population[row]), []).append(np.asarray(units.get_unit_spike_times(int(row))))
+    todo = "write it again from its run folder: runs.nwb.write_nwb(path, load_spikes(run_dir), parameters)"
+    if not Path(path).is_file():
+        raise FileError(f"{path}: no such file; {todo}")
+    try:
+        with pynwb.NWBHDF5IO(str(path), "r") as io:
+            units = io.read().units
+            population = units["population"].data[:]
+            neuron = units["neuron_index"].data[:]
+            trains = {}
+            for row in np.lexsort((neuron, population)):
+                trains.setdefault(str(population[row]), []).append(np.asarray(units.get_unit_spike_times(int(row))))
+    except Exception as exc:  # h5py and pynwb raise OSError, KeyError, TypeError... for damaged or foreign files
+        raise FileError(f"{path}: not a readable NWB file of this project, damaged or cut short "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {todo}") from None
     return trains
 
 

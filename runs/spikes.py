@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from circuits.recording import Population, Recording, Trace
-from runs.folders import atomic_path, to_jsonable
+from runs.folders import FileError, atomic_path, read_npz, to_jsonable
 
 #: File name of the spike trains in a run folder.
 SPIKES_FILE = "spikes.npz"
@@ -157,14 +157,26 @@ def load_spikes(path) -> Recording:
     circuits.recording.Recording
         Exactly the saved recording, less the populations that were not kept (listed in
         ``dropped`` with their spike counts).
+
+    Raises
+    ------
+    runs.folders.FileError
+        With one line naming the file, if it is missing, damaged (cut short, not an .npz archive)
+        or not a spikes file of this layout.
     """
     path = Path(path)
     if path.is_dir():
         path = path / SPIKES_FILE
-    with np.load(path, allow_pickle=False) as f:
-        if int(f["format_version"]) != FORMAT_VERSION:
-            raise ValueError(f"{path}: spikes file format {int(f['format_version'])}, this version reads "
-                             f"{FORMAT_VERSION}")
+    todo = "run the experiment again (its command line is in params.json, versions.argv) to write it anew"
+    f = read_npz(path, todo)
+    try:
+        version = int(f["format_version"])
+    except (KeyError, TypeError, ValueError):
+        version = None
+    if version != FORMAT_VERSION:
+        raise FileError(f"{path}: not a spikes file of format {FORMAT_VERSION}, which this version reads (format "
+                        f"{version}); {todo}")
+    try:
         populations = {
             name: Population(int(f[f"{name}_n"]), f[f"{name}_i"], f[f"{name}_t"],
                              {col: f[f"{name}_column_{col}"] for col in f[f"{name}_columns"].tolist()})
@@ -176,6 +188,9 @@ def load_spikes(path) -> Recording:
         dropped = dict(zip(f["dropped"].tolist(), f["dropped_spikes"].tolist()))
         return Recording(populations, intervals, traces, float(f["dt"]), float(f["duration"]), int(f["seed"]),
                          json.loads(str(f["config"])), dropped)
+    except (KeyError, TypeError, ValueError) as exc:  # arrays missing or of another kind: not this layout
+        what = f"no array {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise FileError(f"{path}: not a spikes file of this layout ({what}); {todo}") from None
 
 
 def save_run_spikes(run_dir, circuit, record: dict, experiment: str, keep_all=False, export=()) -> dict:

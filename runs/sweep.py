@@ -55,13 +55,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runs.folders import RESULTS_ROOT, new_run_dir, write_atomic, write_json
+from runs.folders import (RESULTS_ROOT, FileError, WriteError, new_run_dir, os_reason, read_json, write_atomic,
+                          write_json)
 
 # Options every experiment has (experiments/attention.py); the sweep sets them for each point.
 CONTROLLED_DESTS = frozenset({"seed", "out", "quiet", "no_figures", "help"})
 # Of those, the ones a fixed argument must not set: the sweep's value would silently win.
 PER_POINT_DESTS = {"seed": "use --seeds or --seed-list", "out": "use the sweep's --out"}
 RESERVED_COLUMNS = ("seed", "status", "run_dir", "error")
+#: What sweep.json holds besides its points: the arguments of run_sweep that continue the sweep, and their types.
+DESCRIPTION_FIELDS = {"experiment": str, "grid": dict, "seeds": list, "fixed_args": list, "figures": bool}
 POLL_SECONDS = 0.05
 
 
@@ -285,10 +288,15 @@ def start_point_process(module_name: str, argv: Sequence[str], workdir: Path) ->
 
 def collect_outcome(workdir: Path, returncode: int) -> Outcome:
     """Read what a finished point process left in ``workdir``."""
-    try:
-        reported = json.loads((workdir / "outcome.json").read_text())
-    except (OSError, ValueError):
+    if not (workdir / "outcome.json").is_file():
         return Outcome(f"point process died ({_describe_exit(returncode)})", None, workdir)
+    try:
+        reported = read_json(workdir / "outcome.json", "the point runs again when the sweep resumes")
+        if not isinstance(reported.get("error", reported.get("run_dir")), str):
+            raise FileError(f"{workdir / 'outcome.json'}: neither an error nor a run folder; the point runs again "
+                            "when the sweep resumes")
+    except FileError as exc:
+        return Outcome(f"point process died ({_describe_exit(returncode)}): {exc}", None, workdir)
     if "error" in reported:
         error = reported["error"]
         if error.startswith("SystemExit"):  # the reason (argparse's message) is the last line printed
@@ -300,8 +308,8 @@ def collect_outcome(workdir: Path, returncode: int) -> Outcome:
     if not run_dir.is_dir() or (workdir / "out").resolve() not in run_dir.resolve().parents:
         return Outcome(f"experiment returned {run_dir}, not a new folder inside its --out", None, workdir)
     try:
-        _read_metrics(run_dir)
-    except ValueError as exc:
+        _read_metrics(run_dir, "the point runs again when the sweep resumes")
+    except FileError as exc:
         return Outcome(str(exc), None, workdir)
     return Outcome(None, run_dir, workdir)
 
@@ -323,14 +331,9 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def _read_metrics(run_dir: Path) -> dict:
-    try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"run folder has no readable metrics.json ({exc})") from None
-    if not isinstance(metrics, dict):
-        raise ValueError("metrics.json is not a JSON object")
-    return metrics
+def _read_metrics(run_dir: Path, todo: str) -> dict:
+    """A point's metrics.json (a JSON object); FileError with one line naming it, ending in ``todo``."""
+    return read_json(run_dir / "metrics.json", todo)
 
 
 # ------------------------------------------------------------------------------------------ runners
@@ -459,9 +462,9 @@ class SweepFolder:
             folder = self.points_dir() / point.point_id
             if folder.is_dir():  # only complete run folders are ever renamed into points/
                 try:
-                    self.metrics[point.point_id] = _read_metrics(folder)
-                except ValueError as exc:
-                    raise SweepError(f"{folder}: {exc}; delete this folder to rerun the point") from None
+                    self.metrics[point.point_id] = _read_metrics(folder, f"delete {folder} to rerun the point")
+                except FileError as exc:
+                    raise SweepError(str(exc)) from None
                 self.status[point.point_id] = "ok"
                 self._remove_failed_log(point)
 
@@ -469,7 +472,7 @@ class SweepFolder:
         description = self.path / "sweep.json"
         wanted = {**self.config, "points": [p.to_json() for p in self.points]}
         if description.exists():
-            stored = json.loads(description.read_text())
+            stored = _read_description(self.path)
             for key, value in wanted.items():
                 if stored.get(key) != value:
                     raise SweepError(f"{self.path} holds a different sweep ({key} differs); "
@@ -486,7 +489,7 @@ class SweepFolder:
     def record(self, point: Point, outcome: Outcome) -> None:
         """Move a completed run folder into points/, or note the failure; then rewrite the tables."""
         if outcome.error is None:
-            metrics = _read_metrics(outcome.run_dir)
+            metrics = _read_metrics(outcome.run_dir, "the point runs again when the sweep resumes")
             os.replace(outcome.log, outcome.run_dir / "sweep_point.log")
             os.rename(outcome.run_dir, self.points_dir() / point.point_id)  # the atomic step
             self.metrics[point.point_id] = metrics
@@ -580,7 +583,9 @@ def run_sweep(experiment, grid: Mapping[str, Sequence[str]], seeds: Sequence[int
     name -> values as command-line strings; ``seeds``: the seeds of every grid point;
     ``fixed_args``: experiment arguments shared by all points. An ``out`` folder that holds this same
     sweep is resumed. Failed points do not raise: see ``failures.json`` / :func:`read_failures`.
-    SweepError for invalid input, raised before anything runs.
+    SweepError for invalid input, raised before anything runs, or a damaged sweep folder;
+    ``runs.folders.WriteError`` if the folder cannot be written (full disk, no permission): the
+    sweep stops, its completed points kept.
     """
     module = check_experiment(experiment)
     name = experiment_name(module)
@@ -595,11 +600,16 @@ def run_sweep(experiment, grid: Mapping[str, Sequence[str]], seeds: Sequence[int
         out = new_run_dir(RESULTS_ROOT / "sweeps", name.rsplit(".", 1)[-1])
     config = {"experiment": name, "grid": grid, "seeds": seeds, "fixed_args": fixed_args, "figures": figures}
     folder = SweepFolder(Path(out), points, config)
+    resume = f"completed points are kept: free space or make the folder writable, then resume (--resume {folder.path})"
     try:
         folder.open()
         print(f"[sweep] folder {folder.path}", file=stream)
         folder.write_tables()
         _run_points(folder, name, client, workers or default_workers(), stream)
+    except WriteError as exc:
+        raise WriteError(exc.path, exc.reason, resume) from None
+    except OSError as exc:  # the folder's own bookkeeping (lock, tmp/, logs, moving point folders in) failed
+        raise WriteError(exc.filename or folder.path, os_reason(exc), resume) from None
     finally:
         if client is not None:
             client.close()
@@ -627,13 +637,31 @@ def _run_points(folder: SweepFolder, module_name: str, client, workers: int, str
 def sweep_description(path: Path) -> dict:
     """What the sweep in ``path`` is, from its sweep.json: ``experiment`` (the module name it was
     imported by), ``grid``, ``seeds``, ``fixed_args``, ``figures`` (the arguments of
-    :func:`run_sweep` that continue it, once the experiment is resolved), and its points."""
+    :func:`run_sweep` that continue it, once the experiment is resolved), and its points.
+    SweepError with one line if there is none or it is damaged."""
+    if not (Path(path) / "sweep.json").is_file():
+        raise SweepError(f"{path}: no sweep there (no sweep.json)")
+    return _read_description(path)
+
+
+def _read_description(path: Path) -> dict:
+    """sweep.json, checked to describe a sweep; SweepError with one line naming it if damaged."""
+    file = Path(path) / "sweep.json"
+    todo = "the sweep's description is lost: restore sweep.json from a copy, or run the sweep anew with another --out"
     try:
-        return json.loads((Path(path) / "sweep.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise SweepError(f"{path}: no readable sweep.json ({exc})") from None
+        description = read_json(file, todo)
+    except FileError as exc:
+        raise SweepError(str(exc)) from None
+    wrong = [name for name, kind in DESCRIPTION_FIELDS.items() if not isinstance(description.get(name), kind)]
+    if wrong:
+        raise SweepError(f"{file}: not a whole sweep description ({', '.join(wrong)} missing or wrong); {todo}")
+    return description
 
 
 def read_failures(path: Path) -> dict:
-    """The failed points of the sweep in ``path``: point id -> parameters, seed, error, log."""
-    return json.loads((Path(path) / "failures.json").read_text())
+    """The failed points of the sweep in ``path``: point id -> parameters, seed, error, log;
+    SweepError with one line if failures.json is damaged."""
+    try:
+        return read_json(Path(path) / "failures.json", f"it is written again when the sweep resumes (--resume {path})")
+    except FileError as exc:
+        raise SweepError(str(exc)) from None

@@ -332,7 +332,7 @@ def test_parameters_reach_every_block(model):
     (["--text", "Hi.", "--layers", "0,9"], "--layers must name layers in 0-5"),
     (["--text", "Hi.", "--layers", "one"], "--layers takes"),
     (["--text", "   "], "no sentence given"),
-    (["--texts", "/nonexistent/file.txt"], "cannot read --texts"),
+    (["--texts", "/nonexistent/file.txt"], "--texts /nonexistent/file.txt: cannot read it (No such file"),
     (["--text", "Hi.", "--set", "tau_m=5*ms"], "must name its block"),
     (["--text", "Hi.", "--set", "mlp.tau_m=5*ms"], "must name its block"),
     (["--text", "Hi.", "--set", "ffn.tau_m=5*mV"], "ffn: "),

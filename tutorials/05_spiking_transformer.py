@@ -34,7 +34,6 @@ import brian2
 
 brian2.prefs.codegen.target = "numpy"      # small networks: no compilation needed
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -45,6 +44,7 @@ import circuits
 from analysis.attention import relative_error
 from circuits.runners import CircuitPool
 from experiments.plotting import attention_maps_figure, bill_figure, layer_error_figure
+from runs.folders import read_json
 from transformer import bill
 from transformer.executors import ALL_STAGES
 from transformer.spiking import attention_maps, block_parameters, spiking_minilm
@@ -148,7 +148,8 @@ display(Image("bill.png"))
 
 # %%
 curated = Path(circuits.__file__).resolve().parent.parent / "results/curated/spiking_minilm/20261130-202538-8sent"
-full = json.loads((curated / "metrics.json").read_text())
+# read_json names the file in one line if a copy left it damaged (and says how to restore it)
+full = read_json(curated / "metrics.json", "restore the curated run: git checkout -- results/curated")
 summary = full["summary"]
 print(f"{summary['n_sentences']} sentences, {summary['n_spiking_heads']} heads and "
       f"{summary['n_spiking_ffn_blocks']} FFN blocks on spikes, {summary['total_spikes']:,} spikes, "
