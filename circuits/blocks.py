@@ -233,6 +233,20 @@ def blocked_astrocyte(params, namespace, signal, theta=None):
     return group
 
 
+def key_normaliser(cell, values, keys, params, namespace, set_point, blocked=None) -> tuple:
+    """What normalises the exact circuits' read: the astrocyte's adenosine feedback onto the key
+    neurons (:func:`adenosine_feedback`, towards ``set_point``) and its divisive gain on the value
+    neurons, linked; or with ``blocked`` = (A, theta) the negative control's constants
+    (:func:`blocked_astrocyte`). Returns the (groups, monitors) to add to the circuit's."""
+    if blocked is not None:
+        block = blocked_astrocyte(params, namespace, *blocked)
+        link_astrocyte(block, values, keys)
+        return {"astrocyte_block": block}, {}
+    group, monitor = adenosine_feedback(cell, params, namespace, set_point)
+    link_astrocyte(cell, values, keys, theta_source=group)
+    return {"adenosine": group}, {"adenosine_monitor": monitor}
+
+
 def link_astrocyte(source, values, keys=None, theta_source=None):
     """Let the value neurons read ``source``'s gliotransmitter signal A (divisive gain) and, in the
     exact circuit, the key neurons the adenosine hyperpolarisation theta of ``theta_source``

@@ -141,15 +141,11 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
                                                  ("afferent_synapses", afferents), value_dim, neurons_per_value,
                                                  encoders_per_dim, astrocyte, params, namespace)
     cell, values = groups["astrocyte"], groups["value_neurons"]
-    if block_astrocyte:
-        signal, theta = blocked_signals(params, schedule, x_keys, x_queries, neurons_per_key)
-        groups["astrocyte_block"] = blocks.blocked_astrocyte(params, namespace, signal, theta)
-        blocks.link_astrocyte(groups["astrocyte_block"], values, keys)
-    else:
-        set_point = adenosine_set_point(params, release_per_token(params))
-        groups["adenosine"], monitors["adenosine_monitor"] = blocks.adenosine_feedback(cell, params, namespace,
-                                                                                      set_point)
-        blocks.link_astrocyte(cell, values, keys, theta_source=groups["adenosine"])
+    blocked = blocked_signals(params, schedule, x_keys, x_queries, neurons_per_key) if block_astrocyte else None
+    normaliser = blocks.key_normaliser(cell, values, keys, params, namespace,
+                                       adenosine_set_point(params, release_per_token(params)), blocked)
+    groups.update(normaliser[0])
+    monitors.update(normaliser[1])
     n_out = 0
     if w_out is not None:
         n_out = len(w_out)

@@ -260,14 +260,10 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
     monitors = {**blocks.spike_monitors(groups, "key_neurons"), "astrocyte_monitor": astrocyte_monitor,
                 "process_monitor": process_monitor}
     set_point = adenosine_set_point(params, release_ref)
-    if block_astrocyte:
-        groups["astrocyte_block"] = blocks.blocked_astrocyte(params, namespace, set_point,
-                                                             reference["theta"] * volt)
-        blocks.link_astrocyte(groups["astrocyte_block"], values, keys)
-    else:
-        groups["adenosine"], monitors["adenosine_monitor"] = blocks.adenosine_feedback(cell, params, namespace,
-                                                                                      set_point)
-        blocks.link_astrocyte(cell, values, keys, theta_source=groups["adenosine"])
+    blocked = (set_point, reference["theta"] * volt) if block_astrocyte else None
+    normaliser = blocks.key_normaliser(cell, values, keys, params, namespace, set_point, blocked)
+    groups.update(normaliser[0])
+    monitors.update(normaliser[1])
     n_out = 0
     if w_out is not None:
         n_out = len(w_out)
