@@ -33,7 +33,7 @@ model, :func:`token_counts`, the projection) give the real queries and tokens on
 """
 
 import numpy as np
-from brian2 import Network, ms, volt
+from brian2 import Network, volt
 
 from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
@@ -44,11 +44,11 @@ from circuits.projection import projection
 from circuits.kinds import CircuitKind, kind_parameters
 from circuits.seeds import seed_streams
 from circuits.protocol import TABLE_BIN, Schedule
-from models.encoders import LATENCY_CODE_PARAMETERS, polarity_sign
+from models.encoders import DT_ENC, LATENCY_CODE_PARAMETERS, polarity_sign
 from models.gliotransmission import ADENOSINE_FEEDBACK_PARAMETERS, adenosine_set_point
 from models.neurons import (FEATURE_NEURON_PARAMETERS, KEY_NEURON_EQS, KEY_NEURON_PARAMETERS, KEY_NEURON_RESET,
                             KEY_NEURON_THRESHOLD)
-from models.parameters import Parameter, ParameterError, ParameterSet
+from models.parameters import ParameterError, ParameterSet
 from models.synapses import AFFERENT_SYNAPSE_MODEL, AFFERENT_SYNAPSE_ON_PRE
 
 
@@ -330,11 +330,7 @@ def _unnormalised_read_error(read_counts, numerator, values, y, output_gain, cou
 
 #: The latency head's code (``code="latency"``, ``circuits.exact_latency``): its levels, window and
 #: the encoders' clock (unused by the rate head, whose generated code does not declare them).
-LATENCY_HEAD_PARAMETERS = (
-    Parameter("dt_enc", 0.05 * ms, ms, "time step of the latency head's encoders, value neurons and their synapses "
-              "(the code's levels are steps of dt_enc)", positive=True),
-    *LATENCY_CODE_PARAMETERS,
-)
+LATENCY_HEAD_PARAMETERS = (DT_ENC, *LATENCY_CODE_PARAMETERS)
 
 #: The exact-kernel circuit's entry in the registry (``circuits.CIRCUITS``).
 EXACT = CircuitKind(

@@ -82,13 +82,32 @@ LATENCY_CODE_PARAMETERS = (
               "code_base^(levels - 1)", positive=True),
 )
 
+#: Decay of the synaptic current that encoder spikes evoke (heads and the FFN's rate-coded drive).
+TAU_SYN = Parameter("tau_syn", 10 * ms, ms, "decay of the synaptic current that encoder spikes evoke",
+                    "Stimberg et al. 2019 (neuron-glia examples)", positive=True)
+
 ENCODER_PARAMETERS = (
     Parameter("key_enc_gain", 200 * Hz, Hz, "rate of one key/query encoder neuron per unit of |x_j|",
               positive=True),
     Parameter("value_enc_gain", 100 * Hz, Hz, "rate of one value encoder neuron per unit of |v_i|",
               positive=True),
-    Parameter("tau_syn", 10 * ms, ms, "decay of the synaptic current that encoder spikes evoke",
-              "Stimberg et al. 2019 (neuron-glia examples)", positive=True),
+    TAU_SYN,
+)
+
+#: The clock of encoders and of what their spikes drive: one step for every stage (linear, FFN, the
+#: latency head). A regular encoder fires at most once per step and a latency code's levels are
+#: steps, so outlier inputs and fine codes need a fine one.
+DT_ENC = Parameter("dt_enc", 0.05 * ms, ms, "time step of the encoders, their synapses and the units they drive "
+                   "(a regular encoder fires at most once per step; a latency code's levels are steps of it)",
+                   positive=True)
+
+#: The clocks and windows of the stages fed by encoders (linear, FFN): the step of their tables and
+#: slower groups, the encoders' step, and the rate code's counting window per token.
+STAGE_CLOCK_PARAMETERS = (
+    Parameter("dt", 0.5 * ms, ms, "time step of the protocol tables and of the stage's slower groups (the FFN's "
+              "drives and GELU neurons)", positive=True),
+    DT_ENC,
+    Parameter("t_count", 100 * ms, ms, "counting window per token of the rate code", positive=True),
 )
 
 

@@ -40,7 +40,8 @@ import math
 import numpy as np
 from brian2 import Function, Hz, check_units, implementation, ms
 
-from models.encoders import LATENCY_CODE_PARAMETERS
+from models.encoders import LATENCY_CODE_PARAMETERS, STAGE_CLOCK_PARAMETERS, TAU_SYN
+from models.neurons import TAU_M
 from models.parameters import Parameter
 
 
@@ -137,14 +138,9 @@ FFN_PARAMETERS = (
     Parameter("rho_gelu_on", 40 * Hz, Hz, "ON GELU-neuron rate per unit of GELU(u) > 0", positive=True),
     Parameter("rho_gelu_off", 320 * Hz, Hz, "OFF GELU-neuron rate per unit of -GELU(u) > 0 (at most 0.17)",
               positive=True),
-    Parameter("tau_syn", 10 * ms, ms, "decay of the synaptic current that encoder spikes evoke",
-              "Stimberg et al. 2019 (neuron-glia examples)", positive=True),
-    Parameter("tau_m", 20 * ms, ms, "membrane time constant of the drive filter", "Stimberg et al. 2019",
-              positive=True),
-    Parameter("dt", 0.5 * ms, ms, "integration time step of the drives and GELU neurons", positive=True),
-    Parameter("dt_enc", 0.05 * ms, ms, "time step of the encoders and their synapses (a regular encoder "
-              "fires at most once per step; outlier inputs need a fine one)", positive=True),
+    TAU_SYN,
+    TAU_M,
     Parameter("t_settle", 100 * ms, ms, "settling time at the start of each token (5 tau_m)", positive=True),
-    Parameter("t_count", 100 * ms, ms, "counting window per token", positive=True),
+    *STAGE_CLOCK_PARAMETERS,
     *LATENCY_CODE_PARAMETERS,
 )

@@ -56,13 +56,16 @@ rho = rho_feature * exp((v - v_rest) / delta_u) : Hz
 """
 FEATURE_NEURON_THRESHOLD = "rand() < rho*dt"
 
+#: Membrane time constant of the feature and key neurons and of the FFN's drive filter.
+TAU_M = Parameter("tau_m", 20 * ms, ms, "membrane time constant", "Stimberg et al. 2019", positive=True)
+
 FEATURE_NEURON_PARAMETERS = (
     Parameter("rho_feature", 30 * Hz, Hz, "feature-neuron rate at rest, i.e. for w^T x - |x|^2/2 = 0",
               positive=True),
     Parameter("delta_u", 4 * mV, mV, "escape-noise softness: potential step that multiplies the rate by e",
               "Jolivet et al. 2006", positive=True),
     Parameter("v_rest", -65 * mV, mV, "resting potential", "Stimberg et al. 2019"),
-    Parameter("tau_m", 20 * ms, ms, "membrane time constant", "Stimberg et al. 2019", positive=True),
+    TAU_M,
 )
 
 #: Synaptic drive shared by the neurons of one value population (see the module docstring).

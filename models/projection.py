@@ -20,9 +20,9 @@ re-encodes what it reads, docs/model.md §10). A unit's value is sampled once pe
 at the window's last time step after that step's synaptic events (event ``sample``).
 """
 
-from brian2 import Hz, ms
+from brian2 import Hz
 
-from models.encoders import LATENCY_CODE_PARAMETERS
+from models.encoders import LATENCY_CODE_PARAMETERS, STAGE_CLOCK_PARAMETERS
 from models.parameters import Parameter
 
 #: An accumulating output unit: integrates synaptic weights; the bias flows as a current.
@@ -45,10 +45,6 @@ LATENCY_PROJECTION_ON_PRE = "y_post += w_proj * efficacy_pre * counting_post"
 LINEAR_PARAMETERS = (
     Parameter("lin_enc_gain", 500 * Hz, Hz, "rate of the encoder neuron of an input channel per unit of |x_c| "
               "(as the FFN's encoders)", positive=True),
-    Parameter("dt", 0.5 * ms, ms, "time step of the protocol tables", positive=True),
-    Parameter("dt_enc", 0.05 * ms, ms, "time step of the encoders, their synapses and the output units (a regular "
-              "encoder fires at most once per step)", positive=True),
-    Parameter("t_count", 100 * ms, ms, "counting window per token of the rate code (no settling: the output "
-              "units have no dynamics to settle)", positive=True),
+    *STAGE_CLOCK_PARAMETERS,
     *LATENCY_CODE_PARAMETERS,
 )
