@@ -39,11 +39,12 @@ def run_point(run_dir) -> dict:
     largest similarity change, events per MAC, spikes per neuron, its code and overrides."""
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "params.json").read_text())["configuration"]
+    record = json.loads((run_dir / "params.json").read_text())
+    config = record.get("configuration") or record          # runs before the corpus runner: at the top
     summary, the_bill = metrics["summary"], metrics["bill"]
     n = summary["n_sentences"]
     codes = config.get("codes") or {}
-    return {"run": run_dir.name, "codes": sorted(set(codes.values())) or ["rate"], "overrides": config["overrides"],
+    return {"run": run_dir.name, "codes": sorted(set(codes.values())) or ["rate"], "overrides": config.get("overrides", {}),
             "n_sentences": n, "cosine_median": summary["cosine_median"], "cosine_min": summary["cosine_min"],
             "similarity_deviation_max": summary["similarity_deviation_max"],
             "energy_joules_per_sentence": the_bill["energy_joules"] / n,
@@ -120,7 +121,7 @@ def frontier_figure(points, curve, path):
     for value, label, style in ((fp32, "conventional, fp32", "-"), (int8, "conventional, int8", "--"),
                                 (SPIKED_ATTENTION_RATIO * fp32, "SpikedAttention's 0.42x fp32", ":")):
         ax.axvline(value, color="0.4", ls=style, lw=1)
-        ax.text(value, 0.02, f" {label}", rotation=90, va="bottom", ha="right", fontsize=7,
+        ax.text(value, 0.98, f"{label} ", rotation=90, va="top", ha="right", fontsize=7,
                 transform=ax.get_xaxis_transform())
     markers = {"rate": ("o", "tab:red"), "latency": ("s", "tab:blue")}
     for p in points:
@@ -131,8 +132,9 @@ def frontier_figure(points, curve, path):
                     xytext=(4, 4), textcoords="offset points")
     for row in curve:
         ax.axhline(1 - row["cosine_median"], color="tab:blue", lw=0.5, alpha=0.4)
-        ax.text(0.01, 1 - row["cosine_median"], f"latency code alone (NumPy), B={row['code_base']}, "
-                f"{row['levels']} levels", fontsize=6, color="tab:blue", va="bottom", transform=ax.get_yaxis_transform())
+        ax.text(0.99, 1 - row["cosine_median"], f"latency code alone (NumPy), B={row['code_base']}, "
+                f"{row['levels']} levels", fontsize=6, color="tab:blue", va="bottom", ha="right",
+                transform=ax.get_yaxis_transform())
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("energy per sentence (mJ; 0.9 pJ per synaptic event, 4.6 pJ per NumPy MAC)")

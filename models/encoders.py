@@ -76,10 +76,10 @@ LATENCY_ENCODER_RESET = "v = 0"               # silent until the next window set
 CODES = ("rate", "latency")
 
 LATENCY_CODE_PARAMETERS = (
-    Parameter("code_base", 1.1, 1, "ratio of consecutive levels of the latency code: a value is delivered within "
-              "a factor code_base^(+-1/2) (relative rms ln(B)/sqrt(12))", positive=True),
-    Parameter("t_code", 5 * ms, ms, "latency-code window per token: t_code/dt_enc levels, a dynamic range of "
-              "code_base^(levels - 1)", positive=True),
+    Parameter("code_base", 1.05, 1, "ratio of consecutive levels of the latency code: a value is delivered within "
+              "a factor code_base^(+-1/2) (relative rms ln(B)/sqrt(12), 1.4 %)", positive=True),
+    Parameter("t_code", 10 * ms, ms, "latency-code window per token: t_code/dt_enc levels (200), a dynamic range of "
+              "code_base^(levels - 1) (1.6e4)", positive=True),
 )
 
 #: Decay of the synaptic current that encoder spikes evoke (heads and the FFN's rate-coded drive).
