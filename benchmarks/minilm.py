@@ -1,10 +1,11 @@
-"""Speed and memory of all-MiniLM-L6-v2 on spikes: one sentence through all six layers.
+"""Speed and memory of all-MiniLM-L6-v2 on spikes: sentences through all six layers, cold and warm.
 
     python -m benchmarks.minilm                       # attention and FFN on spikes, 2 workers
     python -m benchmarks.minilm --spiking all         # every weight matrix on synapses too
+    python -m benchmarks.minilm --spiking all --code latency --text "..." --text "..."   # the latency code, several lengths
     python -m benchmarks.minilm --spiking attention --workers 1
 
-Runs the sentence once to compile (or find in the cache) the binaries of its length, then times
+Runs each sentence once to compile (or find in the cache) the binaries of its length (cold), then times
 ``--repeats`` runs with the binaries warm: wall time per sentence, per head (a head's own run:
 its runtime build of the values, the binary, reading the results) and per FFN slice, synaptic
 events per second of wall time, and the peak resident memory of the main process and of its
@@ -21,46 +22,55 @@ import numpy as np
 
 from circuits.runners import CircuitPool
 from runs.folders import new_run_dir, peak_memory_mb, run_record, write_json
-from transformer.executors import FFN_SLICES, parse_stages
-from transformer.spiking import run_metrics, spiking_minilm
+from transformer.executors import FFN_SLICES, parse_codes, parse_stages
+from transformer.spiking import run_metrics, sentence_records, spiking_minilm
 
 SENTENCE = "A man is playing a guitar on the stage."      # 12 tokens with [CLS] and [SEP]
 
 
+def sentence_point(run) -> dict:
+    """One warm run's figures: wall time per sentence, per head and per FFN slice, events per second."""
+    metrics = run_metrics(sentence_records(run), run.stages, run.wall_seconds)
+    layers = metrics["sentences"][0]["layers"]
+    heads = [h["wall_seconds"] for layer in layers for h in layer.get("attention", {}).get("heads", [])]
+    ffn = [layer["ffn"]["wall_seconds"] for layer in layers if "ffn" in layer]
+    events = metrics["bill"]["synaptic_events"] + metrics["bill"]["astrocyte_updates"]
+    return {"wall_seconds_per_sentence": run.wall_seconds, "n_tokens": len(run.spiking[0].tokens),
+            "heads": len(heads), "wall_seconds_per_head_mean": float(np.mean(heads)) if heads else None,
+            "ffn_slices": FFN_SLICES * len(ffn),
+            "wall_seconds_per_ffn_slice_mean": float(np.mean(ffn)) / FFN_SLICES if ffn else None,
+            "synaptic_events": events, "synaptic_events_per_second": events / run.wall_seconds,
+            "energy_joules": metrics["bill"]["energy_joules"],
+            "fraction_on_synapses": metrics["bill"]["fraction_on_synapses"], "cosine": metrics["summary"]["cosine_min"]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.minilm", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--text", default=SENTENCE)
+    parser.add_argument("--text", action="append", default=None,
+                        help=f"a sentence, repeatable: each is timed on its own (default: {SENTENCE!r})")
     parser.add_argument("--spiking", default="attention,ffn")
+    parser.add_argument("--code", default="rate", help="'rate', 'latency' or STAGE=CODE pairs (experiments.spiking_minilm)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
     try:
-        stages = parse_stages(args.spiking)
+        stages, codes = parse_stages(args.spiking), parse_codes(args.code)
     except ValueError as exc:
         parser.error(str(exc))
+    texts = args.text or [SENTENCE]
     points = []
     with CircuitPool("cpp_standalone", args.workers) as pool:
-        t0 = time.perf_counter()
-        spiking_minilm([args.text], stages, pool=pool)
-        warmup = time.perf_counter() - t0
-        for repeat in range(args.repeats):
-            run = spiking_minilm([args.text], stages, pool=pool, seed=repeat + 1)
-            metrics = run_metrics(run)
-            layers = metrics["sentences"][0]["layers"]
-            heads = [h["wall_seconds"] for layer in layers for h in layer.get("attention", {}).get("heads", [])]
-            ffn = [layer["ffn"]["wall_seconds"] for layer in layers if "ffn" in layer]
-            events = metrics["bill"]["synaptic_events"] + metrics["bill"]["astrocyte_updates"]
-            points.append({"wall_seconds_per_sentence": run.wall_seconds, "n_tokens": len(run.spiking[0].tokens),
-                           "heads": len(heads), "wall_seconds_per_head_mean": float(np.mean(heads)) if heads else None,
-                           "ffn_slices": FFN_SLICES * len(ffn),
-                           "wall_seconds_per_ffn_slice_mean": float(np.mean(ffn)) / FFN_SLICES if ffn else None,
-                           "synaptic_events": events, "synaptic_events_per_second": events / run.wall_seconds,
-                           "fraction_on_synapses": metrics["bill"]["fraction_on_synapses"],
-                           "cosine": metrics["summary"]["cosine_min"]})
+        for text in texts:
+            t0 = time.perf_counter()
+            spiking_minilm([text], stages, pool=pool, codes=codes)      # cold: compile or find the binaries
+            cold = time.perf_counter() - t0
+            for repeat in range(args.repeats):
+                run = spiking_minilm([text], stages, pool=pool, seed=repeat + 1, codes=codes)
+                points.append({"cold_seconds": cold, **sentence_point(run)})
     memory = peak_memory_mb()
-    result = {"warmup_seconds": warmup, "points": points, "peak_rss_mb": memory, "workers": args.workers,
-              "spiking": list(stages), "text": args.text}
+    result = {"points": points, "peak_rss_mb": memory, "workers": args.workers, "spiking": list(stages),
+              "codes": codes, "texts": texts}
     out = new_run_dir(args.out, "minilm")
     write_json(out / "minilm.json", {**result, "record": run_record("benchmarks.minilm", None)})
     for point in points:
@@ -70,7 +80,8 @@ def main(argv=None):
               + (f", {per_head:.2f} s per head (own run)" if per_head else "")
               + f", {point['synaptic_events_per_second'] / 1e6:.0f} M synaptic events per second, "
               f"{point['fraction_on_synapses']:.1%} of MACs on synapses, cosine {point['cosine']:.4f}")
-    print(f"warm-up (compile or cache) {warmup:.0f} s; peak memory: main {memory['main']:.0f} MB, "
+    cold = ", ".join(f"{point['cold_seconds']:.0f} s" for point in points)
+    print(f"cold runs (compile or cache): {cold}; peak memory: main {memory['main']:.0f} MB, "
           f"largest child {memory['largest_child']:.0f} MB")
     print(out)
     return result

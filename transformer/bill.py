@@ -159,12 +159,14 @@ def bill_table(summary) -> str:
     for name, s in list(summary["stages"].items()) + [("total", summary)]:
         on = "spikes" if s["fraction_on_synapses"] > 0.999 else ("NumPy" if s["fraction_on_synapses"] < 1e-3
                                                                   else f"{s['fraction_on_synapses']:.0%} spikes")
-        per_neuron = "–" if s["spikes_per_neuron"] is None else f"{s['spikes_per_neuron']:.2f}"
+        # Bills written before the int8 line and the neuron counts (older run folders) lack them: "–".
+        per_neuron = "–" if s.get("spikes_per_neuron") is None else f"{s['spikes_per_neuron']:.2f}"
         per_mac = "–" if s["synaptic_events_per_mac"] is None else f"{s['synaptic_events_per_mac']:.2f}"
+        int8 = E_MAC_INT8 * s["model_macs"]
         rows.append((name, on, f"{s['spikes']:,}", per_neuron, f"{s['synaptic_events']:,}", per_mac,
                      f"{s['astrocyte_updates']:,}", f"{s['numpy_macs']:,}", f"{s['model_macs']:,}",
                      f"{s['energy_joules'] * 1e6:.1f}", f"{s['energy_joules_conventional'] * 1e6:.1f}",
-                     f"{s['energy_joules_conventional_int8'] * 1e6:.2f}"))
+                     f"{int8 * 1e6:.2f}"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 

@@ -166,3 +166,26 @@ display(Image("curated_bill.png"))
 # ~14 % after layer 5, and the sentence embeddings keep a cosine above 0.99 with the NumPy model's.
 # The bill shows where the spikes go: W_O, driven by the heads' value neurons, takes three quarters
 # of the synaptic events, because every value spike reaches all 384 output units.
+#
+# ## The same model on the latency code
+#
+# `--code latency` carries every value in one spike (docs/model.md §11): a latency encoder fires once
+# per token window, the sooner the larger the value, and the synapse delivers its weight times what
+# that spike carries. The heads run on the latency exact-kernel circuit, with the astrocyte's
+# normalisation unchanged (docs/model.md §3). The curated run of the same eight sentences:
+
+# %%
+latency_run = curated.parent / "20261206-042234-8sent"
+lean = read_json(latency_run / "metrics.json", "restore the curated run: git checkout -- results/curated")
+for name, run in (("rate code", full), ("latency code", lean)):
+    n = run["summary"]["n_sentences"]
+    print(f"{name:>12}: {run['bill']['energy_joules'] / n * 1e3:6.3f} mJ per sentence "
+          f"({run['bill']['energy_joules'] / run['bill']['energy_joules_conventional']:.2f}x the fp32 network), "
+          f"{run['bill']['synaptic_events_per_mac']:6.1f} synaptic events per MAC, "
+          f"cosine median {run['summary']['cosine_median']:.4f}")
+print(bill.bill_table(lean["bill"]))
+
+# %% [markdown]
+# One spike per value makes every weight matrix cost one synaptic event per multiply-accumulate: the
+# model spends a quarter of the conventional network's energy, and its embeddings are closer to the
+# NumPy model's (no Poisson noise). What is left of the bill is mostly the heads' key spikes.
