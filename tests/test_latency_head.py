@@ -203,3 +203,23 @@ def test_bad_latency_head_parameters_fail_with_one_line(change, message):
 def test_unknown_code_fails_with_one_line():
     with pytest.raises(ValueError, match="unknown code 'spikes'"):
         head_spec(*head(), "exact", code="spikes", params=LATENCY)
+
+
+def test_heads_in_worker_processes_give_the_sequential_spikes():
+    """Two latency heads and a latency linear stage simulated by a pool of two worker processes
+    give exactly the outputs and spike counts of the same specs simulated one after another in
+    this process (the latency circuits draw no random numbers at run time; their phases come from
+    the build's seeded stream)."""
+    from circuits.linear import linear_spec
+    from circuits.runners import CircuitPool
+
+    specs = [head_spec(*head(seed), "exact", code="latency", params=LATENCY, seed=seed) for seed in (0, 1)]
+    rng = np.random.default_rng(3)
+    specs.append(linear_spec(rng.normal(size=(3, 8)), rng.normal(size=(4, 8)), rng.normal(size=4), code="latency",
+                             params={"dt": "1*ms", "dt_enc": "0.1*ms", "t_code": "4*ms", "code_base": 1.2}))
+    sequential = [spec.simulate() for spec in specs]
+    with CircuitPool(workers=2) as pool:
+        parallel = pool.run(specs)
+    for one, other in zip(sequential, parallel):
+        np.testing.assert_array_equal(one.y_spike, other.y_spike)
+        assert one.circuit.population_spikes() == other.circuit.population_spikes()
