@@ -81,8 +81,8 @@ class Encoded:
     """How a code's encoders deliver tokens ``x``: ``scale`` multiplies a synapse's weight (the rate
     code: 1 / expected spikes per unit of ``abs(x)``; the latency code: 1, a spike carries its value
     in the encoder's ``efficacy``), ``reads_efficacy`` says whether synapses must read it, and
-    ``delivered`` / ``variance`` give the value each input delivers and its expected squared error
-    (``analysis.codes``)."""
+    ``variance`` gives the expected squared error of what each input delivers (``analysis.codes``;
+    the latency code's delivered values: ``analysis.codes.latency_decode``)."""
 
     code: str
     scale: float
@@ -95,10 +95,6 @@ class Encoded:
     @property
     def reads_efficacy(self) -> bool:
         return self.code == "latency"
-
-    def delivered(self, x) -> np.ndarray:
-        """The latency code's delivered values (the rate code's are random: its mean, x)."""
-        return codes.latency_decode(x, self.x_top, self.base, self.levels) if self.code == "latency" else np.asarray(x)
 
     def variance(self, x) -> np.ndarray:
         """Expected squared error of each delivered value (the latency code's quantisation, the
