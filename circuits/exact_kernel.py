@@ -40,8 +40,11 @@ from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights, output_gain
 from circuits.codes import check_code
+from circuits.exact_latency import build_latency_exact_circuit, write_spikes
+from circuits.exact_latency import rate_model as latency_rate_model
 from circuits.projection import projection
 from circuits.kinds import CircuitKind, kind_parameters
+from circuits.normaliser import adenosine_level, log_denominator, process_memory
 from circuits.seeds import seed_streams
 from circuits.protocol import TABLE_BIN, Schedule
 from models.encoders import DT_ENC, LATENCY_CODE_PARAMETERS, polarity_sign
@@ -95,8 +98,6 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     streams = seed_streams(seed, spike_seed)
     check_code(code)
     if code == "latency":
-        from circuits.exact_latency import build_latency_exact_circuit
-
         return build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, astrocyte=astrocyte,
                                            block_astrocyte=block_astrocyte, preload=preload, w_out=w_out, b_out=b_out,
                                            x_top=x_top, v_top=v_top, y_top=y_top)
@@ -191,8 +192,6 @@ def write_spikes_per_process(k, scale, params, seeds, options) -> np.ndarray:
     ``circuits.head.head_spec`` (same signature as the random circuit's); the latency head's one
     key neuron per token gets ``circuits.exact_latency.write_spikes``."""
     if options.get("code") == "latency":
-        from circuits.exact_latency import write_spikes
-
         return np.full(len(k), float(write_spikes(params)))
     return np.full(len(k) * options["neurons_per_key"], write_spikes_per_key(params))
 
@@ -201,29 +200,6 @@ def release_per_token(params) -> float:
     """Gliotransmitter release per read spike of a process whose token was just written (kappa per
     write spike): the unit in which the processes' memory of the write counts."""
     return float(params["kappa"]) * write_spikes_per_key(params)
-
-
-def _log_denominator(x_keys, x_queries, memory) -> tuple:
-    """(scores, log of the memory-weighted attention denominator per query): scores are x_q . x_k
-    (0 for keys not yet written, whose afferents are empty); ``memory``: the processes' read
-    variable per read and token in units of :func:`release_per_token` (``memory_weights``)."""
-    scores = np.where(memory > 0, x_queries @ x_keys.T, 0.0)
-    top = scores.max(axis=1, keepdims=True)
-    return scores, top[:, 0] + np.log(np.sum(memory * np.exp(scores - top), axis=1))
-
-
-def _process_memory(params, schedule) -> np.ndarray:
-    """The processes' read variable per read and token (the denominator of ``memory_weights``)."""
-    return memory_weights(params, schedule.age_at_reads())[1]
-
-
-def adenosine_level(params, schedule, x_keys, x_queries, neurons_per_key) -> np.ndarray:
-    """Rate-model hyperpolarisation theta (V) that the astrocyte's adenosine feedback settles at in
-    each read: exp(theta / delta_u) = rho_key * n_key / R_key_target * sum_t memory_t exp(x_q . x_k),
-    the attention denominator (``models.gliotransmission``)."""
-    _, log_sum = _log_denominator(x_keys, x_queries, _process_memory(params, schedule))
-    gain = float(params["rho_key"]) * neurons_per_key / float(params["R_key_target"])
-    return float(params["delta_u"]) * (np.log(gain) + log_sum)
 
 
 def blocked_signals(params, schedule, x_keys, x_queries, neurons_per_key) -> tuple:
@@ -266,7 +242,7 @@ def astrocyte_normaliser(circuit: AttentionCircuit) -> dict:
     blocked astrocyte misses; ``blocked``: the level a blocked astrocyte holds for every query (the
     mean over the reads of the rate-model theta, :func:`blocked_signals`)."""
     p, s, inp = circuit.params, circuit.schedule, circuit.inputs
-    _, log_sum = _log_denominator(inp["x_keys"], inp["x_queries"], _process_memory(p, s))
+    _, log_sum = log_denominator(inp["x_keys"], inp["x_queries"], process_memory(p, s))
     gain = float(p["rho_key"]) * circuit.config["neurons_per_key"] / float(p["R_key_target"])
     log_astrocyte = measured_adenosine_level(circuit) / float(p["delta_u"]) - np.log(gain)
     gap = log_astrocyte - log_sum
@@ -286,12 +262,10 @@ def rate_model(circuit: AttentionCircuit) -> dict:
     the Bernoulli draws clip them (key and value neurons). The latency head has its own
     (``circuits.exact_latency.rate_model``)."""
     if circuit.config.get("code") == "latency":
-        from circuits.exact_latency import rate_model as latency_rate_model
-
         return latency_rate_model(circuit)
     p, s, inp, config = circuit.params, circuit.schedule, circuit.inputs, circuit.config
     numerator, denominator = memory_weights(p, s.age_at_reads())
-    scores, log_sum = _log_denominator(inp["x_keys"], inp["x_queries"], denominator)
+    scores, log_sum = log_denominator(inp["x_keys"], inp["x_queries"], denominator)
     identity = np.eye(len(inp["x_keys"]))
     rate_total = float(p["R_key_target"])
     population_rates = rate_total * np.exp(scores - log_sum[:, None])

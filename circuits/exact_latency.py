@@ -64,6 +64,7 @@ from analysis.attention import kernel_attention
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights
 from circuits.codes import check_latency, latency_levels, windowed_latency_neurons
+from circuits.normaliser import adenosine_level, log_denominator, process_memory
 from circuits.projection import projection
 from circuits.protocol import TABLE_BIN
 from models.encoders import LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE, polarity_sign, signed_rates
@@ -146,10 +147,8 @@ def ideal(params, schedule, x_keys, x_queries, values, blocked) -> dict:
     the processes' and weights' fading, the keys firing at R_key_target e^u / sum_t z_t e^u.
     Blocked: A and theta held at their mean over the reads (theta from the delivered scores), the
     keys firing at rho_key exp(u - theta / delta_u), y = sum_t numerator_t rate_t v_t / R_key_target."""
-    from circuits.exact_kernel import _log_denominator, adenosine_level
-
     numerator, denominator = memory_weights(params, schedule.age_at_reads())
-    scores, log_sum = _log_denominator(x_keys, x_queries, denominator)
+    scores, log_sum = log_denominator(x_keys, x_queries, denominator)
     rate_total = float(params["R_key_target"])
     rates = rate_total * np.where(denominator > 0, np.exp(scores - log_sum[:, None]), 0.0)
     y = kernel_attention(np.exp(scores - log_sum[:, None]), np.eye(len(x_keys)), values, numerator, denominator)
@@ -361,9 +360,6 @@ def delivered_log_denominator(circuit: LatencyAttentionCircuit) -> np.ndarray:
     """log sum_t z_t exp(x_q . x_k_t) per real query, with the keys and queries as the code delivered
     them (the denominator the circuit computes; quantised scores differ from the exact ones by
     ~|x_q||x_k| ln(B)/sqrt(6 d))."""
-    from circuits.exact_kernel import _log_denominator
-
     p, inp = circuit.params, circuit.inputs
     delivered = delivered_inputs(inp["x_keys"], inp["x_queries"], inp["values"], p)
-    memory = memory_weights(p, circuit.schedule.age_at_reads())[1]
-    return _log_denominator(delivered["x_keys"], delivered["x_queries"], memory)[1]
+    return log_denominator(delivered["x_keys"], delivered["x_queries"], process_memory(p, circuit.schedule))[1]

@@ -28,6 +28,8 @@ from analysis.attention import check_qkv, relative_error, softmax_attention, uni
 from analysis.spikes import tolerance_ratio
 from circuits import blocks, circuit_kind, circuit_parameters
 from circuits.circuit import AttentionCircuit
+from circuits.codes import check_code
+from circuits.exact_latency import check_latency_head
 from circuits.protocol import Schedule, check_spike_probability
 from circuits.runners import CircuitSpec, builder_options
 from circuits.seeds import SeedStreams
@@ -133,9 +135,6 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
         check_spike_probability(f"{name}/{size_option}", params[name] / options[size_option], params["dt"])
     Schedule.from_params(len(k), len(q), params, options["causal"], options.get("pad_to"))
     if options.get("code", "rate") != "rate":
-        from circuits.codes import check_code
-        from circuits.exact_latency import check_latency_head
-
         check_code(options["code"])
         check_latency_head(params, options["causal"])
     if options["astrocyte"] != "minimal":
