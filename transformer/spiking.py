@@ -26,13 +26,15 @@ from transformer.forward import forward
 #: The heads' protocol: the short windows at a 0.5 ms step (5x fewer steps than the default
 #: 0.1 ms at the same spike counts; docs/model.md §9 checks the error stays at its bound).
 HEAD_PROTOCOL = {**SHORT_PROTOCOL, "dt": "0.5*ms"}
-#: The latency-coded heads' protocol (``circuits.exact_latency``): 10 ms windows of B = 1.05 at
-#: dt_enc = 0.05 ms (200 levels) for the query, key and value spikes and the output, a counting part
-#: of 100 ms (5 tau_read, so a read forgets the last), the astrocyte's set point at 5 kHz of key
-#: spikes (0.5 per step of 0.1 ms: the regular key neurons' limit) and tau_theta = 40 ms so that
+#: The latency-coded heads' protocol (``circuits.exact_latency``): the code of every stage
+#: (``models.encoders``: windows t_code = 10 ms of B = 1.05 at dt_enc = 0.05 ms, 200 levels) for the
+#: query, key and value spikes and the output, a counting part of 100 ms (5 tau_read, so a read
+#: forgets the last), the astrocyte's set point at 5 kHz of key spikes and tau_theta = 40 ms so that
 #: theta settles within the read (measured on MiniLM layer 2 head 5: 0.057 from softmax, budget 0.060).
-HEAD_LATENCY_PROTOCOL = {"dt": "0.1*ms", "dt_enc": "0.05*ms", "t_code": "10*ms", "code_base": 1.05,
-                         "t_settle": "10*ms", "t_learn": "20*ms", "t_read": "110*ms", "R_key_target": "5*kHz",
+#: Its step dt is its own, not the rate heads' or the encoded stages' 0.5 ms
+#: (``models.encoders.STAGE_CLOCK_PARAMETERS``): a regular key neuron at the 5 kHz set point fires
+#: 0.5 times per step of 0.1 ms, its limit (``circuits.exact_latency.MAX_KEY_SPIKES_PER_STEP``).
+HEAD_LATENCY_PROTOCOL = {"dt": "0.1*ms", "t_settle": "10*ms", "t_learn": "20*ms", "t_read": "110*ms", "R_key_target": "5*kHz",
                          "tau_read": "20*ms", "tau_theta": "40*ms"}
 #: The heads' circuit options: 8 encoders per dimension (default 4) halve the ripple of the key
 #: neurons' drive, whose curvature bias (E exp(v) > exp(E v)) is most of real heads' error above
