@@ -35,12 +35,14 @@ from circuits.runners import make_pool
 from experiments import spiking_minilm as experiment
 from runs.folders import new_run_dir, run_record, write_json
 from transformer import minilm
+from transformer.configuration import RunConfig, parse_layers
+from transformer.executors import parse_stages
 from transformer.spiking import KEEP_FOR_MAPS
 
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 
 
-def corpus_config(texts, stages, layers) -> dict:
+def corpus_config(texts, stages, layers) -> RunConfig:
     """A corpus run's configuration, made by ``experiments.spiking_minilm`` from its command line."""
     argv = [arg for text in texts for arg in ("--text", text)]
     argv += ["--spiking", ",".join(stages), "--layers", ",".join(map(str, layers))]
@@ -103,8 +105,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
     texts = [line.strip() for line in CORPUS.read_text().splitlines() if line.strip()]
-    stages = experiment.parse_stages(args.spiking)
-    layers = experiment.parse_layers(args.layers, minilm.load_model().n_layers)
+    stages = parse_stages(args.spiking)
+    layers = parse_layers(args.layers, minilm.load_model().n_layers)
     buckets = {}
     for text in texts:
         buckets.setdefault(bucket_length(len(minilm.tokenize(text)[0])), []).append(text)

@@ -25,6 +25,7 @@ from models.feedforward import gelu
 from runs.folders import new_run_dir, write_json
 from transformer import bill, minilm
 from transformer.calibration import stage_inputs
+from transformer.configuration import RunConfig
 from transformer.executors import BlockOutput, NumPyExecutor
 from transformer.forward import forward
 
@@ -40,11 +41,14 @@ def run_point(run_dir) -> dict:
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     record = json.loads((run_dir / "params.json").read_text())
-    config = record.get("configuration") or record          # runs before the corpus runner: at the top
+    if "configuration" in record:
+        config = RunConfig.from_record(record["configuration"])
+        codes, overrides = sorted(set(config.codes.values())), config.overrides
+    else:                   # runs before the corpus runner recorded neither codes nor overrides: the rate code
+        codes, overrides = ["rate"], {}
     summary, the_bill = metrics["summary"], metrics["bill"]
     n = summary["n_sentences"]
-    codes = config.get("codes") or {}
-    return {"run": run_dir.name, "codes": sorted(set(codes.values())) or ["rate"], "overrides": config.get("overrides", {}),
+    return {"run": run_dir.name, "codes": codes, "overrides": overrides,
             "n_sentences": n, "cosine_median": summary["cosine_median"], "cosine_min": summary["cosine_min"],
             "similarity_deviation_max": summary["similarity_deviation_max"],
             "energy_joules_per_sentence": the_bill["energy_joules"] / n,

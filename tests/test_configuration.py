@@ -1,0 +1,83 @@
+"""A spiking_minilm run's configuration (transformer.configuration.RunConfig): what params.json
+records, what --resume and benchmarks.frontier read back, and the values it refuses."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from transformer.configuration import RunConfig
+from transformer.executors import ALL_STAGES
+
+CURATED = Path(__file__).resolve().parents[1] / "results" / "curated" / "spiking_minilm"
+
+#: Every field set away from its default, so that a field the record loses shows.
+CONFIG = RunConfig(texts=("A man plays a guitar.", "Stocks fell."), stages=("qkv", "attention"), layers=(0, 3),
+                   map_layer=3, seed=2, spike_seed=5, batch=3, device="cpp_standalone", threads=2,
+                   codes={**{s: "rate" for s in ALL_STAGES}, "attention": "latency"},
+                   overrides={"ffn.tau_m": "5*ms"}, buckets=(16, 32), astrocyte="gchi", block_astrocyte=True,
+                   options={"head": {"encoders_per_dim": 4}, "ffn": {"neurons_per_unit": 16}}, heads=(0, 1),
+                   ffn_units=64)
+
+#: The configuration a run recorded before the latency code (results/curated, 2026-11-30 to 12-05):
+#: no ``codes`` and no ``buckets``.
+BEFORE_CODES = {"texts": ["A man plays a guitar."], "spiking": ["attention", "ffn"], "layers": [0, 1, 2, 3, 4, 5],
+                "map_layer": 0, "seed": 0, "spike_seed": None, "overrides": {}, "batch": 4, "device": "cpp_standalone",
+                "threads": 0, "options": {"head": {"encoders_per_dim": 8, "astrocyte": "minimal",
+                                                   "block_astrocyte": False}}}
+
+
+def test_the_record_reads_back_as_the_configuration():
+    """from_record(to_record(c)) == c, through JSON as params.json holds it."""
+    assert RunConfig.from_record(json.loads(json.dumps(CONFIG.to_record()))) == CONFIG
+
+
+def test_a_record_without_codes_runs_the_rate_code_everywhere():
+    config = RunConfig.from_record(BEFORE_CODES)
+    assert config.codes == {s: "rate" for s in ALL_STAGES} and config.buckets is None
+    assert config.astrocyte == "minimal" and config.options == {"head": {"encoders_per_dim": 8}}
+    assert config.to_record() == {**BEFORE_CODES, "codes": config.codes, "buckets": None}
+
+
+def test_the_curated_latency_run_resumes_with_its_configuration():
+    record = json.loads((CURATED / "20261206-042234-8sent" / "params.json").read_text())["configuration"]
+    config = RunConfig.from_record(record)
+    assert config.to_record() == record
+    assert set(config.codes.values()) == {"latency"} and len(config.texts) == 8
+    assert float(config.params["ffn"]["t_code"]) == pytest.approx(10e-3)
+
+
+def test_block_parameters_are_computed_once_per_run():
+    config = replace(CONFIG, astrocyte="minimal")
+    assert config.params is config.params
+    assert float(config.params["ffn"]["tau_m"]) == pytest.approx(5e-3)
+    assert config.circuit_options["head"] == {"encoders_per_dim": 4, "astrocyte": "minimal", "block_astrocyte": True}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"batch": 0}, "batch (--batch) must be an integer >= 1, got 0"),
+    ({"stages": ("mlp",)}, "spiking (--spiking) must be stages among"),
+    ({"codes": {"qkv": "phase"}}, "codes (--code) must be a code"),
+    ({"texts": ()}, "texts (--text/--texts) must be sentences"),
+    ({"buckets": (0, 16)}, "buckets (--buckets) must be lengths in 1-"),
+    ({"astrocyte": "glia"}, "astrocyte (--astrocyte) must be one of"),
+    ({"options": {"head": {"astrocyte": "gchi"}}}, "options (options) must be"),
+    ({"device": "gpu"}, "unknown device 'gpu'"),
+])
+def test_a_bad_value_is_one_line(change, message):
+    with pytest.raises(ValueError) as error:
+        replace(CONFIG, **change)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"spiking": []}, "no whole configuration of a spiking_minilm run (no texts, layers,"),
+    ([], "no whole configuration"),
+    ({**BEFORE_CODES, "options": {"head": {}}}, "options must hold the heads' astrocyte and block_astrocyte"),
+    ({**BEFORE_CODES, "seed": "zero"}, "seed (--seed) must be an integer >= 0, got 'zero'"),
+])
+def test_a_damaged_record_is_one_line(record, message):
+    with pytest.raises(ValueError) as error:
+        RunConfig.from_record(record)
+    assert message in str(error.value) and "\n" not in str(error.value)
