@@ -176,9 +176,10 @@ def run_corpus(run_dir, config: RunConfig, pool, say=None) -> None:
             done += 1
         maps = attention_maps(run, 0)
         if maps:
+            tokens = run.spiking[0].tokens
             write_atomic(Path(run_dir) / "attention_maps.npz", lambda handle: np.savez(
                 handle, heads=[m["head"] for m in maps], true=[m["true"] for m in maps],
-                spike=[m["spike"] for m in maps], tokens=run.spiking[0].tokens), binary=True)
+                spike=[m["spike"] for m in maps], tokens=tokens), binary=True)
         heads_done += sum(len(layer.attention.stages["attention"].get("heads", [])) for s in run.spiking
                           for layer in s.layers)
         del run
