@@ -22,7 +22,7 @@ import numpy as np
 
 from circuits.runners import CircuitPool
 from runs.folders import new_run_dir, peak_memory_mb, run_record, write_json
-from transformer.executors import FFN_SLICES, parse_codes, parse_stages
+from transformer.executors import DEFAULT_CODE, FFN_SLICES, parse_codes, parse_stages
 from transformer.spiking import run_metrics, sentence_records, spiking_minilm
 
 SENTENCE = "A man is playing a guitar on the stage."      # 12 tokens with [CLS] and [SEP]
@@ -48,8 +48,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.minilm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", action="append", default=None,
                         help=f"a sentence, repeatable: each is timed on its own (default: {SENTENCE!r})")
-    parser.add_argument("--spiking", default="attention,ffn")
-    parser.add_argument("--code", default="rate", help="'rate', 'latency' or STAGE=CODE pairs (experiments.spiking_minilm)")
+    parser.add_argument("--spiking", default="all")
+    parser.add_argument("--code", default=DEFAULT_CODE, help="'rate', 'latency' or STAGE=CODE pairs (experiments.spiking_minilm)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))

@@ -1,15 +1,16 @@
 """all-MiniLM-L6-v2 with chosen stages on spiking neuron and neuron-astrocyte circuits, and its bill.
 
     python -m experiments.spiking_minilm --text "A man is playing a guitar on the stage."
-    python -m experiments.spiking_minilm --texts sentences.txt --spiking all
+    python -m experiments.spiking_minilm --texts sentences.txt --code rate          # the rate-code baseline
     python -m experiments.spiking_minilm --texts sentences.txt --spiking attention --layers 0,3 --set ffn.tau_m=5*ms
 
 Every layer's stages (``--spiking``; ``transformer.executors``): ``qkv`` (W_QKV on synapses from
 encoders of the hidden state), ``attention`` (every head on the exact-kernel neuron-astrocyte
 circuit), ``attn_out`` (W_O on synapses from the heads' value neurons), ``ffn`` (encoders, W_1
 synapses and spiking GELU populations), ``ffn_out`` (W_2 on synapses from the GELU neurons);
-``all`` for every one. ``--code latency`` carries every value in one spike instead of a rate code
-(docs/model.md §3, §11; ``--code STAGE=CODE,...`` per stage). In NumPy always: embeddings, residual
+``all``, the default, for every one. Every value is carried in one spike (the latency code,
+docs/model.md §3, §11); ``--code rate`` carries them by the rate code, the baseline it replaced
+(``--code STAGE=CODE,...`` per stage, the others latency). In NumPy always: embeddings, residual
 additions, LayerNorms, mean pooling, and whatever stage is not on spikes (docs/model.md §8-§10).
 
 A corpus streams: sentences run in batches (``--batch``, sentences of one length together), each
@@ -41,6 +42,7 @@ from runs.folders import (FileError, WriteError, new_run_dir, output_parent, pea
                           read_text, run_record, write_atomic, write_json)
 from transformer import bill, minilm
 from transformer.configuration import RunConfig
+from transformer.executors import DEFAULT_CODE
 from transformer.spiking import (KEEP_FOR_MAPS, attention_maps, parameters_record, run_metrics, sentence_records,
                                  spiking_minilm)
 
@@ -56,9 +58,9 @@ def build_parser():
                         help="continue the killed run in DIR: its finished sentences are kept, the rest run with "
                              "its recorded configuration (--workers may differ)")
     model = parser.add_argument_group("model")
-    model.add_argument("--spiking", default="attention,ffn",
+    model.add_argument("--spiking", default="all",
                        help="stages on spikes: 'all', 'none' or a subset of qkv,attention,attn_out,ffn,ffn_out")
-    model.add_argument("--code", default="rate",
+    model.add_argument("--code", default=DEFAULT_CODE,
                        help="how stage inputs are carried: 'rate' (rate-coded encoders and neurons), "
                             "'latency' (one spike per value, in every stage), or STAGE=CODE pairs, e.g. qkv=latency")
     model.add_argument("--layers", default="all", help="'all' or layer numbers 0-5, e.g. 0,3")

@@ -42,7 +42,8 @@ def test_without_spiking_stages_the_pass_is_the_numpy_model(model):
 def small_run(model):
     with CircuitPool() as pool:
         return spiking_minilm([TEXT], ALL_STAGES, [0], pool=pool, heads=(0, 1), ffn_units=64,
-                              params=block_parameters(PARAMS), options=OPTIONS, map_layer=0)
+                              params=block_parameters(PARAMS, head_code="rate"), options=OPTIONS, map_layer=0,
+                              codes=parse_codes("rate"))
 
 
 def test_every_stage_of_one_layer_against_the_numpy_model(small_run):
@@ -116,8 +117,8 @@ def latency_run(model):
     neurons."""
     with CircuitPool() as pool:
         return spiking_minilm([TEXT], ALL_STAGES, [0], pool=pool, heads=(0, 1), ffn_units=64,
-                              params=block_parameters(LATENCY_PARAMS), options=OPTIONS,
-                              codes=parse_codes("qkv=latency,attn_out=latency,ffn=latency,ffn_out=latency"))
+                              params=block_parameters(LATENCY_PARAMS, head_code="rate"), options=OPTIONS,
+                              codes=parse_codes("attention=rate"))
 
 
 #: The latency heads' coarse protocol for the runtime device (tests/test_latency_head.py's).
@@ -203,8 +204,8 @@ def test_latency_code_ffn_drives_w2_with_one_spike_per_activation(latency_run):
 @pytest.mark.parametrize("text, expected", [
     ("rate", {s: "rate" for s in ALL_STAGES}),
     ("latency", {s: "latency" for s in ALL_STAGES}),
-    ("attention=latency,ffn=latency", {**{s: "rate" for s in ALL_STAGES}, "attention": "latency", "ffn": "latency"}),
-    ("qkv=latency", {**{s: "rate" for s in ALL_STAGES}, "qkv": "latency"}),
+    ("attention=rate,ffn=rate", {**{s: "latency" for s in ALL_STAGES}, "attention": "rate", "ffn": "rate"}),
+    ("qkv=rate", {**{s: "latency" for s in ALL_STAGES}, "qkv": "rate"}),
 ])
 def test_parse_codes(text, expected):
     assert parse_codes(text) == expected
@@ -218,9 +219,10 @@ def test_bad_codes_fail_with_one_line(text, message):
 
 
 CORPUS = [TEXT, "Stocks fell.", "The cat sat."]
-#: A corpus run's configuration small enough for the runtime device (one head of layer 0).
+#: A corpus run's configuration small enough for the runtime device (one rate-coded head of layer 0).
 SMALL_CONFIG = RunConfig(texts=CORPUS, stages=("attention",), layers=(0,), map_layer=0, seed=0, spike_seed=None,
-                         batch=1, device="runtime", threads=0, options={"head": OPTIONS["head"]}, heads=(0,))
+                         batch=1, device="runtime", threads=0, codes={s: "rate" for s in ALL_STAGES},
+                         options={"head": OPTIONS["head"]}, heads=(0,))
 
 
 def test_corpus_run_folder_and_metrics(model, tmp_path):
@@ -313,12 +315,13 @@ def test_batches_keep_one_length_together(model):
 
 def test_parameters_reach_every_block(model):
     """``BLOCK.NAME`` overrides land in that block's circuits, unit-checked; params.json keeps them."""
-    params = block_parameters({"ffn.tau_m": "5*ms", "head.tau_read": "30*ms", "linear.t_count": "50*ms"})
+    params = block_parameters({"ffn.tau_m": "5*ms", "head.tau_read": "30*ms", "linear.t_count": "50*ms"},
+                              head_code="rate")
     assert float(params["ffn"]["tau_m"]) == pytest.approx(5e-3)
     assert float(params["head"]["tau_read"]) == pytest.approx(30e-3)
     (reference,) = forward.forward([TEXT])
     with CircuitPool() as pool:
-        executor = SpikingExecutor(pool, ALL_STAGES, params=params, options=OPTIONS)
+        executor = SpikingExecutor(pool, ALL_STAGES, params=params, options=OPTIONS, codes=parse_codes("rate"))
         step = reference.layers[1]
         (ffn,) = executor.ffn_specs(1, 0, step.h)[:1]
         head = executor.head_specs(1, 0, *minilm.split_heads(step.attention.parts["qkv"]))[0]

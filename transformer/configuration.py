@@ -16,7 +16,7 @@ from circuits.runners import check_device
 from models.astrocytes import ASTROCYTE_MODELS
 from models.encoders import CODES
 from transformer import minilm
-from transformer.executors import ALL_STAGES, parse_codes, parse_stages
+from transformer.executors import ALL_STAGES, DEFAULT_CODE, parse_codes, parse_stages
 from transformer.heads import MAX_TOKENS
 from transformer.spiking import HEAD_OPTIONS, block_parameters, check_texts
 
@@ -85,8 +85,8 @@ class RunConfig:
     threads : int
         OpenMP threads per circuit (cpp_standalone; 0: none).
     codes : dict
-        Each stage's code, ``rate`` or ``latency`` (a stage not named: rate, as in
-        ``transformer.executors.SpikingExecutor``).
+        Each stage's code, ``rate`` or ``latency`` (a stage not named:
+        ``transformer.executors.DEFAULT_CODE``, as in ``SpikingExecutor``).
     overrides : dict
         Parameter overrides ``BLOCK.NAME -> value`` (``transformer.spiking.block_parameters``).
     buckets : tuple of int or None
@@ -127,7 +127,7 @@ class RunConfig:
                   "buckets": tuple(self.buckets) if isinstance(self.buckets, list) else self.buckets,
                   "heads": tuple(self.heads) if isinstance(self.heads, list) else self.heads}
         if isinstance(self.codes, dict):
-            normal["codes"] = {s: "rate" for s in ALL_STAGES} | self.codes
+            normal["codes"] = {s: DEFAULT_CODE for s in ALL_STAGES} | self.codes
         for name, value in normal.items():
             object.__setattr__(self, name, value)
         self._check()
@@ -231,6 +231,6 @@ class RunConfig:
         return cls(texts=record["texts"], stages=record["spiking"], layers=record["layers"],
                    map_layer=record["map_layer"], seed=record["seed"], spike_seed=record["spike_seed"],
                    batch=record["batch"], device=record["device"], threads=record["threads"],
-                   codes=record.get("codes", {}), overrides=record["overrides"], buckets=record.get("buckets"),
+                   codes=record.get("codes", {s: "rate" for s in ALL_STAGES}), overrides=record["overrides"], buckets=record.get("buckets"),
                    astrocyte=astrocyte, block_astrocyte=block_astrocyte, options={**options, "head": head},
                    heads=record.get("heads"), ffn_units=record.get("ffn_units"))

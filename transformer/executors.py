@@ -45,6 +45,9 @@ from transformer import bill, minilm
 
 #: Stages that ``--spiking all`` runs on spikes, in order.
 ALL_STAGES = tuple(bill.STAGES)
+#: The code of every stage a run does not name (``--code``): the latency code, one spike per value
+#: (docs/model.md §11); the rate code stays selectable per stage as the baseline it replaced.
+DEFAULT_CODE = "latency"
 #: Output units of W_QKV (1152) and hidden units of the FFN (1536) are split into this many
 #: circuits, simulated in parallel (each holds a slice of the outputs).
 QKV_SLICES = 2
@@ -119,13 +122,13 @@ def parse_stages(text) -> tuple:
 
 def parse_codes(text) -> dict:
     """``--code``: 'rate', 'latency' (every stage) or comma-separated STAGE=CODE pairs
-    (``qkv=latency,ffn=rate``; the others rate). Returns the code of every stage; ValueError with
+    (``attention=rate,ffn=rate``; the others :data:`DEFAULT_CODE`). Returns the code of every stage; ValueError with
     one line otherwise. W_O and W_2 driven by the heads' or the FFN's neurons take their source's
     code (:meth:`SpikingExecutor.driven_by_source`)."""
     text = text.strip()
     if text in CODES:
         return {s: text for s in ALL_STAGES}
-    codes = {s: "rate" for s in ALL_STAGES}
+    codes = {s: DEFAULT_CODE for s in ALL_STAGES}
     for pair in (p.strip() for p in text.split(",") if p.strip()):
         stage, eq, code = (part.strip() for part in pair.partition("="))
         if not eq or stage not in ALL_STAGES or code not in CODES:
@@ -158,11 +161,11 @@ class SpikingExecutor(Executor):
     head results (``self.maps``: per sentence id, the head results). ``buckets``: length buckets
     (``circuits.protocol.bucket_length``): every circuit of a sentence runs padded to its bucket, so a
     corpus compiles one binary per bucket and circuit kind (None: each sentence at its own length).
-    ``codes``: each stage's code (:func:`parse_codes`; default the rate code everywhere).
+    ``codes``: each stage's code (:func:`parse_codes`; a stage not named: :data:`DEFAULT_CODE`).
     ``log``: progress lines.
     """
 
-    def __init__(self, pool, stages=("attention", "ffn"), *, layers=None, heads=None, ffn_units=None, params=None,
+    def __init__(self, pool, stages=ALL_STAGES, *, layers=None, heads=None, ffn_units=None, params=None,
                  options=None, seed=0, spike_seed=None, map_layer=None, buckets=None, codes=None, log=None):
         model = minilm.load_model()
         self.pool, self.stages = pool, tuple(stages)
@@ -174,7 +177,7 @@ class SpikingExecutor(Executor):
         self.seed, self.spike_seed = seed, spike_seed
         self.map_layer, self.maps = map_layer, {}
         self.buckets = None if buckets is None else tuple(buckets)
-        self.codes = {s: "rate" for s in ALL_STAGES} | dict(codes or {})
+        self.codes = {s: DEFAULT_CODE for s in ALL_STAGES} | dict(codes or {})
         self.say = log or (lambda line: None)
 
     def pad_to(self, n_tokens) -> dict:

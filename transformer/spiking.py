@@ -20,7 +20,7 @@ from circuits.linear import linear_parameters
 from circuits.protocol import SHORT_PROTOCOL
 from models.parameters import ParameterError, ParameterSet
 from transformer import bill, minilm
-from transformer.executors import SpikingExecutor
+from transformer.executors import ALL_STAGES, DEFAULT_CODE, SpikingExecutor
 from transformer.forward import forward
 
 #: The heads' protocol: the short windows at a 0.5 ms step (5x fewer steps than the default
@@ -48,7 +48,7 @@ BLOCKS = {"head": "the exact-kernel attention heads", "ffn": "the feed-forward G
           "linear": "the encoded linear stages (qkv, and attn_out/ffn_out without their spiking source)"}
 
 
-def block_parameters(overrides, astrocyte="minimal", head_code="rate") -> dict:
+def block_parameters(overrides, astrocyte="minimal", head_code=DEFAULT_CODE) -> dict:
     """Every block's full ParameterSet from ``overrides`` named ``BLOCK.NAME`` (e.g.
     ``ffn.tau_m``, ``head.tau_read``, ``linear.lin_enc_gain``), each checked by the block's own
     parameter table (name, unit, sign, time step); the heads start from :data:`HEAD_PROTOCOL`, or on
@@ -86,7 +86,7 @@ class SpikingRun:
     sentence_ids: list
 
 
-def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sentence_ids=None, heads=None,
+def spiking_minilm(texts, stages=ALL_STAGES, layers=None, *, pool, sentence_ids=None, heads=None,
                    ffn_units=None, params=None, options=None, seed=0, spike_seed=None, map_layer=None,
                    buckets=None, codes=None, log=None) -> SpikingRun:
     """Run sentences through all-MiniLM-L6-v2 with chosen stages on spikes, against the NumPy model.
@@ -100,7 +100,7 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sen
         The sentences.
     stages : tuple of str
         The stages on spikes in every chosen layer (``transformer.executors.ALL_STAGES``: ``qkv``,
-        ``attention``, ``attn_out``, ``ffn``, ``ffn_out``).
+        ``attention``, ``attn_out``, ``ffn``, ``ffn_out``; default all).
     layers : list of int, optional
         The layers whose stages run on spikes (default all).
     pool : circuits.runners.CircuitPool
@@ -122,7 +122,8 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sen
     buckets : tuple of int, optional
         Length buckets (``circuits.protocol.bucket_length``; default none).
     codes : dict, optional
-        Each stage's code, ``rate`` or ``latency`` (``transformer.executors.parse_codes``; default rate).
+        Each stage's code, ``rate`` or ``latency`` (``transformer.executors.parse_codes``; a stage not
+        named: ``transformer.executors.DEFAULT_CODE``).
     log : callable, optional
         Takes progress lines.
 
@@ -133,7 +134,7 @@ def spiking_minilm(texts, stages=("attention", "ffn"), layers=None, *, pool, sen
         the kept head results, the stages and layers on spikes and the wall time.
     """
     t0 = time.perf_counter()
-    params = block_parameters({}, head_code=(codes or {}).get("attention", "rate")) if params is None else params
+    params = block_parameters({}, head_code=(codes or {}).get("attention", DEFAULT_CODE)) if params is None else params
     options = {"head": HEAD_OPTIONS} if options is None else options
     sentence_ids = list(range(len(texts))) if sentence_ids is None else list(sentence_ids)
     reference = forward(texts, sentence_ids=sentence_ids)

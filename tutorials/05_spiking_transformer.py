@@ -24,10 +24,12 @@
 # * `ffn`: encoders, W_1's synapses and spiking GELU populations;
 # * `ffn_out`: W_2's synapses, driven by the GELU neurons.
 #
-# The whole model on spikes takes about a minute per sentence on two cores with the C++ standalone
-# device. Here a small slice runs on the runtime device: every stage of **layer 0**, but only heads 0
-# and 1 and the first 64 FFN units on spikes (the other heads and units in NumPy), with small
-# populations. Then we read a curated run of the whole model. Needs the model, as tutorial 4.
+# The whole model on spikes takes about 16 s per sentence on two cores with the C++ standalone
+# device and the default latency code (one spike per value, docs/model.md §11). Here a small slice
+# runs on the runtime device on the rate code, the baseline the latency code replaced, whose noise
+# budgets are Poisson bounds: every stage of **layer 0**, but only heads 0 and 1 and the first 64 FFN
+# units on spikes (the other heads and units in NumPy), with small populations. Then we read curated
+# runs of the whole model on both codes. Needs the model, as tutorial 4.
 
 # %%
 import brian2
@@ -46,7 +48,7 @@ from circuits.runners import CircuitPool
 from experiments.plotting import attention_maps_figure, bill_figure, layer_error_figure
 from runs.folders import read_json
 from transformer import bill
-from transformer.executors import ALL_STAGES
+from transformer.executors import ALL_STAGES, parse_codes
 from transformer.spiking import attention_maps, block_parameters, spiking_minilm
 
 # %% [markdown]
@@ -63,11 +65,12 @@ from transformer.spiking import attention_maps, block_parameters, spiking_minilm
 TEXT = "A man plays a guitar."
 OPTIONS = {"head": {"neurons_per_key": 8, "neurons_per_value": 8},
            "ffn": {"neurons_per_unit": 16, "off_neurons_per_unit": 2}}
-PARAMS = block_parameters({"linear.dt": "1*ms", "linear.dt_enc": "0.5*ms", "linear.lin_enc_gain": "100*Hz"})
+PARAMS = block_parameters({"linear.dt": "1*ms", "linear.dt_enc": "0.5*ms", "linear.lin_enc_gain": "100*Hz"},
+                          head_code="rate")
 
 with CircuitPool() as pool:
     run = spiking_minilm([TEXT], ALL_STAGES, layers=[0], pool=pool, heads=(0, 1), ffn_units=64,
-                         params=PARAMS, options=OPTIONS, map_layer=0, log=print)
+                         params=PARAMS, options=OPTIONS, map_layer=0, codes=parse_codes("rate"), log=print)
 spiking, reference = run.spiking[0], run.reference[0]
 print(f"tokens: {spiking.tokens}")
 print(f"sentence embedding: cosine {spiking.embedding @ reference.embedding:.5f} with the NumPy model's")
@@ -141,7 +144,7 @@ display(Image("bill.png"))
 #
 # ## The whole model on synapses: a curated run
 #
-# `python -m experiments.spiking_minilm --texts experiments/data/sentences.txt --spiking all` ran all
+# `python -m experiments.spiking_minilm --texts experiments/data/sentences.txt --spiking all --code rate` ran all
 # six layers with every stage on spikes (W_QKV, the heads, W_O, the GELU layers, W_2) for eight
 # sentences (results/README.md). Its `metrics.json` holds each sentence's cosine, the hidden-state
 # error after every layer, and the run's bill.
@@ -169,7 +172,7 @@ display(Image("curated_bill.png"))
 #
 # ## The same model on the latency code
 #
-# `--code latency` carries every value in one spike (docs/model.md §11): a latency encoder fires once
+# The latency code, the default since, carries every value in one spike (docs/model.md §11): a latency encoder fires once
 # per token window, the sooner the larger the value, and the synapse delivers its weight times what
 # that spike carries. The heads run on the latency exact-kernel circuit, with the astrocyte's
 # normalisation unchanged (docs/model.md §3). The curated run of the same eight sentences:
