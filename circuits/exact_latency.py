@@ -57,7 +57,7 @@ astrocyte's output is 9.8x further from softmax.
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import Network, linked_var, volt
+from brian2 import Network, StateMonitor, linked_var, volt
 
 from analysis import codes
 from analysis.attention import kernel_attention
@@ -66,16 +66,19 @@ from circuits.circuit import AttentionCircuit, memory_weights
 from circuits.codes import check_latency, latency_levels, windowed_latency_neurons
 from circuits.projection import projection
 from circuits.protocol import TABLE_BIN
+from models.astrocytes import ONE_SPIKE_ASTROCYTE_EQS, ONE_SPIKE_ASTROCYTE_WINDOWS, ONE_SPIKE_READ_ON_PRE
 from models.encoders import LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE, polarity_sign, signed_rates
 from models.gliotransmission import adenosine_set_point
 from models.neurons import (LATENCY_KEY_NEURON_EQS, LATENCY_KEY_NEURON_RESET, LATENCY_KEY_NEURON_THRESHOLD,
                             LATENCY_KEY_NEURON_WINDOWS, LATENCY_TEACHER_WINDOWS, LATENCY_VALUE_DRIVE_EQS,
-                            LATENCY_VALUE_NEURON_EQS, LATENCY_VALUE_NEURON_VALUE)
+                            LATENCY_VALUE_NEURON_EQS, LATENCY_VALUE_NEURON_VALUE, ONE_SPIKE_KEY_NEURON_EQS,
+                            ONE_SPIKE_KEY_NEURON_RESET, ONE_SPIKE_KEY_NEURON_THRESHOLD, ONE_SPIKE_KEY_NEURON_WINDOWS,
+                            ONE_SPIKE_VALUE_DRIVE_EQS, ONE_SPIKE_VALUE_DRIVE_WINDOWS, ONE_SPIKE_VALUE_NEURON_VALUE)
 from models.parameters import ParameterError
 from models.projection import LATENCY_PROJECTION_ON_PRE
 from models.synapses import (LATENCY_AFFERENT_SYNAPSE_MODEL, LATENCY_AFFERENT_SYNAPSE_ON_PRE,
-                             LATENCY_TEACHER_SYNAPSE_ON_PRE, TEACHER_SYNAPSE_MODEL, TRIPARTITE_SYNAPSE_MODEL,
-                             TRIPARTITE_SYNAPSE_ON_PRE)
+                             LATENCY_TEACHER_SYNAPSE_ON_PRE, ONE_SPIKE_TRIPARTITE_SYNAPSE_ON_PRE, TEACHER_SYNAPSE_MODEL,
+                             TRIPARTITE_SYNAPSE_MODEL, TRIPARTITE_SYNAPSE_ON_PRE)
 
 #: Most spikes per time step of a regular key neuron at the astrocyte's set point (R_key_target, all
 #: attention on one key): a phase neuron fires at most once per step, and theta's transients
@@ -88,7 +91,26 @@ def write_spikes(params) -> int:
     return int(np.floor(float(params["rho_recruit"] * params["t_learn"]) + 0.5))
 
 
-def check_latency_head(params, causal=False) -> None:
+#: How the key neurons carry exp(u_t - theta) in a read: ``regular`` firing at that rate through a
+#: counting part (the adenosine loop holds the total rate), or ``latency``: one spike per key and
+#: read whose efficacy carries it (the one-spike key code; see the module docstring).
+KEY_CODES = ("regular", "latency")
+
+
+def check_key_code(key_code, code="latency") -> None:
+    """ValueError with one line for an unknown key code, or the one-spike key code off the latency head."""
+    if key_code not in KEY_CODES:
+        raise ValueError(f"unknown key_code {key_code!r}; choose one of {', '.join(KEY_CODES)}")
+    if key_code != "regular" and code != "latency":
+        raise ValueError(f"key_code={key_code!r} needs the latency head (code='latency'), got code={code!r}")
+
+
+def key_levels(params) -> int:
+    """Steps of dt_enc in the one-spike key code's key window (the read's t_read - t_code)."""
+    return int(round(float((params["t_read"] - params["t_code"]) / params["dt_enc"])))
+
+
+def check_latency_head(params, causal=False, key_code="regular") -> None:
     """Refuse (ParameterError, one line) a protocol the latency head cannot run."""
     check_latency(params)
     t_code, dt_enc, dt = (float(params[n]) for n in ("t_code", "dt_enc", "dt"))
@@ -102,6 +124,13 @@ def check_latency_head(params, causal=False) -> None:
         raise ParameterError("t_read must be longer than its output window (t_read > t_code)")
     if write_spikes(params) < 1:
         raise ParameterError("rho_recruit * t_learn must give a recruited key neuron at least one write spike")
+    if key_code == "latency":
+        if params["key_code_base"] <= 1:
+            raise ParameterError(f"key_code_base must be > 1 (the key efficacy's fall per step), "
+                                 f"got {params['key_code_base']:g}")
+        if key_levels(params) < 2:
+            raise ParameterError("t_read - t_code (the key window) must span at least two steps of dt_enc")
+        return
     per_step = float(params["R_key_target"] * params["dt"])
     if per_step > MAX_KEY_SPIKES_PER_STEP:
         raise ParameterError(f"R_key_target = {float(params['R_key_target']):g} Hz makes a regular key neuron fire "
@@ -163,23 +192,63 @@ def ideal(params, schedule, x_keys, x_queries, values, blocked) -> dict:
     return out
 
 
+def score_top_of(params, schedule, x_keys, x_queries) -> float:
+    """The one-spike key code's default score top (nats): the head's own largest delivered score
+    plus half a step of ln B_key, so the top key sits in the middle of its level (as
+    ``analysis.codes.latency_top`` puts a code's largest value)."""
+    from circuits.exact_kernel import _log_denominator
+
+    scores, _ = _log_denominator(x_keys, x_queries, memory_weights(params, schedule.age_at_reads())[1])
+    return float(scores.max() + 0.5 * np.log(float(params["key_code_base"])))
+
+
+def one_spike_read(params, schedule, x_keys, x_queries, values, score_top, blocked=False) -> dict:
+    """The one-spike key code's read as NumPy computes it from the inputs the circuit holds (the
+    delivered keys, queries and values): each key's efficacy per read (``analysis.codes.key_efficacy``;
+    keys not yet written have score 0 and no weight or memory), the astrocyte's signal per read in
+    units of one token's release, A / release_ref = sum_t z_t e_t, and the output: their ratio
+    y = sum_t w_t e_t v_t / sum_t z_t e_t, or blocked, over the signal's mean over the reads."""
+    from circuits.exact_kernel import _log_denominator
+
+    numerator, denominator = memory_weights(params, schedule.age_at_reads())
+    scores, _ = _log_denominator(x_keys, x_queries, denominator)
+    efficacy = codes.key_efficacy(scores, score_top, float(params["key_code_base"]), key_levels(params))
+    signal = np.sum(denominator * efficacy, axis=1)
+    held = float(signal.mean())
+    divisor = np.full_like(signal, held) if blocked else np.where(signal > 0, signal, 1.0)
+    return {"scores": scores, "efficacy": efficacy, "signal": signal, "held_signal": held,
+            "y": (numerator * efficacy) @ values / divisor[:, None]}
+
+
 def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, astrocyte="minimal",
                                 block_astrocyte=False, preload=False, w_out=None, b_out=None, x_top=None, v_top=None,
-                                y_top=None) -> "LatencyAttentionCircuit":
+                                y_top=None, key_code="regular", score_top=None) -> "LatencyAttentionCircuit":
     """Build the latency-coded exact-kernel head (see the module docstring); called by
     ``circuits.exact_kernel.build_exact_kernel_circuit`` with ``code="latency"`` after it has checked
     the head and built its schedule and seeds. One key neuron per token, one encoder per ON/OFF
     channel and one value neuron per ON/OFF channel: the rate head's ``neurons_per_key``,
     ``encoders_per_dim``, ``neurons_per_value`` and ``encoder`` do not apply. ``x_top``, ``v_top``,
     ``y_top``: tops of range (default the head's own: :func:`delivered_inputs`, and the ideal
-    output's largest value times sqrt(B))."""
-    check_latency_head(params, schedule.causal)
+    output's largest value times sqrt(B)). ``key_code``: ``regular`` key firing through a counting
+    part, or ``latency``: one spike per key and read (the module docstring); ``score_top``: its
+    threshold theta_ref / delta_u in nats (default :func:`score_top_of`, the head's own)."""
+    check_key_code(key_code)
+    check_latency_head(params, schedule.causal, key_code)
+    one_spike = key_code == "latency"
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
     n_populations = schedule.n_token_windows
     delivered = delivered_inputs(x_keys, x_queries, v, params, x_top, v_top)
-    reference = ideal(params, schedule, delivered["x_keys"], delivered["x_queries"], delivered["values"],
-                      block_astrocyte)
+    held_signal = None
+    if one_spike:
+        score_top = (score_top_of(params, schedule, delivered["x_keys"], delivered["x_queries"]) if score_top is None
+                     else float(score_top))
+        read = one_spike_read(params, schedule, delivered["x_keys"], delivered["x_queries"], delivered["values"],
+                              score_top, block_astrocyte)
+        reference, held_signal = {"y": read["y"]}, read["held_signal"]
+    else:
+        reference = ideal(params, schedule, delivered["x_keys"], delivered["x_queries"], delivered["values"],
+                          block_astrocyte)
     y_top = codes.latency_top(reference["y"], delivered["base"]) if y_top is None else float(y_top)
     n_write = write_spikes(params)
     release_ref = float(params["kappa"]) * n_write
@@ -217,14 +286,28 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
                          query_start=blocks.table(_starts(schedule, reads[:, 0]), "query_start_table"),
                          learn_start=blocks.table(_starts(schedule, learn[:, 0]), "learn_start_table"),
                          count_start=blocks.table(_starts(schedule, counting[:, 0]), "count_start_table"))
-    keys = blocks.neuron_group(n_populations, LATENCY_KEY_NEURON_EQS, params, key_namespace, "key_neurons",
-                               threshold=LATENCY_KEY_NEURON_THRESHOLD, reset=LATENCY_KEY_NEURON_RESET,
-                               method="euler", uses=(LATENCY_KEY_NEURON_WINDOWS,),
-                               extra={"golden": (np.sqrt(5) - 1) / 2})
-    keys.run_regularly(LATENCY_KEY_NEURON_WINDOWS, dt=TABLE_BIN, when="start", name="key_neurons_windows")
+    if one_spike:
+        # The key window is the read's counting part: key_window and key_start name its tables.
+        key_base, levels_key = float(params["key_code_base"]), key_levels(params)
+        namespace.update(key_window=key_namespace.pop("count_phase"), key_start=key_namespace.pop("count_start"))
+        key_namespace.update(key_window=namespace["key_window"], key_start=namespace["key_start"])
+        keys = blocks.neuron_group(n_populations, ONE_SPIKE_KEY_NEURON_EQS, params, key_namespace, "key_neurons",
+                                   threshold=ONE_SPIKE_KEY_NEURON_THRESHOLD, reset=ONE_SPIKE_KEY_NEURON_RESET,
+                                   method="euler", dt=params["dt_enc"], uses=(ONE_SPIKE_KEY_NEURON_WINDOWS,),
+                                   extra={"tau_key": params["dt_enc"] / np.log(key_base),
+                                          "key_fall": (1 - 1 / key_base) / params["dt_enc"],
+                                          "theta_ref": score_top * params["delta_u"]})
+        keys.run_regularly(ONE_SPIKE_KEY_NEURON_WINDOWS, dt=TABLE_BIN, when="before_thresholds",
+                           name="key_neurons_windows")
+    else:
+        keys = blocks.neuron_group(n_populations, LATENCY_KEY_NEURON_EQS, params, key_namespace, "key_neurons",
+                                   threshold=LATENCY_KEY_NEURON_THRESHOLD, reset=LATENCY_KEY_NEURON_RESET,
+                                   method="euler", uses=(LATENCY_KEY_NEURON_WINDOWS,),
+                                   extra={"golden": (np.sqrt(5) - 1) / 2})
+        keys.run_regularly(LATENCY_KEY_NEURON_WINDOWS, dt=TABLE_BIN, when="start", name="key_neurons_windows")
+        keys.phase_offset = streams.phases.uniform(0, 1, size=n_populations)
     keys.token = np.arange(n_populations)
     keys.in_use = (np.arange(n_populations) < n_tokens).astype(float)
-    keys.phase_offset = streams.phases.uniform(0, 1, size=n_populations)
     pre, post = np.meshgrid(np.arange(2 * dim), np.arange(n_populations), indexing="ij")
     afferents = blocks.synapses(key_encoders, keys, LATENCY_AFFERENT_SYNAPSE_MODEL, params, namespace,
                                 "afferent_synapses", {"i": pre.ravel(), "j": post.ravel()},
@@ -235,35 +318,64 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
         afferents.w_aff = (polarity_sign(pre.ravel()) * x_written[post.ravel(), pre.ravel() // 2]
                            * float(params["delta_u"])) * volt
 
-    drive = blocks.neuron_group(2 * value_dim, LATENCY_VALUE_DRIVE_EQS, params,
+    drive_eqs, drive_windows = ((ONE_SPIKE_VALUE_DRIVE_EQS, ONE_SPIKE_VALUE_DRIVE_WINDOWS) if one_spike
+                                else (LATENCY_VALUE_DRIVE_EQS, LATENCY_TEACHER_WINDOWS))
+    drive = blocks.neuron_group(2 * value_dim, drive_eqs, params,
                                 dict(namespace, teach_start=blocks.table(_starts(schedule, token_starts),
                                                                          "teach_start_table")),
-                                "value_drive", method="exact", uses=(LATENCY_TEACHER_WINDOWS,))
-    drive.run_regularly(LATENCY_TEACHER_WINDOWS, dt=TABLE_BIN, when="start", name="value_drive_windows")
+                                "value_drive", method="exact", uses=(drive_windows,))
+    drive.run_regularly(drive_windows, dt=TABLE_BIN, when="start", name="value_drive_windows")
     teacher = blocks.synapses(value_encoders, drive, TEACHER_SYNAPSE_MODEL, params, namespace, "teacher_synapses",
                               {"i": np.arange(2 * value_dim), "j": np.arange(2 * value_dim)},
                               on_pre=LATENCY_TEACHER_SYNAPSE_ON_PRE, dt=params["dt_enc"])
     outputs = output_windows(schedule, params)
-    values = windowed_latency_neurons(2 * value_dim, LATENCY_VALUE_NEURON_EQS, LATENCY_VALUE_NEURON_VALUE,
+    # The divisive gain's scale: y = (kappa / eta_hebb) I_num / A (the Hebbian and release gains per
+    # write spike); under the one-spike key code the floor of A is that of the weakest key spike.
+    value_extra = {"output_scale": float(params["kappa"]) / float(params["eta_hebb"])}
+    if one_spike:
+        value_extra["key_efficacy_floor"] = key_base ** (0.5 - levels_key)
+    values = windowed_latency_neurons(2 * value_dim, LATENCY_VALUE_NEURON_EQS,
+                                      ONE_SPIKE_VALUE_NEURON_VALUE if one_spike else LATENCY_VALUE_NEURON_VALUE,
                                       _starts(schedule, outputs[:, 0]), params, namespace, "value_neurons", y_top,
-                                      # The divisive gain's scale: y = (kappa / eta_hebb) I_num / A (the
-                                      # Hebbian and release gains per write spike).
-                                      extra={"output_scale": float(params["kappa"]) / float(params["eta_hebb"])})
+                                      extra=value_extra)
     values.I_num = linked_var(drive, "I_num", index=np.arange(2 * value_dim))
     values.I_num_opposite = linked_var(drive, "I_num", index=np.arange(2 * value_dim) ^ 1)
-    tripartite = blocks.synapses(keys, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses", {},
-                                 on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
-    cell, processes, (astrocyte_monitor, process_monitor) = blocks.astrocyte(keys, astrocyte, params, namespace)
+    if one_spike:
+        # Key spikes on the clock dt_enc: the synapses they drive run on it too.
+        tripartite = blocks.synapses(keys, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses",
+                                     {}, on_pre=ONE_SPIKE_TRIPARTITE_SYNAPSE_ON_PRE, method="exact",
+                                     dt=params["dt_enc"])
+        cell, processes, (astrocyte_monitor, process_monitor) = blocks.astrocyte(
+            keys, astrocyte, params, namespace, cell_model=ONE_SPIKE_ASTROCYTE_EQS, read_on_pre=ONE_SPIKE_READ_ON_PRE,
+            dt=params["dt_enc"])
+        cell.run_regularly(ONE_SPIKE_ASTROCYTE_WINDOWS, dt=TABLE_BIN, when="start", name="astrocyte_windows")
+    else:
+        tripartite = blocks.synapses(keys, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses",
+                                     {}, on_pre=TRIPARTITE_SYNAPSE_ON_PRE, method="exact")
+        cell, processes, (astrocyte_monitor, process_monitor) = blocks.astrocyte(keys, astrocyte, params, namespace)
     groups = {"key_encoders": key_encoders, "value_encoders": value_encoders, "key_neurons": keys,
               "value_drive": drive, "value_neurons": values, "astrocyte": cell, "afferent_synapses": afferents,
               "teacher_synapses": teacher, "tripartite_synapses": tripartite, "astro_processes": processes}
     monitors = {**blocks.spike_monitors(groups, "key_neurons"), "astrocyte_monitor": astrocyte_monitor,
                 "process_monitor": process_monitor}
-    set_point = adenosine_set_point(params, release_ref)
-    blocked = (set_point, reference["theta"] * volt) if block_astrocyte else None
-    normaliser = blocks.key_normaliser(cell, values, keys, params, namespace, set_point, blocked)
-    groups.update(normaliser[0])
-    monitors.update(normaliser[1])
+    if one_spike:
+        # The astrocyte's signal at the end of each key window (sampled every table bin, at the
+        # end of the step): its log is the attention denominator's (astrocyte_log_signal).
+        monitors["read_signal_monitor"] = StateMonitor(cell, "A", record=True, dt=TABLE_BIN, when="end",
+                                                       name="read_signal_monitor")
+        if block_astrocyte:
+            # The negative control: A held at its mean over the reads (what NumPy's read gives).
+            block = blocks.blocked_astrocyte(params, namespace, held_signal * release_ref)
+            blocks.link_astrocyte(block, values)
+            groups["astrocyte_block"] = block
+        else:
+            blocks.link_astrocyte(cell, values)
+    else:
+        set_point = adenosine_set_point(params, release_ref)
+        blocked = (set_point, reference["theta"] * volt) if block_astrocyte else None
+        normaliser = blocks.key_normaliser(cell, values, keys, params, namespace, set_point, blocked)
+        groups.update(normaliser[0])
+        monitors.update(normaliser[1])
     n_out = 0
     if w_out is not None:
         n_out = len(w_out)
@@ -283,7 +395,9 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
               "preload": bool(preload), "scale": scale, "n_tokens": n_populations,
               "n_queries": schedule.n_query_windows, "dim": dim, "value_dim": value_dim,
               "x_top": delivered["x_top"], "v_top": delivered["v_top"], "y_top": y_top,
-              "levels": delivered["levels"], "write_spikes": n_write}
+              "levels": delivered["levels"], "write_spikes": n_write, "key_code": key_code}
+    if one_spike:
+        config.update(score_top=score_top, key_levels=levels_key)
     inputs = {"x_keys": x_keys, "x_queries": x_queries, "values": v}
     return LatencyAttentionCircuit("exact", network, groups, monitors, schedule, params, config, inputs, streams)
 
@@ -324,6 +438,8 @@ def rate_model(circuit: LatencyAttentionCircuit) -> dict:
     quantised by the code (each component within B^(+-1/2)), each key's filtered count at the end of
     the counting part (a regular train at the key's rate, ``analysis.codes.leaky_regular_count``),
     and the output's latency code at top y_top."""
+    if circuit.config.get("key_code", "regular") == "latency":
+        return one_spike_rate_model(circuit)
     p, s, inp, config = circuit.params, circuit.schedule, circuit.inputs, circuit.config
     blocked = config["block_astrocyte"]
     base, levels = float(p["code_base"]), config["levels"]
@@ -346,6 +462,77 @@ def rate_model(circuit: LatencyAttentionCircuit) -> dict:
     return {"y_rate": exact["y"], "noise": noise}
 
 
+def one_spike_rate_model(circuit: LatencyAttentionCircuit) -> dict:
+    """The one-spike key code's ideal and error budget (``analysis.codes.latency_attention_error``
+    with each key's weight in place of its count). Ideal: softmax with the memory's fading (working),
+    or the unnormalised sum_t w_t e_t v_t over the astrocyte's held signal (blocked). Budget, independent
+    terms: the scores (x_q, x_k each within B^(+-1/2)) and the teacher's values, as the regular key
+    code's; each key's efficacy, exp(u - theta_ref) within B_key^(+-1/2) (relative variance
+    ``analysis.codes.key_efficacy_variance``: the code's inside the key window, the clipping's above
+    theta_ref, 1 for a key below the window), through dy/d ln e_t = K_t (w_t v_t - z_t y) / D; the
+    output's latency code at top y_top."""
+    p, s, inp, config = circuit.params, circuit.schedule, circuit.inputs, circuit.config
+    blocked = config["block_astrocyte"]
+    base, levels = float(p["code_base"]), config["levels"]
+    key_base, score_top = float(p["key_code_base"]), config["score_top"]
+    delivered = delivered_inputs(inp["x_keys"], inp["x_queries"], inp["values"], p, config["x_top"], config["v_top"])
+    read = one_spike_read(p, s, delivered["x_keys"], delivered["x_queries"], delivered["values"], score_top, blocked)
+    exact = ideal(p, s, inp["x_keys"], inp["x_queries"], inp["values"], False)
+    weight = np.exp(exact["scores"] - score_top)                    # each key's exact weight e^(u - theta_ref)
+    relative = codes.key_efficacy_variance(read["scores"], score_top, key_base, key_levels(p))
+    y = exact["y"]
+    if blocked:
+        y = (exact["numerator"] * weight) @ inp["values"] / read["held_signal"]
+    noise = codes.latency_attention_error(
+        inp["x_queries"], inp["x_keys"], inp["values"], exact["numerator"], exact["denominator"], weight,
+        relative * weight ** 2,
+        codes.latency_variance(inp["x_queries"], config["x_top"], base, levels),
+        codes.latency_variance(inp["x_keys"], config["x_top"], base, levels),
+        codes.latency_variance(inp["values"], config["v_top"], base, levels),
+        codes.latency_variance(y, config["y_top"], base, levels),
+        count_scale=read["held_signal"] if blocked else None)
+    return {"y_rate": y, "noise": noise}
+
+
+def astrocyte_log_signal(circuit: LatencyAttentionCircuit) -> np.ndarray:
+    """One-spike key code: the astrocyte's log signal per real query, theta_ref / delta_u +
+    ln(A / release_ref), A its signal at the end of the key window (``read_signal_monitor``) and
+    release_ref = kappa n_w one token's release. With every key's efficacy exp(u_t - theta_ref)
+    within B_key^(+-1/2) it is log sum_t z_t exp(x_q . x_k_t) within +-ln(B_key)/2 (keys below the
+    window missing, keys above theta_ref clipped): the astrocyte's log-domain denominator."""
+    monitor = circuit.monitors["read_signal_monitor"]
+    t, signal = np.asarray(monitor.t_[:]), np.asarray(monitor.A[0])
+    ends = counting_windows(circuit.schedule, circuit.params)[:, 1]
+    rows = np.searchsorted(t, ends - float(TABLE_BIN) / 2)
+    release_ref = float(circuit.params["kappa"]) * circuit.config["write_spikes"]
+    with np.errstate(divide="ignore"):
+        return circuit.config["score_top"] + np.log(signal[rows] / release_ref)
+
+
+def log_signal_bound(circuit: LatencyAttentionCircuit) -> dict:
+    """What the one-spike key code lets the astrocyte's log signal (:func:`astrocyte_log_signal`)
+    differ from the delivered log denominator (:func:`delivered_log_denominator`): ``bound`` per
+    query, the worst case (ln B_key / 2, widened by the share of the denominator of keys below the
+    window, ln 1/(1 - missing), and by the clipped keys' log error), and ``expected_rms``: the rms of
+    ln(sum_t z_t e_t / sum_t z_t K_t) with each e_t's relative error independent and of variance
+    ``analysis.codes.key_efficacy_variance``: sqrt(mean over queries of sum_t p_t^2 var_t), p_t the
+    attention weight."""
+    p, config, inp = circuit.params, circuit.config, circuit.inputs
+    delivered = delivered_inputs(inp["x_keys"], inp["x_queries"], inp["values"], p, config["x_top"], config["v_top"])
+    read = one_spike_read(p, circuit.schedule, delivered["x_keys"], delivered["x_queries"], delivered["values"],
+                          config["score_top"])
+    key_base, score_top = float(p["key_code_base"]), config["score_top"]
+    memory = memory_weights(p, circuit.schedule.age_at_reads())[1]
+    kernel = memory * np.exp(read["scores"] - read["scores"].max(axis=1, keepdims=True))
+    weights = kernel / kernel.sum(axis=1, keepdims=True)
+    steps = (score_top - read["scores"]) / np.log(key_base)
+    missing = np.sum(weights * (np.ceil(steps - 1e-12) >= key_levels(p)), axis=1)
+    clipped = np.max(np.where(steps <= -1, np.abs(score_top - read["scores"]) - 0.5 * np.log(key_base), 0), axis=1)
+    relative = codes.key_efficacy_variance(read["scores"], score_top, key_base, key_levels(p))
+    return {"bound": 0.5 * np.log(key_base) - np.log1p(-np.minimum(missing, 1 - 1e-12)) + clipped,
+            "expected_rms": float(np.sqrt(np.mean(np.sum(weights ** 2 * relative, axis=1))))}
+
+
 def settled_adenosine_level(circuit: LatencyAttentionCircuit, tail=0.25) -> np.ndarray:
     """Mean theta (V) over the last ``tail`` of each real read's counting part, where the adenosine
     loop has settled (a read's counting part lasts a few tau_theta; the mean over the whole read,
@@ -363,7 +550,7 @@ def delivered_log_denominator(circuit: LatencyAttentionCircuit) -> np.ndarray:
     ~|x_q||x_k| ln(B)/sqrt(6 d))."""
     from circuits.exact_kernel import _log_denominator
 
-    p, inp = circuit.params, circuit.inputs
-    delivered = delivered_inputs(inp["x_keys"], inp["x_queries"], inp["values"], p)
+    p, inp, config = circuit.params, circuit.inputs, circuit.config
+    delivered = delivered_inputs(inp["x_keys"], inp["x_queries"], inp["values"], p, config["x_top"], config["v_top"])
     memory = memory_weights(p, circuit.schedule.age_at_reads())[1]
     return _log_denominator(delivered["x_keys"], delivered["x_queries"], memory)[1]

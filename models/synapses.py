@@ -66,3 +66,11 @@ I_key_post += w_aff * efficacy_pre * read_phase(t)
 """
 #: Value latency encoder -> value drive: the teacher's drive is what the spike carries.
 LATENCY_TEACHER_SYNAPSE_ON_PRE = "I_teach_post += efficacy_pre"
+
+#: Tripartite synapse under the one-spike key code (circuits.exact_latency, ``key_code="latency"``):
+#: written as TRIPARTITE_SYNAPSE_ON_PRE; a read spike delivers the weight times the key spike's
+#: efficacy, w_ti exp((u_t - theta_ref) / delta_u), into the value channel's leak-free numerator.
+ONE_SPIKE_TRIPARTITE_SYNAPSE_ON_PRE = """
+w += eta_hebb * write_phase(t) * I_teach_post
+I_num_post += w * efficacy_pre * read_phase(t)
+"""
