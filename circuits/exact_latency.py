@@ -67,17 +67,20 @@ from circuits.codes import check_latency, latency_levels, windowed_latency_neuro
 from circuits.projection import projection
 from circuits.protocol import TABLE_BIN
 from models.astrocytes import ONE_SPIKE_ASTROCYTE_EQS, ONE_SPIKE_ASTROCYTE_WINDOWS, ONE_SPIKE_READ_ON_PRE
-from models.encoders import LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE, polarity_sign, signed_rates
+from models.encoders import (LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE, SIGNED_LATENCY_POLARITY, polarity_sign,
+                             signed_rates)
 from models.gliotransmission import adenosine_set_point
 from models.neurons import (LATENCY_KEY_NEURON_EQS, LATENCY_KEY_NEURON_RESET, LATENCY_KEY_NEURON_THRESHOLD,
                             LATENCY_KEY_NEURON_WINDOWS, LATENCY_TEACHER_WINDOWS, LATENCY_VALUE_DRIVE_EQS,
                             LATENCY_VALUE_NEURON_EQS, LATENCY_VALUE_NEURON_VALUE, ONE_SPIKE_KEY_NEURON_EQS,
                             ONE_SPIKE_KEY_NEURON_RESET, ONE_SPIKE_KEY_NEURON_THRESHOLD, ONE_SPIKE_KEY_NEURON_WINDOWS,
-                            ONE_SPIKE_VALUE_DRIVE_EQS, ONE_SPIKE_VALUE_DRIVE_WINDOWS, ONE_SPIKE_VALUE_NEURON_VALUE)
+                            ONE_SPIKE_VALUE_DRIVE_EQS, ONE_SPIKE_VALUE_DRIVE_WINDOWS, ONE_SPIKE_VALUE_NEURON_EQS,
+                            ONE_SPIKE_VALUE_NEURON_VALUE)
 from models.parameters import ParameterError
 from models.projection import LATENCY_PROJECTION_ON_PRE
 from models.synapses import (LATENCY_AFFERENT_SYNAPSE_MODEL, LATENCY_AFFERENT_SYNAPSE_ON_PRE,
-                             LATENCY_TEACHER_SYNAPSE_ON_PRE, ONE_SPIKE_TRIPARTITE_SYNAPSE_ON_PRE, TEACHER_SYNAPSE_MODEL,
+                             LATENCY_TEACHER_SYNAPSE_ON_PRE, ONE_SPIKE_AFFERENT_SYNAPSE_ON_PRE,
+                             ONE_SPIKE_TEACHER_SYNAPSE_ON_PRE, ONE_SPIKE_TRIPARTITE_SYNAPSE_ON_PRE, TEACHER_SYNAPSE_MODEL,
                              TRIPARTITE_SYNAPSE_MODEL, TRIPARTITE_SYNAPSE_ON_PRE)
 
 #: Most spikes per time step of a regular key neuron at the astrocyte's set point (R_key_target, all
@@ -260,17 +263,31 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
                      recruited_token=blocks.table(schedule.recruited_token(), "recruited_token_table"),
                      contrast=blocks.table(schedule.contrast(), "contrast_table"))
 
-    # Key/query encoders: k_t at the learning window's start, -k_t at its middle, x_q at the read's start.
-    half = schedule.t_learn / 2
-    key_times = np.concatenate([learn[:, 0], learn[:, 0] + half, reads[:, 0]])
-    key_values = np.concatenate([x_keys, -x_keys, x_queries])
-    table = np.zeros((schedule.n_bins(), 2 * dim))
-    table[np.rint(key_times / schedule.bin).astype(int)] = signed_rates(key_values, 1.0)
-    key_encoders = windowed_latency_neurons(2 * dim, LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE,
-                                            _starts(schedule, key_times), params,
-                                            dict(value_table=blocks.table(table, "key_value_table")), "key_encoders",
-                                            delivered["x_top"])
-    key_encoders.channel = np.arange(2 * dim)
+    if one_spike:
+        # Key/query encoders, one signed per dimension: k_t at the learning window's start, x_q at the read's start.
+        key_times = np.concatenate([learn[:, 0], reads[:, 0]])
+        table = np.zeros((schedule.n_bins(), dim))
+        table[np.rint(key_times / schedule.bin).astype(int)] = np.concatenate([x_keys, x_queries])
+        key_encoders = windowed_latency_neurons(dim, LATENCY_ENCODER_EQS + "\npolarity : 1", "abs(value_table(t, channel))",
+                                                _starts(schedule, key_times), params,
+                                                dict(value_table=blocks.table(table, "key_value_table")),
+                                                "key_encoders", delivered["x_top"])
+        key_encoders.run_regularly(SIGNED_LATENCY_POLARITY, dt=TABLE_BIN, when="before_thresholds",
+                                   name="key_encoders_polarity")
+        n_key_channels = dim
+    else:
+        # Key/query encoders: k_t at the learning window's start, -k_t at its middle, x_q at the read's start.
+        half = schedule.t_learn / 2
+        key_times = np.concatenate([learn[:, 0], learn[:, 0] + half, reads[:, 0]])
+        key_values = np.concatenate([x_keys, -x_keys, x_queries])
+        table = np.zeros((schedule.n_bins(), 2 * dim))
+        table[np.rint(key_times / schedule.bin).astype(int)] = signed_rates(key_values, 1.0)
+        key_encoders = windowed_latency_neurons(2 * dim, LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE,
+                                                _starts(schedule, key_times), params,
+                                                dict(value_table=blocks.table(table, "key_value_table")),
+                                                "key_encoders", delivered["x_top"])
+        n_key_channels = 2 * dim
+    key_encoders.channel = np.arange(n_key_channels)
     # Value encoders: v_t at the token window's start (the teacher holds it through the write).
     token_starts = schedule.token_windows()[:, 0]
     table = np.zeros((schedule.n_bins(), 2 * value_dim))
@@ -308,38 +325,48 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
         keys.phase_offset = streams.phases.uniform(0, 1, size=n_populations)
     keys.token = np.arange(n_populations)
     keys.in_use = (np.arange(n_populations) < n_tokens).astype(float)
-    pre, post = np.meshgrid(np.arange(2 * dim), np.arange(n_populations), indexing="ij")
+    pre, post = np.meshgrid(np.arange(n_key_channels), np.arange(n_populations), indexing="ij")
     afferents = blocks.synapses(key_encoders, keys, LATENCY_AFFERENT_SYNAPSE_MODEL, params, namespace,
                                 "afferent_synapses", {"i": pre.ravel(), "j": post.ravel()},
-                                on_pre=LATENCY_AFFERENT_SYNAPSE_ON_PRE, dt=params["dt_enc"],
-                                extra={"eta_key": (0 if preload else 1) * params["delta_u"]})
+                                on_pre=ONE_SPIKE_AFFERENT_SYNAPSE_ON_PRE if one_spike else LATENCY_AFFERENT_SYNAPSE_ON_PRE,
+                                dt=params["dt_enc"], extra={"eta_key": (0 if preload else 1) * params["delta_u"]})
     if preload:
         x_written = np.concatenate([delivered["x_keys"], np.zeros((n_populations - n_tokens, dim))])
-        afferents.w_aff = (polarity_sign(pre.ravel()) * x_written[post.ravel(), pre.ravel() // 2]
-                           * float(params["delta_u"])) * volt
+        written = (x_written[post.ravel(), pre.ravel()] if one_spike
+                   else polarity_sign(pre.ravel()) * x_written[post.ravel(), pre.ravel() // 2])
+        afferents.w_aff = written * float(params["delta_u"]) * volt
 
+    # Value drives: one per ON/OFF channel, or under the one-spike key code one signed per dimension.
+    channel = np.arange(2 * value_dim)
     drive_eqs, drive_windows = ((ONE_SPIKE_VALUE_DRIVE_EQS, ONE_SPIKE_VALUE_DRIVE_WINDOWS) if one_spike
                                 else (LATENCY_VALUE_DRIVE_EQS, LATENCY_TEACHER_WINDOWS))
-    drive = blocks.neuron_group(2 * value_dim, drive_eqs, params,
+    drive = blocks.neuron_group(value_dim if one_spike else 2 * value_dim, drive_eqs, params,
                                 dict(namespace, teach_start=blocks.table(_starts(schedule, token_starts),
                                                                          "teach_start_table")),
                                 "value_drive", method="exact", uses=(drive_windows,))
     drive.run_regularly(drive_windows, dt=TABLE_BIN, when="start", name="value_drive_windows")
     teacher = blocks.synapses(value_encoders, drive, TEACHER_SYNAPSE_MODEL, params, namespace, "teacher_synapses",
-                              {"i": np.arange(2 * value_dim), "j": np.arange(2 * value_dim)},
-                              on_pre=LATENCY_TEACHER_SYNAPSE_ON_PRE, dt=params["dt_enc"])
+                              {"i": channel, "j": channel // 2 if one_spike else channel},
+                              on_pre=ONE_SPIKE_TEACHER_SYNAPSE_ON_PRE if one_spike else LATENCY_TEACHER_SYNAPSE_ON_PRE,
+                              dt=params["dt_enc"])
+    if one_spike:
+        teacher.w_teach = polarity_sign(channel)
     outputs = output_windows(schedule, params)
     # The divisive gain's scale: y = (kappa / eta_hebb) I_num / A (the Hebbian and release gains per
     # write spike); under the one-spike key code the floor of A is that of the weakest key spike.
     value_extra = {"output_scale": float(params["kappa"]) / float(params["eta_hebb"])}
     if one_spike:
         value_extra["key_efficacy_floor"] = key_base ** (0.5 - levels_key)
-    values = windowed_latency_neurons(2 * value_dim, LATENCY_VALUE_NEURON_EQS,
+    values = windowed_latency_neurons(2 * value_dim, ONE_SPIKE_VALUE_NEURON_EQS if one_spike else LATENCY_VALUE_NEURON_EQS,
                                       ONE_SPIKE_VALUE_NEURON_VALUE if one_spike else LATENCY_VALUE_NEURON_VALUE,
                                       _starts(schedule, outputs[:, 0]), params, namespace, "value_neurons", y_top,
                                       extra=value_extra)
-    values.I_num = linked_var(drive, "I_num", index=np.arange(2 * value_dim))
-    values.I_num_opposite = linked_var(drive, "I_num", index=np.arange(2 * value_dim) ^ 1)
+    if one_spike:
+        values.I_num = linked_var(drive, "I_num", index=channel // 2)
+        values.polarity = polarity_sign(channel)
+    else:
+        values.I_num = linked_var(drive, "I_num", index=channel)
+        values.I_num_opposite = linked_var(drive, "I_num", index=channel ^ 1)
     if one_spike:
         # Key spikes on the clock dt_enc: the synapses they drive run on it too.
         tripartite = blocks.synapses(keys, drive, TRIPARTITE_SYNAPSE_MODEL, params, namespace, "tripartite_synapses",

@@ -251,10 +251,12 @@ fired = (1 - key_start(t)) * fired
 phase = learn_start(t) * 0.5 + (1 - learn_start(t)) * phase
 """
 
-#: Drives of the one-spike key code's ON/OFF value channels: the read's numerator I_num sums
-#: w_ti e_t over the key spikes of one key window, without leak (cleared at the key window's start:
-#: ONE_SPIKE_VALUE_DRIVE_WINDOWS, like the astrocyte's A); the teacher I_teach as in
-#: LATENCY_VALUE_DRIVE_EQS.
+#: Drives of the one-spike head's value dimensions, one per dimension, signed (the ON and OFF value
+#: encoders teach it with +-efficacy, ``models.synapses.ONE_SPIKE_TEACHER_SYNAPSE_ON_PRE``, so its
+#: Hebbian weights take the value's sign: half the tripartite synapses of an ON/OFF pair of drives,
+#: whose one polarity stays zero): the read's numerator I_num sums w_ti e_t over the key spikes of
+#: one key window, without leak (cleared at the key window's start, ONE_SPIKE_VALUE_DRIVE_WINDOWS,
+#: like the astrocyte's A); the teacher I_teach held through the write as in LATENCY_VALUE_DRIVE_EQS.
 ONE_SPIKE_VALUE_DRIVE_EQS = """
 I_num : 1
 I_teach : 1
@@ -267,8 +269,18 @@ I_num = (1 - key_start(t)) * I_num
 #: the floor of A scaled to the weakest key spike the window delivers (``key_efficacy_floor`` =
 #: B_key^(1/2 - levels)): a read whose keys all sit near the window's bottom has A ~ that, far
 #: below A_floor itself.
-ONE_SPIKE_VALUE_NEURON_VALUE = ("clip(output_scale * (I_num - I_num_opposite) / (A + A_floor * key_efficacy_floor), "
-                           "0, inf)")
+ONE_SPIKE_VALUE_NEURON_VALUE = "clip(output_scale * polarity * I_num / (A + A_floor * key_efficacy_floor), 0, inf)"
+#: Value neuron of the one-spike head: a latency neuron as LATENCY_VALUE_NEURON_EQS that reads its
+#: dimension's signed numerator (one drive per dimension, ONE_SPIKE_VALUE_DRIVE_EQS) with its
+#: polarity, +1 for the ON and -1 for the OFF neuron: the ON neuron carries max(y, 0), the OFF
+#: neuron max(-y, 0).
+ONE_SPIKE_VALUE_NEURON_EQS = """
+dv/dt = v / tau_code : 1
+defficacy/dt = -efficacy / tau_code : 1
+I_num : 1 (linked)                        # its dimension's numerator (signed)
+A : 1 (linked)
+polarity : 1 (constant)                   # +1: ON neuron, -1: OFF neuron
+"""
 
 ONE_SPIKE_KEY_PARAMETERS = (
     Parameter("key_code_base", 1.1, 1, "one-spike key code (key_code='latency'): ratio by which a key spike's "
