@@ -164,3 +164,24 @@ def test_real_head_within_its_budget_and_blocked_breaks_it(model):
         working, blocked = runs
         assert working["rel_err_spike_vs_rate"] <= working["bound_tolerance_ratio"] * working["poisson_bound"]
         assert blocked["rel_err_spike_vs_softmax"] >= 3 * working["rel_err_spike_vs_softmax"]
+
+
+def test_executor_gives_each_head_its_calibrated_score_top(model):
+    """``SpikingExecutor`` with the head option key_code="latency" (latency attention) builds every
+    head on the one-spike key code with its own calibrated score top (``transformer.calibration``,
+    ``attention_score``) and the one-spike protocol; without the option the heads stay regular."""
+    from transformer import minilm
+    from transformer.executors import SpikingExecutor
+    from transformer.forward import forward
+    from transformer.spiking import block_parameters
+
+    step = forward(["A man is playing a guitar on the stage."])[0].layers[0]
+    q, k, v = minilm.split_heads(step.attention.parts["qkv"])
+    params = block_parameters({}, head_code="latency", head_key_code="latency")
+    executor = SpikingExecutor(None, ("attention",), codes={"attention": "latency"}, params=params,
+                               options={"head": {"key_code": "latency"}})
+    specs = executor.head_specs(0, 0, q, k, v)
+    assert [s.options["score_top"] for s in specs] == [minilm.code_range(0, "attention_score", h) for h in range(12)]
+    assert all(s.options["key_code"] == "latency" and float(s.params["t_read"]) == 0.05 for s in specs)
+    regular = SpikingExecutor(None, ("attention",), codes={"attention": "latency"}).head_specs(0, 0, q, k, v)
+    assert all(s.options["key_code"] == "regular" and s.options["score_top"] is None for s in regular)
