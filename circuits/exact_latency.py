@@ -43,6 +43,40 @@ regular firing at an exponential rate. The counting part should last several tau
 read forgets the previous one (I_num and A decay between reads; what is left enters as a bias of
 exp(-T_count / tau_read)).
 
+**One spike per key** (``key_code="latency"``; docs/model.md §3, "One spike per key"). The
+regular key code spends ~500 key spikes per read, each reaching every value drive (~60 synaptic
+events per model MAC), and needs a 100 ms count and the adenosine loop's settling. The one-spike
+key code carries exp((u_t - theta_ref) / delta_u) in the efficacy of a single spike, the
+log-domain (time-to-first-spike) softmax of SpikedAttention (Hwang et al., NeurIPS 2024) and of TTFS
+networks with ramping potentials (Stanojevic et al. 2024, doi:10.1038/s41467-024-51110-5; Park et
+al. 2020, T2FSNN, doi:10.1109/DAC18072.2020.9218689). A read: the query window (t_settle = t_code:
+the query's spikes accumulate u_t = delta_u x_q . x_k), the key window (t_read - t_code: key t's
+potential starts at u_t and rises by delta_u ln B_key per step of dt_enc; it fires once, on reaching
+theta_ref, with efficacy B_key^(1/2 - k) = exp((u_t - theta_ref) / delta_u) within B_key^(+-1/2);
+``models.neurons.ONE_SPIKE_KEY_NEURON_EQS``) and the output window (t_code). The tripartite
+synapses add w_ti e_t to a leak-free I_num and the processes release_t e_t to a leak-free A, both
+cleared at the key window's start, so y = (kappa / eta_hebb) I_num / A is softmax attention:
+theta_ref cancels in the ratio, and the astrocyte still carries the denominator: A is
+exp(-theta_ref / delta_u) sum_t z_t exp(u_t / delta_u), and its log signal theta_ref / delta_u +
+ln(A / release_ref) (:func:`astrocyte_log_signal`) tracks log sum_t z_t exp(x_q . x_k_t) within
+ln(B_key) / 2 (:func:`log_signal_bound`). No adenosine loop: theta_ref is a fixed top per head
+known before simulating (``score_top`` in nats; default the head's own largest score plus half a
+step; in the transformer twice the head's largest score over the calibration corpus,
+``transformer.calibration``), like the latency code's x_top; a key above it clips (fires at step 0:
+an error, in the budget), a key more than the window's range (key_levels ln B_key) below it never
+fires. Blocked (``block_astrocyte``), A is held at its mean over the reads: the read is the
+unnormalised sum_t w_t e_t v_t over a constant. Signs travel with single spikes here: one signed
+key/query encoder per dimension (its spike carries sign(x); ``models.encoders.SIGNED_LATENCY_POLARITY``)
+writes the afferents in one window without the mirror -k_t, and one signed drive per value
+dimension takes the tripartite weights (the ON and OFF teachers add +-v), halving the write's and
+the read's fan-out: 1.66 synaptic events per model MAC on a 12-token head with d = 32 (2.74 with ON/OFF
+pairs). Budget (:func:`one_spike_rate_model`): scores, values and output as above, and each key's
+efficacy with relative variance ``analysis.codes.key_efficacy_variance`` in place of the counts.
+Departures from physiology besides the regular code's: a release efficacy that falls by B_key
+every 0.05 ms (the decaying kernel of TTFS networks, far faster than synaptic depression), a
+leak-free numerator and astrocyte signal reset at each read, neurons whose single spike carries a
+sign and synapses whose sign is learned.
+
 Padding (``pad_to``) as in the rate head: empty windows show nothing, their key neurons are never
 recruited and never fire, empty reads have no output window. Causal schedules use the same tables
 (keys not yet written fire but carry no weight and no process memory).
