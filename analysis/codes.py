@@ -65,6 +65,34 @@ def latency_top(x, base) -> float:
     return float(np.abs(np.asarray(x, dtype=float)).max() * np.sqrt(base))
 
 
+# ------------------------------------------------------ the one-spike key code (log-domain latency)
+
+def key_efficacy(scores, score_top, base, levels) -> np.ndarray:
+    """What one-spike keys deliver (circuits.exact_latency, ``key_code="latency"``): a key of score
+    u (nats) ramps from u by ln B per step and fires at the first step k with u + k ln B >= score_top,
+    k = max(ceil((score_top - u) / ln B), 0); its efficacy B^(1/2 - k) is exp(u - score_top) within
+    B^(+-1/2) (the latency code of x = e^u with top e^score_top, in the log domain). Keys above
+    score_top clip (k = 0); keys that need k >= ``levels`` never fire (0)."""
+    steps = (score_top - np.asarray(scores, dtype=float)) / np.log(base)
+    k = np.maximum(np.ceil(steps - 1e-12), 0)
+    fired = k < levels
+    return np.where(fired, base ** (0.5 - np.where(fired, k, 0)), 0.0)
+
+
+def key_efficacy_variance(scores, score_top, base, levels) -> np.ndarray:
+    """Expected squared relative error of each one-spike key's weight, e / exp(u - score_top) - 1
+    (:func:`key_efficacy`): :func:`latency_relative_variance` inside the window (a score's position
+    within its step taken as uniform); the clipping's own squared error above the top (known, not
+    random: the key fires at step 0 however far above it lies); 1 below the window (the key is
+    missing)."""
+    u = np.asarray(scores, dtype=float)
+    steps = (score_top - u) / np.log(base)
+    clipped = steps <= -1
+    missing = np.ceil(steps - 1e-12) >= levels
+    clip_error = (np.sqrt(base) * np.exp(np.minimum(score_top - u, 0.0)) - 1) ** 2
+    return np.where(missing, 1.0, np.where(clipped, clip_error, latency_relative_variance(base)))
+
+
 # ------------------------------------------------------ the latency-coded attention head's budget
 
 def leaky_regular_count(rate, tau):

@@ -157,9 +157,13 @@ def value_layer(value_dim, per_value, value_encoders, encoders_per_channel, para
     return drive, values, teacher
 
 
-def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8, preset=None):
+def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8, preset=None, cell_model=ASTROCYTE_EQS,
+              read_on_pre=PROCESS_READ_ON_PRE, dt=None):
     """One astrocyte with one process per presynaptic neuron (``kind``, ``preset``: see
     ``models.astrocytes.process_model``), started at its rest state, and monitors of its calcium.
+    ``cell_model`` and ``read_on_pre``: the cell's equations and the processes' read pathway (the
+    one-spike key code's: ``models.astrocytes.ONE_SPIKE_ASTROCYTE_EQS``, ``ONE_SPIKE_READ_ON_PRE``);
+    ``dt``: the processes' clock (default ``params["dt"]``; the presynaptic group's, if faster).
 
     Returns (astrocyte group, processes, [monitors]).
     """
@@ -167,11 +171,11 @@ def astrocyte(presynaptic, kind, params, namespace, n_recorded_processes=8, pres
     calibration = read_calibration(kind, params, preset)
     extra = {n: calibration[n] for n in ("IP3_rest", "IP3_per_spike") if n in calibration}
     record_dt = params["record_dt"]
-    cell = neuron_group(1, ASTROCYTE_EQS, params, namespace, "astrocyte", method="exact")
+    cell = neuron_group(1, cell_model, params, namespace, "astrocyte", method="exact")
     processes = synapses(presynaptic, cell, spec["model"] + PROCESS_SUMMED, params, namespace, "astro_processes",
                          {"i": np.arange(len(presynaptic)), "j": 0},
-                         on_pre={"write": spec["on_write"], "read": PROCESS_READ_ON_PRE},
-                         method=spec["method"], extra=extra)
+                         on_pre={"write": spec["on_write"], "read": read_on_pre},
+                         method=spec["method"], extra=extra, dt=params["dt"] if dt is None else dt)
     for var, value in rest_state(kind, params, preset).items():
         setattr(processes, var, value)
     if "x_S" in processes.variables:

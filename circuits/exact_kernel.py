@@ -40,7 +40,7 @@ from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights, output_gain
 from circuits.codes import check_code
-from circuits.exact_latency import build_latency_exact_circuit, write_spikes
+from circuits.exact_latency import build_latency_exact_circuit, check_key_code, write_spikes
 from circuits.exact_latency import rate_model as latency_rate_model
 from circuits.projection import projection
 from circuits.kinds import CircuitKind, kind_parameters
@@ -50,7 +50,7 @@ from circuits.protocol import TABLE_BIN, Schedule
 from models.encoders import DT_ENC, LATENCY_CODE_PARAMETERS, polarity_sign
 from models.gliotransmission import ADENOSINE_FEEDBACK_PARAMETERS, adenosine_set_point
 from models.neurons import (FEATURE_NEURON_PARAMETERS, KEY_NEURON_EQS, KEY_NEURON_PARAMETERS, KEY_NEURON_RESET,
-                            KEY_NEURON_THRESHOLD)
+                            KEY_NEURON_THRESHOLD, ONE_SPIKE_KEY_PARAMETERS)
 from models.parameters import ParameterError, ParameterSet
 from models.synapses import AFFERENT_SYNAPSE_MODEL, AFFERENT_SYNAPSE_ON_PRE
 
@@ -65,8 +65,8 @@ def afferent_learning_rate(params, encoders_per_dim):
 def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
                                encoders_per_dim=4, astrocyte="minimal", encoder="regular",
                                block_astrocyte=False, preload=False, causal=False, w_out=None, b_out=None,
-                               pad_to=None, code="rate", x_top=None, v_top=None, y_top=None, params=None, seed=0,
-                               spike_seed=None) -> AttentionCircuit:
+                               pad_to=None, code="rate", x_top=None, v_top=None, y_top=None, key_code="regular",
+                               score_top=None, params=None, seed=0, spike_seed=None) -> AttentionCircuit:
     """Build the exact-kernel circuit for one head (see the module docstring).
 
     ``preload`` sets the afferent weights to k_t directly instead of writing them with spikes
@@ -83,7 +83,10 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     (``circuits.exact_latency``; ``neurons_per_key``, ``neurons_per_value``, ``encoders_per_dim``
     and ``encoder`` do not apply); ``x_top``, ``v_top``, ``y_top``: its tops of range for the scaled
     queries and keys, the values and the output (default: from this head's own, see
-    ``circuits.exact_latency``). Other arguments (``causal`` included) as in
+    ``circuits.exact_latency``). ``key_code`` (latency head only): ``regular`` key neurons firing
+    at exp(u - theta) through a counting part, or ``latency``: one spike per key and read whose
+    efficacy carries exp(u - theta_ref), ``score_top`` = theta_ref / delta_u in nats (default the
+    head's own largest score; ``circuits.exact_latency``). Other arguments (``causal`` included) as in
     ``build_random_feature_circuit``.
     """
     q, k, v, scale = check_qkv(q, k, v, scale)
@@ -97,10 +100,12 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
         raise ParameterError(f"t_learn must be an even number of {TABLE_BIN} for the two learning phases")
     streams = seed_streams(seed, spike_seed)
     check_code(code)
+    check_key_code(key_code, code)
     if code == "latency":
         return build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, astrocyte=astrocyte,
                                            block_astrocyte=block_astrocyte, preload=preload, w_out=w_out, b_out=b_out,
-                                           x_top=x_top, v_top=v_top, y_top=y_top)
+                                           x_top=x_top, v_top=v_top, y_top=y_top, key_code=key_code,
+                                           score_top=score_top)
     phases = streams.phases
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
@@ -304,7 +309,7 @@ def _unnormalised_read_error(read_counts, numerator, values, y, output_gain, cou
 
 #: The latency head's code (``code="latency"``, ``circuits.exact_latency``): its levels, window and
 #: the encoders' clock (unused by the rate head, whose generated code does not declare them).
-LATENCY_HEAD_PARAMETERS = (DT_ENC, *LATENCY_CODE_PARAMETERS)
+LATENCY_HEAD_PARAMETERS = (DT_ENC, *LATENCY_CODE_PARAMETERS, *ONE_SPIKE_KEY_PARAMETERS)
 
 #: The exact-kernel circuit's entry in the registry (``circuits.CIRCUITS``).
 EXACT = CircuitKind(

@@ -58,6 +58,17 @@ dA/dt = -A / tau_read : 1
 PROCESS_SUMMED = "Ca_total_post = Ca : 1 (summed)"
 #: Read pathway: gliotransmitter release in proportion to the process's read variable.
 PROCESS_READ_ON_PRE = "A_post += release * read_phase(t)"
+#: The astrocyte cell under the one-spike key code (circuits.exact_latency, ``key_code="latency"``):
+#: A sums, over the key spikes of one key window, each process's release times the spike's
+#: efficacy e_t = exp((u_t - theta_ref) / delta_u) (to B_key^(+-1/2)), so A = sum_t release_t e_t,
+#: the attention denominator times exp(-theta_ref / delta_u); no leak within the read, cleared at
+#: each key window's start (ONE_SPIKE_ASTROCYTE_WINDOWS).
+ONE_SPIKE_ASTROCYTE_EQS = """
+Ca_total : 1
+A : 1
+"""
+ONE_SPIKE_READ_ON_PRE = "A_post += release * efficacy_pre * read_phase(t)"
+ONE_SPIKE_ASTROCYTE_WINDOWS = "A = (1 - key_start(t)) * A"
 
 # ----------------------------------------------------------------------------------- minimal
 

@@ -149,3 +149,10 @@ efficacy = window_start(t) * x_top * sqrt(code_base) + (1 - window_start(t)) * e
 """
 #: What a latency encoder starts from: its channel's value in the value table.
 LATENCY_TABLE_VALUE = "value_table(t, channel)"
+
+#: A signed latency neuron (the one-spike head's key/query encoders, one per dimension): the start
+#: value is |x| (``abs(value_table(t, channel))``) and, once per table bin before the thresholds, its
+#: ``polarity : 1`` is set to sign(x) where its window starts, so its single spike carries the sign
+#: with the value (signed spikes, as in SpikeZIP-TF, You et al. 2024, arXiv:2406.03470).
+#: Departure from physiology: a neuron whose release can excite or inhibit.
+SIGNED_LATENCY_POLARITY = "polarity = window_start(t) * sign(value_table(t, channel)) + (1 - window_start(t)) * polarity"

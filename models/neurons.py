@@ -200,3 +200,92 @@ I_num_opposite : 1 (linked)
 A : 1 (linked)
 """
 LATENCY_VALUE_NEURON_VALUE = "clip(output_scale * (I_num - I_num_opposite) / (A + A_floor), 0, inf)"
+
+# --------------------------------------------------------- the one-spike key code (key_code="latency")
+# (circuits.exact_latency; docs/model.md §3, "One spike per key"). Each key neuron fires once per
+# read, and the spike's efficacy carries exp((u_t - theta_ref) / delta_u): the log-domain
+# (time-to-first-spike) softmax of SpikedAttention (Hwang et al. 2024) and of TTFS networks with
+# ramping potentials (Stanojevic et al. 2024, doi:10.1038/s41467-024-51110-5; Park et al. 2020,
+# T2FSNN, doi:10.1109/DAC18072.2020.9218689).
+
+#: Key neuron of the one-spike key code, one per stored token, on the clock dt_enc. Write: as
+#: LATENCY_KEY_NEURON_EQS, regular firing at rho_recruit while its token is recruited. Read: the
+#: query's afferent spikes accumulate the score I_key = delta_u x_q . x_k in the query window; at
+#: the key window's start (ONE_SPIKE_KEY_NEURON_WINDOWS) the potential v starts from I_key and then
+#: rises by delta_u ln(B_key) per step of dt_enc (a constant input current: a linear ramp), and the
+#: neuron fires once, at the first step k at which v >= theta_ref (the head's score top, in volts),
+#: k = ceil((theta_ref - I_key) / (delta_u ln B_key)). Its release efficacy starts at sqrt(B_key)
+#: and falls by B_key per step (``key_fall`` = (1 - 1/B_key) / dt_enc: the Euler step of dt_enc
+#: divides it by B_key exactly), so the spike carries B_key^(1/2 - k), exp((I_key - theta_ref) /
+#: delta_u) within B_key^(+-1/2). Keys above theta_ref clip (fire at k = 0); keys more than the
+#: window's range, (t_read - t_code) / dt_enc steps of ln B_key, below it never fire.
+ONE_SPIKE_KEY_NEURON_EQS = """
+# Score: the afferents' accumulated drive, delta_u x_q . x_k after the query window
+I_key : volt
+# Read: a ramp from the score, delta_u ln(B_key) per step of dt_enc in the key window
+dv/dt = key_window(t) * delta_u / tau_key                : volt
+# Release efficacy of a read spike: sqrt(B_key) at the key window's start, / B_key per step
+defficacy/dt = -key_window(t) * efficacy * key_fall      : 1
+fired : 1                                  # read spikes in this key window (0 or 1)
+# Write: regular firing while the neuron's token is recruited
+dphase/dt = rho_recruit * recruit                        : 1
+recruit = int(recruited_token(t) == token)               : 1
+token : integer (constant)
+in_use : 1 (constant)                      # 0: a key of an empty (padding) window, never fires
+"""
+ONE_SPIKE_KEY_NEURON_THRESHOLD = "phase >= 1 or (in_use * key_window(t) > 0 and fired < 1 and v >= theta_ref)"
+#: A write spike spends a unit of phase; a read spike marks the key as fired until its next key window.
+ONE_SPIKE_KEY_NEURON_RESET = """
+fired += key_window(t)
+phase -= int(phase >= 1)
+"""
+#: Once per table bin, before the thresholds: the score is cleared when a read window starts (the
+#: query's afferent spikes then accumulate it); the ramp starts from the score, the efficacy from
+#: sqrt(B_key) and the read's spike is re-armed when a key window starts; the phase is set to 1/2
+#: when a learning window starts (round(rho_recruit t_learn) write spikes per token).
+ONE_SPIKE_KEY_NEURON_WINDOWS = """
+I_key = (1 - query_start(t)) * I_key
+v = key_start(t) * I_key + (1 - key_start(t)) * v
+efficacy = key_start(t) * sqrt(key_code_base) + (1 - key_start(t)) * efficacy
+fired = (1 - key_start(t)) * fired
+phase = learn_start(t) * 0.5 + (1 - learn_start(t)) * phase
+"""
+
+#: Drives of the one-spike head's value dimensions, one per dimension, signed (the ON and OFF value
+#: encoders teach it with +-efficacy, ``models.synapses.ONE_SPIKE_TEACHER_SYNAPSE_ON_PRE``, so its
+#: Hebbian weights take the value's sign: half the tripartite synapses of an ON/OFF pair of drives,
+#: whose one polarity stays zero): the read's numerator I_num sums w_ti e_t over the key spikes of
+#: one key window, without leak (cleared at the key window's start, ONE_SPIKE_VALUE_DRIVE_WINDOWS,
+#: like the astrocyte's A); the teacher I_teach held through the write as in LATENCY_VALUE_DRIVE_EQS.
+ONE_SPIKE_VALUE_DRIVE_EQS = """
+I_num : 1
+I_teach : 1
+"""
+ONE_SPIKE_VALUE_DRIVE_WINDOWS = """
+I_teach = (1 - teach_start(t)) * I_teach
+I_num = (1 - key_start(t)) * I_num
+"""
+#: The value neuron's start value under the one-spike key code: as LATENCY_VALUE_NEURON_VALUE, with
+#: the floor of A scaled to the weakest key spike the window delivers (``key_efficacy_floor`` =
+#: B_key^(1/2 - levels)): a read whose keys all sit near the window's bottom has A ~ that, far
+#: below A_floor itself.
+ONE_SPIKE_VALUE_NEURON_VALUE = "clip(output_scale * polarity * I_num / (A + A_floor * key_efficacy_floor), 0, inf)"
+#: Value neuron of the one-spike head: a latency neuron as LATENCY_VALUE_NEURON_EQS that reads its
+#: dimension's signed numerator (one drive per dimension, ONE_SPIKE_VALUE_DRIVE_EQS) with its
+#: polarity, +1 for the ON and -1 for the OFF neuron: the ON neuron carries max(y, 0), the OFF
+#: neuron max(-y, 0).
+ONE_SPIKE_VALUE_NEURON_EQS = """
+dv/dt = v / tau_code : 1
+defficacy/dt = -efficacy / tau_code : 1
+I_num : 1 (linked)                        # its dimension's numerator (signed)
+A : 1 (linked)
+polarity : 1 (constant)                   # +1: ON neuron, -1: OFF neuron
+"""
+
+ONE_SPIKE_KEY_PARAMETERS = (
+    Parameter("key_code_base", 1.1, 1, "one-spike key code (key_code='latency'): ratio by which a key spike's "
+              "efficacy falls per step of dt_enc while the key's potential ramps by delta_u ln(key_code_base); "
+              "each key's weight exp(u - theta_ref) arrives within key_code_base^(+-1/2) (2.75 % rms at 1.1), "
+              "over a range of (t_read - t_code) / dt_enc steps of ln(key_code_base)", "docs/model.md §3",
+              positive=True),
+)

@@ -66,3 +66,23 @@ I_key_post += w_aff * efficacy_pre * read_phase(t)
 """
 #: Value latency encoder -> value drive: the teacher's drive is what the spike carries.
 LATENCY_TEACHER_SYNAPSE_ON_PRE = "I_teach_post += efficacy_pre"
+
+#: Tripartite synapse under the one-spike key code (circuits.exact_latency, ``key_code="latency"``):
+#: written as TRIPARTITE_SYNAPSE_ON_PRE; a read spike delivers the weight times the key spike's
+#: efficacy, w_ti exp((u_t - theta_ref) / delta_u), into the value channel's leak-free numerator.
+ONE_SPIKE_TRIPARTITE_SYNAPSE_ON_PRE = """
+w += eta_hebb * write_phase(t) * I_teach_post
+I_num_post += w * efficacy_pre * read_phase(t)
+"""
+
+#: Key/query encoder -> key neuron under the one-spike key code: one signed encoder per dimension
+#: (``models.encoders.SIGNED_LATENCY_POLARITY``), so the write needs no mirror phase: the encoder's
+#: single spike at the learning window's start writes delta_u times what it carries with its sign,
+#: w_aff = delta_u k_j, and a query's spike adds w_aff * polarity * efficacy, so after the query
+#: window I_key = delta_u x_q . x_k as with ON/OFF pairs, at half the write's events.
+ONE_SPIKE_AFFERENT_SYNAPSE_ON_PRE = """
+w_aff += eta_key * write_phase(t) * recruit_post * polarity_pre * efficacy_pre
+I_key_post += w_aff * polarity_pre * efficacy_pre * read_phase(t)
+"""
+#: ON/OFF value latency encoder -> its dimension's signed drive: +-efficacy (``w_teach`` = +1 ON, -1 OFF).
+ONE_SPIKE_TEACHER_SYNAPSE_ON_PRE = "I_teach_post += w_teach * efficacy_pre"

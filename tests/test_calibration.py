@@ -23,8 +23,11 @@ def test_shipped_ranges_are_the_calibration_of_the_recorded_corpus(model):
     for layer, ranges in again.items():
         for stage, top in ranges.items():
             assert table["ranges"][layer][stage] == pytest.approx(top, rel=1e-9)
-            assert np.isfinite(top) and top > 0
+            assert np.all(np.isfinite(top)) and np.all(np.asarray(top) > 0)
     assert minilm.code_range(3, "ffn") == table["ranges"]["3"]["ffn"]
+    # The heads' score tops, one per head (the one-spike key code's theta_ref / delta_u).
+    assert len(table["ranges"]["0"]["attention_score"]) == 12
+    assert minilm.code_range(0, "attention_score", 2) == table["ranges"]["0"]["attention_score"][2]
 
 
 def test_a_range_covers_a_held_out_sentence(model):
@@ -33,6 +36,7 @@ def test_a_range_covers_a_held_out_sentence(model):
     texts = [line.strip() for line in (Path(__file__).parents[1] / "experiments" / "data" / "sentences.txt")
              .read_text().splitlines() if line.strip()]
     held_out = calibration.calibrate(texts, 1.0)
+    table = json.loads(minilm.RANGES_FILE.read_text())["ranges"]
     for layer, ranges in held_out.items():
         for stage, top in ranges.items():
-            assert top < minilm.code_range(layer, stage)
+            assert np.all(np.asarray(top) < np.asarray(table[layer][stage])), (layer, stage)

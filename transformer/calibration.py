@@ -14,7 +14,9 @@ ships with the project (``transformer/data/code_ranges.json``, read by
 Stage inputs: ``qkv`` the layer input, ``attn_out`` the heads' context (also the heads' output
 range), ``ffn`` the attention block's LayerNorm output h, ``ffn_out`` the GELU activations; the
 heads' inputs ``attention_qk`` (queries and keys scaled by sqrt(scale), as the key encoders carry
-them) and ``attention_v`` (values).
+them) and ``attention_v`` (values); and the heads' scores ``attention_score``, one top per head
+(scale q . k in nats, the one-spike key code's threshold theta_ref / delta_u: ``headroom`` times the
+head's largest score; ``circuits.exact_latency``), a list of ``n_heads`` values.
 """
 
 import argparse
@@ -32,24 +34,36 @@ from transformer.forward import forward
 HEADROOM = 2.0
 
 
+#: Stages whose range is one per head (a list): their largest signed value, not |value|.
+PER_HEAD = ("attention_score",)
+
+
 def stage_inputs(layer_pass) -> dict:
-    """What each latency code of one layer encodes (a ``transformer.forward.LayerPass``)."""
+    """What each latency code of one layer encodes (a ``transformer.forward.LayerPass``); the
+    per-head stages (:data:`PER_HEAD`) as arrays of n_heads x ..."""
     q, k, v = minilm.split_heads(layer_pass.attention.parts["qkv"])
     return {"qkv": layer_pass.input, "attention_qk": np.sqrt(minilm.head_scale()) * np.concatenate([q, k]),
             "attention_v": v, "attn_out": minilm.concat_heads(layer_pass.attention.parts["context"]),
-            "ffn": layer_pass.h, "ffn_out": layer_pass.ffn.parts["activations"]}
+            "ffn": layer_pass.h, "ffn_out": layer_pass.ffn.parts["activations"],
+            "attention_score": minilm.head_scale() * np.einsum("hsd,htd->hst", q, k)}
 
 
 def calibrate(texts, headroom=HEADROOM) -> dict:
     """{layer: {stage: range}}: ``headroom`` times the largest |input| of each stage over the NumPy
-    model's pass of ``texts``."""
+    model's pass of ``texts``; for a per-head stage (:data:`PER_HEAD`), a list of ``headroom`` times
+    each head's largest score."""
     ranges = {}
     for sentence in forward(texts):
         for layer, step in enumerate(sentence.layers):
             for stage, x in stage_inputs(step).items():
+                if stage in PER_HEAD:
+                    top = ranges.setdefault(str(layer), {}).get(stage, np.full(len(x), -np.inf))
+                    ranges[str(layer)][stage] = np.maximum(top, x.reshape(len(x), -1).max(axis=1))
+                    continue
                 top = ranges.setdefault(str(layer), {}).get(stage, 0.0)
                 ranges[str(layer)][stage] = max(top, float(np.abs(x).max()))
-    return {layer: {stage: headroom * top for stage, top in tops.items()} for layer, tops in ranges.items()}
+    return {layer: {stage: ([headroom * float(t) for t in top] if stage in PER_HEAD else headroom * top)
+                    for stage, top in tops.items()} for layer, tops in ranges.items()}
 
 
 def main(argv=None):

@@ -228,12 +228,16 @@ class SpikingExecutor(Executor):
             if self.driven_by_source(layer, "attn_out"):
                 columns = slice(head * model.head_dim, (head + 1) * model.head_dim)
                 projection = {"w_out": w["w_o"][:, columns], "b_out": w["b_o"] if n == 0 else np.zeros(model.hidden_size)}
+            # The one-spike key code (head option key_code="latency") takes its head's calibrated score top.
+            score = {}
+            if self.codes["attention"] == "latency" and self.options["head"].get("key_code") == "latency":
+                score = {"score_top": minilm.code_range(layer, "attention_score", head)}
             specs.append(head_spec(q[head], k[head], v[head], "exact", scale=minilm.head_scale(),
                                    **self.code_options("attention", layer, x_top="attention_qk", v_top="attention_v",
                                                        y_top="attn_out"),
                                    params=self.params["head"], **self.pad_to(q.shape[1]),
                                    **self._seeds(sentence_id, layer, head),
-                                   **self.options["head"], **projection))
+                                   **self.options["head"], **projection, **score))
         return specs
 
     def ffn_specs(self, layer, sentence_id, h) -> list:

@@ -311,10 +311,16 @@ def _code_ranges() -> dict:
     return json.loads(RANGES_FILE.read_text())["ranges"]
 
 
-def code_range(layer, stage) -> float:
+def code_range(layer, stage, head=None) -> float:
     """The latency code's calibrated top of range for ``stage``'s input in ``layer`` (``qkv``,
-    ``attention_qk``, ``attention_v``, ``attn_out``, ``ffn``, ``ffn_out``; ``transformer.calibration``)."""
-    return _code_ranges()[str(layer)][stage]
+    ``attention_qk``, ``attention_v``, ``attn_out``, ``ffn``, ``ffn_out``; ``transformer.calibration``);
+    for a per-head stage (``attention_score``, the one-spike key code's score top) that of ``head``."""
+    top = _code_ranges()[str(layer)][stage]
+    if isinstance(top, list):
+        if head is None:
+            raise ValueError(f"the range of {stage!r} is one per head: name the head")
+        return float(top[head])
+    return top
 
 
 def mean_pool(last_hidden: np.ndarray) -> np.ndarray:

@@ -36,6 +36,12 @@ HEAD_PROTOCOL = {**SHORT_PROTOCOL, "dt": "0.5*ms"}
 #: 0.5 times per step of 0.1 ms, its limit (``circuits.exact_latency.MAX_KEY_SPIKES_PER_STEP``).
 HEAD_LATENCY_PROTOCOL = {"dt": "0.1*ms", "t_settle": "10*ms", "t_learn": "20*ms", "t_read": "110*ms", "R_key_target": "5*kHz",
                          "tau_read": "20*ms", "tau_theta": "40*ms"}
+#: The latency heads' protocol under the one-spike key code (head option ``key_code="latency"``,
+#: ``circuits.exact_latency``): the query's window (t_settle = t_code), a key window of 40 ms at
+#: B_key = 1.1 (800 steps of dt_enc, 76 nats below the calibrated score top: layer 0 head 2's top is
+#: 78, its queries' top scores >= 14 over the calibration corpus) and the output window t_code; no
+#: counting part, no adenosine settling: a read of 60 ms instead of 120.
+HEAD_ONE_SPIKE_PROTOCOL = {**HEAD_LATENCY_PROTOCOL, "t_read": "50*ms", "key_code_base": 1.1}
 #: The heads' circuit options: 8 encoders per dimension (default 4) halve the ripple of the key
 #: neurons' drive, whose curvature bias (E exp(v) > exp(E v)) is most of real heads' error above
 #: the Poisson bound (docs/model.md §9).
@@ -48,11 +54,12 @@ BLOCKS = {"head": "the exact-kernel attention heads", "ffn": "the feed-forward G
           "linear": "the encoded linear stages (qkv, and attn_out/ffn_out without their spiking source)"}
 
 
-def block_parameters(overrides, astrocyte="minimal", head_code=DEFAULT_CODE) -> dict:
+def block_parameters(overrides, astrocyte="minimal", head_code=DEFAULT_CODE, head_key_code="regular") -> dict:
     """Every block's full ParameterSet from ``overrides`` named ``BLOCK.NAME`` (e.g.
     ``ffn.tau_m``, ``head.tau_read``, ``linear.lin_enc_gain``), each checked by the block's own
     parameter table (name, unit, sign, time step); the heads start from :data:`HEAD_PROTOCOL`, or on
-    the latency code (``head_code``) from :data:`HEAD_LATENCY_PROTOCOL`. ValueError/ParameterError
+    the latency code (``head_code``) from :data:`HEAD_LATENCY_PROTOCOL`, and with the one-spike key
+    code (``head_key_code="latency"``) from :data:`HEAD_ONE_SPIKE_PROTOCOL`. ValueError/ParameterError
     with one line for an unnamed block, an unknown block or parameter."""
     per_block = {block: {} for block in BLOCKS}
     for key, value in overrides.items():
@@ -61,6 +68,8 @@ def block_parameters(overrides, astrocyte="minimal", head_code=DEFAULT_CODE) -> 
             raise ValueError(f"parameter {key!r} must name its block: {', '.join(b + '.NAME' for b in BLOCKS)}")
         per_block[block][name] = value
     protocol = HEAD_LATENCY_PROTOCOL if head_code == "latency" else HEAD_PROTOCOL
+    if head_code == "latency" and head_key_code == "latency":
+        protocol = HEAD_ONE_SPIKE_PROTOCOL
     makers = {"head": lambda o: circuit_parameters("exact", astrocyte, {**protocol, **o}),
               "ffn": feedforward_parameters, "linear": linear_parameters}
     params = {}
