@@ -554,6 +554,22 @@ def one_spike_rate_model(circuit: LatencyAttentionCircuit) -> dict:
     return {"y_rate": y, "noise": noise}
 
 
+def key_efficacies(circuit: LatencyAttentionCircuit) -> np.ndarray:
+    """One-spike key code: what each real key's spike carried in each real read (n_queries x
+    n_tokens): B_key^(1/2 - k) for a spike k steps of dt_enc into the read's key window
+    (``analysis.codes.key_efficacy``), 0 for a key that did not fire. Times the processes' memory
+    z_t and normalised over the keys, the attention weights the read measured."""
+    s, p = circuit.schedule, circuit.params
+    monitor = circuit.monitors["key_neurons_spikes"]
+    t, i = np.asarray(monitor.t_[:], dtype=float), np.asarray(monitor.i[:], dtype=int)
+    dt_enc, base = float(p["dt_enc"]), float(p["key_code_base"])
+    efficacy = np.zeros((s.n_queries, s.n_tokens))
+    for r, (start, stop) in enumerate(counting_windows(s, p)):
+        inside = (t >= start - dt_enc / 2) & (t < stop - dt_enc / 2) & (i < s.n_tokens)
+        efficacy[r, i[inside]] = base ** (0.5 - np.rint((t[inside] - start) / dt_enc))
+    return efficacy
+
+
 def astrocyte_log_signal(circuit: LatencyAttentionCircuit) -> np.ndarray:
     """One-spike key code: the astrocyte's log signal per real query, theta_ref / delta_u +
     ln(A / release_ref), A its signal at the end of the key window (``read_signal_monitor``) and
@@ -567,6 +583,26 @@ def astrocyte_log_signal(circuit: LatencyAttentionCircuit) -> np.ndarray:
     release_ref = float(circuit.params["kappa"]) * circuit.config["write_spikes"]
     with np.errstate(divide="ignore"):
         return circuit.config["score_top"] + np.log(signal[rows] / release_ref)
+
+
+def one_spike_normaliser(circuit: LatencyAttentionCircuit) -> dict:
+    """One-spike key code: the attention denominator of each query and what the astrocyte holds of
+    it, as ``circuits.exact_kernel.astrocyte_normaliser`` gives them for the regular keys:
+    ``denominator`` sum_t z_t exp(x_q . x_k_t) (the keys and queries as the code delivered them),
+    ``astrocyte`` exp(:func:`astrocyte_log_signal`), ``blocked`` the one level a blocked astrocyte
+    holds (its signal's mean over the reads, in the same units), ``log_error`` the rms of
+    log(astrocyte / denominator) over the queries, its mean removed, and ``log_spread`` the standard
+    deviation of the log denominator, what a blocked astrocyte misses."""
+    p, config, inp = circuit.params, circuit.config, circuit.inputs
+    log_sum = delivered_log_denominator(circuit)
+    log_astrocyte = astrocyte_log_signal(circuit)
+    gap = log_astrocyte - log_sum
+    delivered = delivered_inputs(inp["x_keys"], inp["x_queries"], inp["values"], p, config["x_top"], config["v_top"])
+    held = one_spike_read(p, circuit.schedule, delivered["x_keys"], delivered["x_queries"], delivered["values"],
+                          config["score_top"])["held_signal"]
+    return {"denominator": np.exp(log_sum), "astrocyte": np.exp(log_astrocyte),
+            "blocked": float(np.exp(config["score_top"]) * held),
+            "log_error": float(np.sqrt(np.mean((gap - gap.mean()) ** 2))), "log_spread": float(np.std(log_sum))}
 
 
 def log_signal_bound(circuit: LatencyAttentionCircuit) -> dict:

@@ -42,6 +42,7 @@ from runs.folders import (FileError, WriteError, new_run_dir, output_parent, pea
                           read_text, run_record, write_atomic, write_json)
 from transformer import bill, minilm
 from transformer.configuration import RunConfig
+from circuits.exact_latency import KEY_CODES
 from transformer.executors import DEFAULT_CODE
 from transformer.spiking import (KEEP_FOR_MAPS, attention_maps, parameters_record, run_metrics, sentence_records,
                                  spiking_minilm)
@@ -63,6 +64,9 @@ def build_parser():
     model.add_argument("--code", default=DEFAULT_CODE,
                        help="how stage inputs are carried: 'rate' (rate-coded encoders and neurons), "
                             "'latency' (one spike per value, in every stage), or STAGE=CODE pairs, e.g. qkv=latency")
+    model.add_argument("--key-code", choices=KEY_CODES, default=None,
+                       help="the latency heads' keys: 'latency', one spike per key and read whose efficacy carries "
+                            "the exponential (default), or 'regular', firing at an exponential rate (docs/model.md §3)")
     model.add_argument("--layers", default="all", help="'all' or layer numbers 0-5, e.g. 0,3")
     model.add_argument("--map-layer", type=int, default=None,
                        help="layer whose 12 attention maps are drawn (default: the first spiking one)")

@@ -41,18 +41,35 @@ def test_a_record_without_codes_runs_the_rate_code_everywhere():
 
 
 def test_the_curated_latency_run_resumes_with_its_configuration():
+    """Recorded before the one-spike keys: its heads ran, and resume, with the regular keys."""
     record = json.loads((CURATED / "20261206-042234-8sent" / "params.json").read_text())["configuration"]
     config = RunConfig.from_record(record)
-    assert config.to_record() == record
-    assert set(config.codes.values()) == {"latency"} and len(config.texts) == 8
+    head = {**record["options"]["head"], "key_code": "regular"}
+    assert config.to_record() == {**record, "options": {**record["options"], "head": head}}
+    assert set(config.codes.values()) == {"latency"} and len(config.texts) == 8 and config.key_code == "regular"
     assert float(config.params["ffn"]["t_code"]) == pytest.approx(10e-3)
+    assert float(config.params["head"]["t_read"]) == pytest.approx(0.11)
+
+
+def test_the_latency_heads_record_their_key_code():
+    """A new run on the latency heads records the one-spike keys, a rate-head run no key code, and a
+    key code with the rate heads is refused in one line."""
+    config = replace(CONFIG, codes={s: "latency" for s in ALL_STAGES}, options={"head": {}})
+    assert config.key_code == "latency" and config.to_record()["options"]["head"]["key_code"] == "latency"
+    assert RunConfig.from_record(config.to_record()) == config
+    assert float(config.params["head"]["t_read"]) == pytest.approx(0.05)
+    rate = replace(CONFIG, codes={s: "rate" for s in ALL_STAGES}, options={"head": {}})
+    assert "key_code" not in rate.to_record()["options"]["head"]
+    with pytest.raises(ValueError, match=r"^key_code \(--key-code\) must be"):
+        replace(rate, options={"head": {"key_code": "latency"}})
 
 
 def test_block_parameters_are_computed_once_per_run():
     config = replace(CONFIG, astrocyte="minimal")
     assert config.params is config.params
     assert float(config.params["ffn"]["tau_m"]) == pytest.approx(5e-3)
-    assert config.circuit_options["head"] == {"encoders_per_dim": 4, "astrocyte": "minimal", "block_astrocyte": True}
+    assert config.circuit_options["head"] == {"encoders_per_dim": 4, "key_code": "latency", "astrocyte": "minimal",
+                                              "block_astrocyte": True}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -169,7 +169,8 @@ def test_real_head_within_its_budget_and_blocked_breaks_it(model):
 def test_executor_gives_each_head_its_calibrated_score_top(model):
     """``SpikingExecutor`` with the head option key_code="latency" (latency attention) builds every
     head on the one-spike key code with its own calibrated score top (``transformer.calibration``,
-    ``attention_score``) and the one-spike protocol; without the option the heads stay regular."""
+    ``attention_score``) and the one-spike protocol, the default; key_code="regular" keeps the regular
+    keys, without a score top."""
     from transformer import minilm
     from transformer.executors import SpikingExecutor
     from transformer.forward import forward
@@ -178,10 +179,10 @@ def test_executor_gives_each_head_its_calibrated_score_top(model):
     step = forward(["A man is playing a guitar on the stage."])[0].layers[0]
     q, k, v = minilm.split_heads(step.attention.parts["qkv"])
     params = block_parameters({}, head_code="latency", head_key_code="latency")
-    executor = SpikingExecutor(None, ("attention",), codes={"attention": "latency"}, params=params,
-                               options={"head": {"key_code": "latency"}})
+    executor = SpikingExecutor(None, ("attention",), codes={"attention": "latency"}, params=params)
     specs = executor.head_specs(0, 0, q, k, v)
     assert [s.options["score_top"] for s in specs] == [minilm.code_range(0, "attention_score", h) for h in range(12)]
     assert all(s.options["key_code"] == "latency" and float(s.params["t_read"]) == 0.05 for s in specs)
-    regular = SpikingExecutor(None, ("attention",), codes={"attention": "latency"}).head_specs(0, 0, q, k, v)
+    regular = SpikingExecutor(None, ("attention",), codes={"attention": "latency"},
+                              options={"head": {"key_code": "regular"}}).head_specs(0, 0, q, k, v)
     assert all(s.options["key_code"] == "regular" and s.options["score_top"] is None for s in regular)

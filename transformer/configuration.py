@@ -16,7 +16,8 @@ from circuits.runners import check_device
 from models.astrocytes import ASTROCYTE_MODELS
 from models.encoders import CODES
 from transformer import minilm
-from transformer.executors import ALL_STAGES, DEFAULT_CODE, parse_codes, parse_stages
+from circuits.exact_latency import KEY_CODES, check_key_code
+from transformer.executors import ALL_STAGES, DEFAULT_CODE, DEFAULT_KEY_CODE, parse_codes, parse_stages
 from transformer.heads import MAX_TOKENS
 from transformer.spiking import HEAD_OPTIONS, block_parameters, check_texts
 
@@ -96,7 +97,8 @@ class RunConfig:
     block_astrocyte : bool
         The negative control: the heads' astrocyte signals held at their mean over the reads.
     options : dict
-        Per block builder options besides the astrocyte (default ``{"head": HEAD_OPTIONS}``).
+        Per block builder options besides the astrocyte (default ``{"head": HEAD_OPTIONS}``); the
+        heads' ``key_code`` on the latency code (default ``transformer.executors.DEFAULT_KEY_CODE``).
     heads, ffn_units : tuple of int or None, int or None
         The heads and FFN units on spikes (default all; small runs in tests and tutorials).
     """
@@ -128,6 +130,9 @@ class RunConfig:
                   "heads": tuple(self.heads) if isinstance(self.heads, list) else self.heads}
         if isinstance(self.codes, dict):
             normal["codes"] = {s: DEFAULT_CODE for s in ALL_STAGES} | self.codes
+            head = self.options.get("head") if isinstance(self.options, dict) else None
+            if normal["codes"]["attention"] == "latency" and isinstance(head, dict) and "key_code" not in head:
+                normal["options"] = {**self.options, "head": {**head, "key_code": DEFAULT_KEY_CODE}}
         for name, value in normal.items():
             object.__setattr__(self, name, value)
         self._check()
@@ -162,6 +167,10 @@ class RunConfig:
             ("options", "options", self.options, "per block builder options with the heads', the astrocyte's apart",
              isinstance(head, dict) and all(isinstance(o, dict) for o in self.options.values())
              and not set(head) & set(HEAD_ASTROCYTE_OPTIONS)),
+            ("key_code", "--key-code", head.get("key_code") if isinstance(head, dict) else None,
+             f"one of {', '.join(KEY_CODES)}, and only with the latency code's heads",
+             not isinstance(head, dict) or "key_code" not in head
+             or (head["key_code"] in KEY_CODES and self.codes.get("attention") == "latency")),
             ("heads", "heads", self.heads, "head numbers or none", self.heads is None or _ints(self.heads)),
             ("ffn_units", "ffn_units", self.ffn_units, "an integer >= 1 or none",
              self.ffn_units is None or (_is_int(self.ffn_units) and self.ffn_units >= 1)),
@@ -182,18 +191,28 @@ class RunConfig:
         map_layer = args.map_layer if args.map_layer is not None else layers[0]
         if not 0 <= map_layer < n_layers:
             raise ValueError(f"--map-layer must be in 0-{n_layers - 1}, got {map_layer}")
+        codes = parse_codes(args.code)
+        if args.key_code is not None:
+            check_key_code(args.key_code, codes["attention"])
+        keys = {"key_code": args.key_code} if args.key_code is not None else {}
         config = cls(texts=check_texts(texts), stages=parse_stages(args.spiking), layers=layers, map_layer=map_layer,
                      seed=args.seed, spike_seed=args.spike_seed, batch=args.batch, device=args.device,
-                     threads=args.threads, codes=parse_codes(args.code), overrides=overrides,
+                     threads=args.threads, codes=codes, overrides=overrides,
                      buckets=parse_buckets(args.buckets), astrocyte=args.astrocyte,
-                     block_astrocyte=args.block_astrocyte)
+                     block_astrocyte=args.block_astrocyte, options={"head": {**HEAD_OPTIONS, **keys}})
         config.params                                     # checked before anything runs
         return config
 
     @functools.cached_property
     def params(self) -> dict:
         """Every block's ParameterSet (``transformer.spiking.block_parameters``), computed once per run."""
-        return block_parameters(self.overrides, self.astrocyte, self.codes["attention"])
+        return block_parameters(self.overrides, self.astrocyte, self.codes["attention"], self.key_code)
+
+    @property
+    def key_code(self) -> str:
+        """The latency heads' key code (``circuits.exact_latency.KEY_CODES``; recorded in the heads'
+        options whenever they are on the latency code: a record without it ran the regular keys)."""
+        return self.options.get("head", {}).get("key_code", DEFAULT_KEY_CODE)
 
     @property
     def circuit_options(self) -> dict:
@@ -217,8 +236,9 @@ class RunConfig:
     @classmethod
     def from_record(cls, record) -> "RunConfig":
         """A configuration as params.json recorded it (:meth:`to_record`), or as earlier versions did:
-        without ``codes`` (before the latency code: rate everywhere) or ``buckets`` (before length
-        buckets: each sentence at its own length). ValueError with one line if it is not one."""
+        without ``codes`` (before the latency code: rate everywhere), ``buckets`` (before length
+        buckets: each sentence at its own length) or the latency heads' ``key_code`` (before the
+        one-spike keys: regular keys). ValueError with one line if it is not one."""
         missing = [key for key in RECORDED if key not in record] if isinstance(record, dict) else list(RECORDED)
         if missing:
             raise ValueError(f"no whole configuration of a spiking_minilm run (no {', '.join(missing)})")
@@ -228,9 +248,12 @@ class RunConfig:
             raise ValueError(f"options must hold the heads' {' and '.join(HEAD_ASTROCYTE_OPTIONS)}, got {options!r}")
         head = dict(head)
         astrocyte, block_astrocyte = (head.pop(name) for name in HEAD_ASTROCYTE_OPTIONS)
+        codes = record.get("codes", {s: "rate" for s in ALL_STAGES})
+        if isinstance(codes, dict) and codes.get("attention") == "latency":
+            head.setdefault("key_code", "regular")        # recorded before the one-spike keys
         return cls(texts=record["texts"], stages=record["spiking"], layers=record["layers"],
                    map_layer=record["map_layer"], seed=record["seed"], spike_seed=record["spike_seed"],
                    batch=record["batch"], device=record["device"], threads=record["threads"],
-                   codes=record.get("codes", {s: "rate" for s in ALL_STAGES}), overrides=record["overrides"], buckets=record.get("buckets"),
+                   codes=codes, overrides=record["overrides"], buckets=record.get("buckets"),
                    astrocyte=astrocyte, block_astrocyte=block_astrocyte, options={**options, "head": head},
                    heads=record.get("heads"), ffn_units=record.get("ffn_units"))

@@ -36,6 +36,7 @@ import numpy as np
 from analysis.attention import relative_error
 from analysis.spikes import error_against_budget
 from circuits.feedforward import activation_error, feedforward_spec, output_error
+from circuits.exact_latency import check_key_code
 from circuits.head import head_spec
 from circuits.linear import linear_spec
 from circuits.protocol import bucket_length
@@ -48,6 +49,10 @@ ALL_STAGES = tuple(bill.STAGES)
 #: The code of every stage a run does not name (``--code``): the latency code, one spike per value
 #: (docs/model.md §11); the rate code stays selectable per stage as the baseline it replaced.
 DEFAULT_CODE = "latency"
+#: The latency heads' key code unless a run names another (head option ``key_code``): one spike per
+#: key and read whose efficacy carries the exponential (``circuits.exact_latency``, docs/model.md §3);
+#: ``"regular"``, keys firing regularly at an exponential rate, stays selectable.
+DEFAULT_KEY_CODE = "latency"
 #: Output units of W_QKV (1152) and hidden units of the FFN (1536) are split into this many
 #: circuits, simulated in parallel (each holds a slice of the outputs).
 QKV_SLICES = 2
@@ -156,7 +161,8 @@ class SpikingExecutor(Executor):
 
     ``heads`` (default all) and ``ffn_units`` (default all: the first ``ffn_units`` hidden units)
     limit what of a spiking layer runs on spikes. ``params``/``options``: per block (``head``,
-    ``ffn``, ``linear``) parameter overrides (or ParameterSets) and builder options. ``seed`` and
+    ``ffn``, ``linear``) parameter overrides (or ParameterSets) and builder options (the heads' may
+    name their ``key_code``, default :data:`DEFAULT_KEY_CODE`, on the latency code only). ``seed`` and
     ``spike_seed`` seed every circuit through :func:`circuit_seed`. ``map_layer``: keep that layer's
     head results (``self.maps``: per sentence id, the head results). ``buckets``: length buckets
     (``circuits.protocol.bucket_length``): every circuit of a sentence runs padded to its bucket, so a
@@ -173,11 +179,15 @@ class SpikingExecutor(Executor):
         self.heads = tuple(range(model.n_heads)) if heads is None else tuple(heads)
         self.ffn_units = model.intermediate_size if ffn_units is None else int(ffn_units)
         self.params = {block: (params or {}).get(block, {}) for block in ("head", "ffn", "linear")}
-        self.options = {block: (options or {}).get(block, {}) for block in ("head", "ffn", "linear")}
+        self.options = {block: dict((options or {}).get(block, {})) for block in ("head", "ffn", "linear")}
         self.seed, self.spike_seed = seed, spike_seed
         self.map_layer, self.maps = map_layer, {}
         self.buckets = None if buckets is None else tuple(buckets)
         self.codes = {s: DEFAULT_CODE for s in ALL_STAGES} | dict(codes or {})
+        named = self.options["head"].pop("key_code", None)
+        if named is not None:
+            check_key_code(named, self.codes["attention"])
+        self.key_code = named or DEFAULT_KEY_CODE
         self.say = log or (lambda line: None)
 
     def pad_to(self, n_tokens) -> dict:
@@ -228,16 +238,18 @@ class SpikingExecutor(Executor):
             if self.driven_by_source(layer, "attn_out"):
                 columns = slice(head * model.head_dim, (head + 1) * model.head_dim)
                 projection = {"w_out": w["w_o"][:, columns], "b_out": w["b_o"] if n == 0 else np.zeros(model.hidden_size)}
-            # The one-spike key code (head option key_code="latency") takes its head's calibrated score top.
-            score = {}
-            if self.codes["attention"] == "latency" and self.options["head"].get("key_code") == "latency":
-                score = {"score_top": minilm.code_range(layer, "attention_score", head)}
+            # The one-spike key code takes its head's calibrated score top.
+            keys = {}
+            if self.codes["attention"] == "latency":
+                keys = {"key_code": self.key_code}
+                if self.key_code == "latency":
+                    keys["score_top"] = minilm.code_range(layer, "attention_score", head)
             specs.append(head_spec(q[head], k[head], v[head], "exact", scale=minilm.head_scale(),
                                    **self.code_options("attention", layer, x_top="attention_qk", v_top="attention_v",
                                                        y_top="attn_out"),
                                    params=self.params["head"], **self.pad_to(q.shape[1]),
                                    **self._seeds(sentence_id, layer, head),
-                                   **self.options["head"], **projection, **score))
+                                   **self.options["head"], **projection, **keys))
         return specs
 
     def ffn_specs(self, layer, sentence_id, h) -> list:

@@ -14,6 +14,8 @@ import numpy as np
 
 from analysis.attention import attention_weights, relative_error
 from circuits.exact_kernel import astrocyte_normaliser, token_counts
+from circuits.exact_latency import key_efficacies, one_spike_normaliser
+from circuits.normaliser import process_memory
 from circuits.head import HeadResult
 
 #: The most tokens ([CLS] and [SEP] included) of a text the circuits here take: the longest inputs
@@ -56,13 +58,22 @@ def real_qkv(text: str, layer: int, head: int) -> dict:
     return attention_qkv(text, layer, head)
 
 
+def one_spike_keys(circuit) -> bool:
+    """Whether an exact circuit's keys fire one spike per read (``key_code="latency"``)."""
+    return circuit.config.get("key_code", "regular") == "latency"
+
+
 def measured_attention(result: HeadResult) -> np.ndarray | None:
     """Attention weights measured from the key populations' spike counts in each read window
-    (exact circuit), or None for circuits without per-token neurons."""
+    (exact circuit), or with one-spike keys from what each key's spike carried times its process's
+    memory (``circuits.exact_latency.key_efficacies``); None for circuits without per-token neurons."""
     circuit = result.circuit
     if circuit.kind != "exact":
         return None
-    per_token = token_counts(circuit)                 # real queries x real tokens, padded or not
+    if one_spike_keys(circuit):                      # real queries x real tokens, padded or not
+        per_token = key_efficacies(circuit) * process_memory(circuit.params, circuit.schedule)
+        return per_token / np.where(per_token.sum(axis=1, keepdims=True) > 0, per_token.sum(axis=1, keepdims=True), 1)
+    per_token = token_counts(circuit)
     return per_token / np.maximum(per_token.sum(axis=1, keepdims=True), 1)
 
 
@@ -90,6 +101,6 @@ def attention_map_metrics(result: HeadResult) -> dict:
     normaliser = None
     if spike_map is not None:
         metrics["rel_err_attention_map"] = relative_error(spike_map, true_map)
-        normaliser = astrocyte_normaliser(result.circuit)
+        normaliser = (one_spike_normaliser if one_spike_keys(result.circuit) else astrocyte_normaliser)(result.circuit)
         metrics.update(normaliser_log_error=normaliser["log_error"], denominator_log_spread=normaliser["log_spread"])
     return {"true_map": true_map, "spike_map": spike_map, "normaliser": normaliser, "metrics": metrics}

@@ -20,7 +20,7 @@ from circuits.linear import linear_parameters
 from circuits.protocol import SHORT_PROTOCOL
 from models.parameters import ParameterError, ParameterSet
 from transformer import bill, minilm
-from transformer.executors import ALL_STAGES, DEFAULT_CODE, SpikingExecutor
+from transformer.executors import ALL_STAGES, DEFAULT_CODE, DEFAULT_KEY_CODE, SpikingExecutor
 from transformer.forward import forward
 
 #: The heads' protocol: the short windows at a 0.5 ms step (5x fewer steps than the default
@@ -47,14 +47,15 @@ HEAD_ONE_SPIKE_PROTOCOL = {**HEAD_LATENCY_PROTOCOL, "t_read": "50*ms", "key_code
 #: the Poisson bound (docs/model.md §9).
 HEAD_OPTIONS = {"encoders_per_dim": 8}
 #: What the heads' results must carry in full for the attention maps (``transformer.heads``): the
-#: key neurons' spikes and the astrocyte's adenosine trace; every other spike train stays in the worker.
-KEEP_FOR_MAPS = ("key_neurons", "adenosine_monitor")
+#: key neurons' spikes, the astrocyte's adenosine trace (regular keys) or its read signal (one-spike keys);
+#: every other spike train stays in the worker.
+KEEP_FOR_MAPS = ("key_neurons", "adenosine_monitor", "read_signal_monitor")
 #: The circuits whose parameters a run sets, by the prefix that names them (``--set ffn.tau_m=5*ms``).
 BLOCKS = {"head": "the exact-kernel attention heads", "ffn": "the feed-forward GELU blocks",
           "linear": "the encoded linear stages (qkv, and attn_out/ffn_out without their spiking source)"}
 
 
-def block_parameters(overrides, astrocyte="minimal", head_code=DEFAULT_CODE, head_key_code="regular") -> dict:
+def block_parameters(overrides, astrocyte="minimal", head_code=DEFAULT_CODE, head_key_code=DEFAULT_KEY_CODE) -> dict:
     """Every block's full ParameterSet from ``overrides`` named ``BLOCK.NAME`` (e.g.
     ``ffn.tau_m``, ``head.tau_read``, ``linear.lin_enc_gain``), each checked by the block's own
     parameter table (name, unit, sign, time step); the heads start from :data:`HEAD_PROTOCOL`, or on
@@ -143,8 +144,10 @@ def spiking_minilm(texts, stages=ALL_STAGES, layers=None, *, pool, sentence_ids=
         the kept head results, the stages and layers on spikes and the wall time.
     """
     t0 = time.perf_counter()
-    params = block_parameters({}, head_code=(codes or {}).get("attention", DEFAULT_CODE)) if params is None else params
     options = {"head": HEAD_OPTIONS} if options is None else options
+    if params is None:
+        params = block_parameters({}, head_code=(codes or {}).get("attention", DEFAULT_CODE),
+                                  head_key_code=options.get("head", {}).get("key_code", DEFAULT_KEY_CODE))
     sentence_ids = list(range(len(texts))) if sentence_ids is None else list(sentence_ids)
     reference = forward(texts, sentence_ids=sentence_ids)
     executor = SpikingExecutor(pool, stages, layers=layers, heads=heads, ffn_units=ffn_units, params=params,
