@@ -186,3 +186,35 @@ def test_executor_gives_each_head_its_calibrated_score_top(model):
     regular = SpikingExecutor(None, ("attention",), codes={"attention": "latency"},
                               options={"head": {"key_code": "regular"}}).head_specs(0, 0, q, k, v)
     assert all(s.options["key_code"] == "regular" and s.options["score_top"] is None for s in regular)
+
+
+def test_the_measured_attention_map_is_what_the_key_spikes_carried():
+    """``transformer.heads.measured_attention`` of a one-spike head reads each key's spike time:
+    NumPy's efficacies times the processes' memory, normalised (``one_spike_read``), to rounding; and
+    that map is softmax attention of the delivered scores within the key code's precision (each
+    efficacy within B_key^(+-1/2) of exp(u - theta_ref), so each weight within B_key^(+-1)).
+    The normaliser's astrocyte follows the denominator across queries (its log error a tenth of
+    their spread)."""
+    from circuits.head import HeadResult
+    from circuits.normaliser import process_memory
+    from transformer.heads import attention_map_metrics, measured_attention
+
+    q, k, v = head(0, **PEAKY)
+    result = run(q, k, v)
+    assert isinstance(result, HeadResult)
+    circuit, p = result.circuit, result.circuit.params
+    delivered = exact_latency.delivered_inputs(circuit.inputs["x_keys"], circuit.inputs["x_queries"], v, p)
+    read = exact_latency.one_spike_read(p, circuit.schedule, delivered["x_keys"], delivered["x_queries"],
+                                        delivered["values"], circuit.config["score_top"])
+    expected = read["efficacy"] * process_memory(p, circuit.schedule)
+    expected /= expected.sum(axis=1, keepdims=True)
+    measured = measured_attention(result)
+    np.testing.assert_allclose(measured, expected, rtol=1e-9)
+    # Softmax of the scores as the code delivered them (the queries' and keys' own quantisation apart).
+    kernel = process_memory(p, circuit.schedule) * np.exp(read["scores"] - read["scores"].max(axis=1, keepdims=True))
+    softmax = kernel / kernel.sum(axis=1, keepdims=True)
+    base, kept = float(p["key_code_base"]), softmax > 1e-3
+    ratio = measured[kept] / softmax[kept]
+    assert np.all((ratio > 1 / base) & (ratio < base)), ratio
+    metrics = attention_map_metrics(result)
+    assert metrics["metrics"]["normaliser_log_error"] <= metrics["metrics"]["denominator_log_spread"] / 10
