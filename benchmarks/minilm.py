@@ -1,12 +1,13 @@
 """Speed and memory of all-MiniLM-L6-v2 on spikes: sentences through all six layers, cold and warm.
 
-    python -m benchmarks.minilm                       # attention and FFN on spikes, 2 workers
-    python -m benchmarks.minilm --spiking all         # every weight matrix on synapses too
-    python -m benchmarks.minilm --spiking all --code latency --text "..." --text "..."   # the latency code, several lengths
+    python -m benchmarks.minilm                       # every stage on spikes, latency code, 2 workers
+    python -m benchmarks.minilm --text "..." --text "..."   # several lengths
+    python -m benchmarks.minilm --code rate           # the rate-code baseline
     python -m benchmarks.minilm --spiking attention --workers 1
 
-Runs each sentence once to compile (or find in the cache) the binaries of its length (cold), then times
-``--repeats`` runs with the binaries warm: wall time per sentence, per head (a head's own run:
+Runs each sentence once to compile (or find in the cache) the binaries of its length bucket (cold,
+``--buckets`` as ``experiments.spiking_minilm`` pads it), then times ``--repeats`` runs with the
+binaries warm (each printed, and their median per sentence): wall time per sentence, per head (a head's own run:
 its runtime build of the values, the binary, reading the results) and per FFN slice, synaptic
 events per second of wall time, and the peak resident memory of the main process and of its
 largest child (a worker process, the compiler or a binary). Writes ``minilm.json`` to a new
@@ -20,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from circuits.protocol import BUCKETS
 from circuits.runners import CircuitPool
 from runs.folders import new_run_dir, peak_memory_mb, run_record, write_json
+from transformer.configuration import parse_buckets
 from transformer.executors import DEFAULT_CODE, FFN_SLICES, parse_codes, parse_stages
 from transformer.spiking import run_metrics, sentence_records, spiking_minilm
 
@@ -51,11 +54,13 @@ def main(argv=None):
     parser.add_argument("--spiking", default="all")
     parser.add_argument("--code", default=DEFAULT_CODE, help="'rate', 'latency' or STAGE=CODE pairs (experiments.spiking_minilm)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="warm runs per sentence (the median is printed)")
+    parser.add_argument("--buckets", default=",".join(map(str, BUCKETS)),
+                        help="length buckets, as experiments.spiking_minilm pads a sentence ('none': its own length)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
     try:
-        stages, codes = parse_stages(args.spiking), parse_codes(args.code)
+        stages, codes, buckets = parse_stages(args.spiking), parse_codes(args.code), parse_buckets(args.buckets)
     except ValueError as exc:
         parser.error(str(exc))
     texts = args.text or [SENTENCE]
@@ -63,14 +68,14 @@ def main(argv=None):
     with CircuitPool("cpp_standalone", args.workers) as pool:
         for text in texts:
             t0 = time.perf_counter()
-            spiking_minilm([text], stages, pool=pool, codes=codes)      # cold: compile or find the binaries
+            spiking_minilm([text], stages, pool=pool, codes=codes, buckets=buckets)   # cold: compile or find the binaries
             cold = time.perf_counter() - t0
             for repeat in range(args.repeats):
-                run = spiking_minilm([text], stages, pool=pool, seed=repeat + 1, codes=codes)
+                run = spiking_minilm([text], stages, pool=pool, seed=repeat + 1, codes=codes, buckets=buckets)
                 points.append({"cold_seconds": cold, **sentence_point(run)})
     memory = peak_memory_mb()
     result = {"points": points, "peak_rss_mb": memory, "workers": args.workers, "spiking": list(stages),
-              "codes": codes, "texts": texts}
+              "codes": codes, "buckets": None if buckets is None else list(buckets), "texts": texts}
     out = new_run_dir(args.out, "minilm")
     write_json(out / "minilm.json", {**result, "record": run_record("benchmarks.minilm", None)})
     for point in points:
@@ -80,7 +85,12 @@ def main(argv=None):
               + (f", {per_head:.2f} s per head (own run)" if per_head else "")
               + f", {point['synaptic_events_per_second'] / 1e6:.0f} M synaptic events per second, "
               f"{point['fraction_on_synapses']:.1%} of MACs on synapses, cosine {point['cosine']:.4f}")
-    cold = ", ".join(f"{point['cold_seconds']:.0f} s" for point in points)
+    medians = {}
+    for point in points:
+        medians.setdefault(point["n_tokens"], []).append(point["wall_seconds_per_sentence"])
+    print("median warm seconds per sentence: "
+          + ", ".join(f"{n} tokens {np.median(walls):.1f} s" for n, walls in medians.items()))
+    cold = ", ".join(f"{point['cold_seconds']:.0f} s" for point in points[::args.repeats])
     print(f"cold runs (compile or cache): {cold}; peak memory: main {memory['main']:.0f} MB, "
           f"largest child {memory['largest_child']:.0f} MB")
     print(out)

@@ -160,8 +160,11 @@ def check_latency_head(params, causal=False, key_code="regular") -> None:
         raise ParameterError(f"dt_enc = {dt_enc * 1e3:g} ms must not exceed dt = {dt * 1e3:g} ms")
     if float(params["t_settle"]) < t_code:
         raise ParameterError("t_settle must hold the value's and the query's latency window (t_settle >= t_code)")
-    if float(params["t_learn"]) < 2 * t_code:
-        raise ParameterError("t_learn must hold the key's two latency windows (t_learn >= 2 t_code)")
+    # The regular keys write k_t and its mirror -k_t, the one-spike keys' signed encoders k_t alone.
+    windows = 1 if key_code == "latency" else 2
+    if float(params["t_learn"]) < windows * t_code:
+        raise ParameterError(f"t_learn must hold the key's {'latency window' if windows == 1 else 'two latency windows'} "
+                             f"(t_learn >= {'' if windows == 1 else '2 '}t_code)")
     if float(params["t_read"]) <= t_code:
         raise ParameterError("t_read must be longer than its output window (t_read > t_code)")
     if write_spikes(params) < 1:

@@ -40,8 +40,10 @@ HEAD_LATENCY_PROTOCOL = {"dt": "0.1*ms", "t_settle": "10*ms", "t_learn": "20*ms"
 #: ``circuits.exact_latency``): the query's window (t_settle = t_code), a key window of 40 ms at
 #: B_key = 1.1 (800 steps of dt_enc, 76 nats below the calibrated score top: layer 0 head 2's top is
 #: 78, its queries' top scores >= 14 over the calibration corpus) and the output window t_code; no
-#: counting part, no adenosine settling: a read of 60 ms instead of 120.
-HEAD_ONE_SPIKE_PROTOCOL = {**HEAD_LATENCY_PROTOCOL, "t_read": "50*ms", "key_code_base": 1.1}
+#: counting part, no adenosine settling: a read of 60 ms instead of 120. A token's write takes one
+#: latency window (t_learn = t_code: signed key encoders write k_t alone, no mirror), with one write
+#: spike of its key neuron.
+HEAD_ONE_SPIKE_PROTOCOL = {**HEAD_LATENCY_PROTOCOL, "t_learn": "10*ms", "t_read": "50*ms", "key_code_base": 1.1}
 #: The heads' circuit options: 8 encoders per dimension (default 4) halve the ripple of the key
 #: neurons' drive, whose curvature bias (E exp(v) > exp(E v)) is most of real heads' error above
 #: the Poisson bound (docs/model.md §9).
