@@ -189,6 +189,25 @@ def _starts(schedule, times) -> np.ndarray:
     return out
 
 
+def shown_values(schedule, times, values, params, name, top, signed=False):
+    """The latency encoders ``<name>_encoders`` that show row n of ``values`` in a latency window
+    starting at ``times[n]``: one per ON/OFF channel of each dimension, or with ``signed`` one per
+    dimension whose spike carries the sign (``models.encoders.SIGNED_LATENCY_POLARITY``)."""
+    channels = np.asarray(values, dtype=float) if signed else signed_rates(values, 1.0)
+    table = np.zeros((schedule.n_bins(), channels.shape[1]))
+    table[np.rint(np.asarray(times) / schedule.bin).astype(int)] = channels
+    eqs, value = ((LATENCY_ENCODER_EQS + "\npolarity : 1", "abs(value_table(t, channel))") if signed
+                  else (LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE))
+    encoders = windowed_latency_neurons(channels.shape[1], eqs, value, _starts(schedule, times), params,
+                                        dict(value_table=blocks.table(table, f"{name}_value_table")),
+                                        f"{name}_encoders", top)
+    if signed:
+        encoders.run_regularly(SIGNED_LATENCY_POLARITY, dt=TABLE_BIN, when="before_thresholds",
+                               name=f"{name}_encoders_polarity")
+    encoders.channel = np.arange(channels.shape[1])
+    return encoders
+
+
 def output_windows(schedule, params, padded=False) -> np.ndarray:
     """The value neurons' output windows: the last t_code of each read window."""
     reads = schedule.read_windows(padded)
@@ -301,38 +320,17 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
 
     if one_spike:
         # Key/query encoders, one signed per dimension: k_t at the learning window's start, x_q at the read's start.
-        key_times = np.concatenate([learn[:, 0], reads[:, 0]])
-        table = np.zeros((schedule.n_bins(), dim))
-        table[np.rint(key_times / schedule.bin).astype(int)] = np.concatenate([x_keys, x_queries])
-        key_encoders = windowed_latency_neurons(dim, LATENCY_ENCODER_EQS + "\npolarity : 1", "abs(value_table(t, channel))",
-                                                _starts(schedule, key_times), params,
-                                                dict(value_table=blocks.table(table, "key_value_table")),
-                                                "key_encoders", delivered["x_top"])
-        key_encoders.run_regularly(SIGNED_LATENCY_POLARITY, dt=TABLE_BIN, when="before_thresholds",
-                                   name="key_encoders_polarity")
-        n_key_channels = dim
+        key_encoders = shown_values(schedule, np.concatenate([learn[:, 0], reads[:, 0]]),
+                                    np.concatenate([x_keys, x_queries]), params, "key", delivered["x_top"], signed=True)
     else:
         # Key/query encoders: k_t at the learning window's start, -k_t at its middle, x_q at the read's start.
         half = schedule.t_learn / 2
-        key_times = np.concatenate([learn[:, 0], learn[:, 0] + half, reads[:, 0]])
-        key_values = np.concatenate([x_keys, -x_keys, x_queries])
-        table = np.zeros((schedule.n_bins(), 2 * dim))
-        table[np.rint(key_times / schedule.bin).astype(int)] = signed_rates(key_values, 1.0)
-        key_encoders = windowed_latency_neurons(2 * dim, LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE,
-                                                _starts(schedule, key_times), params,
-                                                dict(value_table=blocks.table(table, "key_value_table")),
-                                                "key_encoders", delivered["x_top"])
-        n_key_channels = 2 * dim
-    key_encoders.channel = np.arange(n_key_channels)
+        key_encoders = shown_values(schedule, np.concatenate([learn[:, 0], learn[:, 0] + half, reads[:, 0]]),
+                                    np.concatenate([x_keys, -x_keys, x_queries]), params, "key", delivered["x_top"])
+    n_key_channels = len(key_encoders)
     # Value encoders: v_t at the token window's start (the teacher holds it through the write).
     token_starts = schedule.token_windows()[:, 0]
-    table = np.zeros((schedule.n_bins(), 2 * value_dim))
-    table[np.rint(token_starts / schedule.bin).astype(int)] = signed_rates(v, 1.0)
-    value_encoders = windowed_latency_neurons(2 * value_dim, LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE,
-                                              _starts(schedule, token_starts), params,
-                                              dict(value_table=blocks.table(table, "value_value_table")),
-                                              "value_encoders", delivered["v_top"])
-    value_encoders.channel = np.arange(2 * value_dim)
+    value_encoders = shown_values(schedule, token_starts, v, params, "value", delivered["v_top"])
 
     counting = counting_windows(schedule, params)
     key_namespace = dict(namespace, count_phase=blocks.table(schedule.phase(counting), "count_phase_table"),
