@@ -40,7 +40,7 @@ from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights, output_gain
 from circuits.codes import check_code
-from circuits.exact_latency import build_latency_exact_circuit, check_key_code, write_spikes
+from circuits.exact_latency import build_latency_exact_circuit, check_key_code, check_latency_head, write_spikes
 from circuits.exact_latency import rate_model as latency_rate_model
 from circuits.projection import projection
 from circuits.kinds import CircuitKind, kind_parameters
@@ -60,6 +60,22 @@ def afferent_learning_rate(params, encoders_per_dim):
     drive delta_u * x_q . x_k: eta_key = delta_u / (n_enc * g^2 * (t_learn/2) * tau_syn)."""
     g = params["key_enc_gain"]
     return params["delta_u"] / (encoders_per_dim * g ** 2 * (params["t_learn"] / 2) * params["tau_syn"])
+
+
+def check_exact_protocol(params, code="rate", key_code="regular", causal=False) -> None:
+    """Refuse (ParameterError/ValueError, one line) a code or protocol the exact-kernel head cannot
+    run, from its parameters alone (no head needed: a run checks its heads' protocol before it
+    begins): the code and key code, the latency head's windows (``exact_latency.check_latency_head``)
+    and, where a token is written in two phases (the rate head, the regular latency keys' mirror),
+    a learning window of an even number of table bins."""
+    check_code(code)
+    check_key_code(key_code, code)
+    if code == "latency":
+        check_latency_head(params, causal, key_code)
+    if code == "rate" or key_code == "regular":
+        half = float(params["t_learn"] / TABLE_BIN) / 2
+        if half != int(half):
+            raise ParameterError(f"t_learn must be an even number of {TABLE_BIN} for the two learning phases")
 
 
 def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neurons_per_value=32,
@@ -95,12 +111,8 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     if not isinstance(params, ParameterSet):
         params = kind_parameters(EXACT, astrocyte, params)
     schedule = Schedule.from_params(len(k), len(q), params, causal, pad_to)
-    half = float(params["t_learn"] / TABLE_BIN) / 2
-    if half != int(half):
-        raise ParameterError(f"t_learn must be an even number of {TABLE_BIN} for the two learning phases")
+    check_exact_protocol(params, code, key_code, causal)
     streams = seed_streams(seed, spike_seed)
-    check_code(code)
-    check_key_code(key_code, code)
     if code == "latency":
         return build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, astrocyte=astrocyte,
                                            block_astrocyte=block_astrocyte, preload=preload, w_out=w_out, b_out=b_out,

@@ -28,8 +28,7 @@ from analysis.attention import check_qkv, relative_error, softmax_attention, uni
 from analysis.spikes import tolerance_ratio
 from circuits import blocks, circuit_kind, circuit_parameters
 from circuits.circuit import AttentionCircuit
-from circuits.codes import check_code
-from circuits.exact_latency import check_key_code, check_latency_head
+from circuits.exact_kernel import check_exact_protocol
 from circuits.protocol import Schedule, check_spike_probability
 from circuits.runners import CircuitSpec, builder_options
 from circuits.seeds import SeedStreams
@@ -134,11 +133,8 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
     for name, size_option in kind.population_rates:
         check_spike_probability(f"{name}/{size_option}", params[name] / options[size_option], params["dt"])
     Schedule.from_params(len(k), len(q), params, options["causal"], options.get("pad_to"))
-    if "key_code" in options:
-        check_key_code(options["key_code"], options.get("code", "rate"))
-    if options.get("code", "rate") != "rate":
-        check_code(options["code"])
-        check_latency_head(params, options["causal"], options.get("key_code", "regular"))
+    if "code" in options or "key_code" in options:      # the exact circuit's options
+        check_exact_protocol(params, options.get("code", "rate"), options.get("key_code", "regular"), options["causal"])
     if options["astrocyte"] != "minimal":
         cicr = read_calibration(options["astrocyte"], params)["cicr_spikes"]
         spikes = float(np.max(kind.write_spikes_per_process(k, scale, params, seeds, options)))

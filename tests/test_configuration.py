@@ -98,3 +98,16 @@ def test_a_damaged_record_is_one_line(record, message):
     with pytest.raises(ValueError) as error:
         RunConfig.from_record(record)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_protocol_the_heads_cannot_run_is_refused_before_a_run_folder_is_made(tmp_path, capsys):
+    """A head protocol wrong for its code (one-spike keys' write window shorter than the code's
+    window; the regular keys' two-phase write on an odd number of table bins) stops the experiment
+    with one line and no run folder, before any sentence is simulated."""
+    from experiments import spiking_minilm as experiment
+
+    for argv in (["--set", "head.t_learn=5*ms"], ["--key-code", "regular", "--set", "head.t_learn=25*ms"]):
+        with pytest.raises(SystemExit):
+            experiment.main(["--text", "Stocks fell.", "--out", str(tmp_path), "--quiet", *argv])
+        assert "error: t_learn must" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

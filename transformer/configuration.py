@@ -16,6 +16,7 @@ from circuits.runners import check_device
 from models.astrocytes import ASTROCYTE_MODELS
 from models.encoders import CODES
 from transformer import minilm
+from circuits.exact_kernel import check_exact_protocol
 from circuits.exact_latency import KEY_CODES, check_key_code
 from transformer.executors import ALL_STAGES, DEFAULT_CODE, DEFAULT_KEY_CODE, parse_codes, parse_stages
 from transformer.heads import MAX_TOKENS
@@ -200,7 +201,11 @@ class RunConfig:
                      threads=args.threads, codes=codes, overrides=overrides,
                      buckets=parse_buckets(args.buckets), astrocyte=args.astrocyte,
                      block_astrocyte=args.block_astrocyte, options={"head": {**HEAD_OPTIONS, **keys}})
-        config.params                                     # checked before anything runs
+        # Checked before anything runs or a run folder is made: every block's parameters, and the
+        # heads' protocol on their code.
+        if "attention" in config.stages:
+            check_exact_protocol(config.params["head"], config.codes["attention"],
+                                 config.key_code if config.codes["attention"] == "latency" else "regular")
         return config
 
     @functools.cached_property
