@@ -129,8 +129,11 @@ MAX_KEY_SPIKES_PER_STEP = 0.5
 
 
 def write_spikes(params) -> int:
-    """Write spikes of a recruited key neuron: its phase starts at 1/2, so round(rho_recruit t_learn)."""
-    return int(np.floor(float(params["rho_recruit"] * params["t_learn"]) + 0.5))
+    """Write spikes of a recruited key neuron: its phase starts at 1/2, so it fires at
+    (n + 1/2) / rho_recruit for every n with that time inside the learning window, not at its end:
+    ceil(rho_recruit t_learn - 1/2) (round(rho_recruit t_learn) but where a spike would fall on the
+    window's end, as at rho_recruit t_learn = 1/2 or 3/2, which the neuron does not fire)."""
+    return int(np.ceil(float(params["rho_recruit"] * params["t_learn"]) - 0.5 - 1e-9))
 
 
 #: How the key neurons carry exp(u_t - theta) in a read: ``regular`` firing at that rate through a

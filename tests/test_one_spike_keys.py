@@ -218,3 +218,17 @@ def test_the_measured_attention_map_is_what_the_key_spikes_carried():
     assert np.all((ratio > 1 / base) & (ratio < base)), ratio
     metrics = attention_map_metrics(result)
     assert metrics["metrics"]["normaliser_log_error"] <= metrics["metrics"]["denominator_log_spread"] / 10
+
+
+@pytest.mark.parametrize("t_learn, expected", [("8*ms", 1), ("15*ms", 1), ("16*ms", 2), ("25*ms", 2)])
+def test_write_spikes_are_what_the_recruited_key_fires(t_learn, expected):
+    """``exact_latency.write_spikes`` (the release and Hebbian scale every budget divides by) counts
+    the recruited key neuron's spikes in its learning window, also where one would fall on the
+    window's end (rho_recruit t_learn = 3/2 and 5/2: the neuron does not fire it)."""
+    q, k, v = head(2, n_tokens=3)
+    circuit = build(q, k, v, params={"t_learn": t_learn})
+    circuit.run()
+    s = circuit.schedule
+    writes = circuit.window_counts("key_neurons", s.learn_windows()).sum(axis=1)
+    assert exact_latency.write_spikes(circuit.params) == expected
+    np.testing.assert_array_equal(writes, expected)

@@ -174,11 +174,13 @@ display(Image("curated_bill.png"))
 #
 # The latency code, the default since, carries every value in one spike (docs/model.md §11): a latency encoder fires once
 # per token window, the sooner the larger the value, and the synapse delivers its weight times what
-# that spike carries. The heads run on the latency exact-kernel circuit, with the astrocyte's
-# normalisation unchanged (docs/model.md §3). The curated run of the same eight sentences:
+# that spike carries. The heads run on the latency exact-kernel circuit (docs/model.md §3): each key
+# neuron fires one spike per query whose efficacy carries exp(q·k) relative to a fixed top, and the
+# astrocyte sums those efficacies and divides by the sum, as it did the rate code's counts. The
+# curated run of the same eight sentences:
 
 # %%
-latency_run = curated.parent / "20261206-042234-8sent"
+latency_run = curated.parent / "20261206-064117-8sent"
 lean = read_json(latency_run / "metrics.json", "restore the curated run: git checkout -- results/curated")
 for name, run in (("rate code", full), ("latency code", lean)):
     n = run["summary"]["n_sentences"]
@@ -189,6 +191,8 @@ for name, run in (("rate code", full), ("latency code", lean)):
 print(bill.bill_table(lean["bill"]))
 
 # %% [markdown]
-# One spike per value makes every weight matrix cost one synaptic event per multiply-accumulate: the
-# model spends a quarter of the conventional network's energy, and its embeddings are closer to the
-# NumPy model's (no Poisson noise). What is left of the bill is mostly the heads' key spikes.
+# One spike per value makes every weight matrix cost one synaptic event per multiply-accumulate, and
+# one spike per key and query the attention core two: the model spends a fifth of the conventional
+# network's energy in 32-bit float, and its embeddings are closer to the NumPy model's (no Poisson
+# noise). Against 8-bit integer arithmetic it is still four times dearer: a synaptic event at 0.9 pJ
+# costs four int8 multiply-accumulates.
