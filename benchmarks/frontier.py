@@ -37,18 +37,20 @@ NUMPY_GRID = ((1.3, 50), (1.2, 50), (1.1, 64), (1.1, 100), (1.05, 200))
 
 def run_point(run_dir) -> dict:
     """One run folder's point: energy per sentence (spiking, fp32, int8), cosine median and min, the
-    largest similarity change, events per MAC, spikes per neuron, its code and overrides."""
+    largest similarity change, events per MAC, spikes per neuron, its code (and the latency heads' key
+    code) and overrides."""
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     record = json.loads((run_dir / "params.json").read_text())
     if "configuration" in record:
         config = RunConfig.from_record(record["configuration"])
         codes, overrides = sorted(set(config.codes.values())), config.overrides
+        key_code = config.key_code if config.codes["attention"] == "latency" else None
     else:                   # runs before the corpus runner recorded neither codes nor overrides: the rate code
-        codes, overrides = ["rate"], {}
+        codes, overrides, key_code = ["rate"], {}, None
     summary, the_bill = metrics["summary"], metrics["bill"]
     n = summary["n_sentences"]
-    return {"run": run_dir.name, "codes": codes, "overrides": overrides,
+    return {"run": run_dir.name, "codes": codes, "key_code": key_code, "overrides": overrides,
             "n_sentences": n, "cosine_median": summary["cosine_median"], "cosine_min": summary["cosine_min"],
             "similarity_deviation_max": summary["similarity_deviation_max"],
             "energy_joules_per_sentence": the_bill["energy_joules"] / n,
