@@ -7,7 +7,7 @@ reads (tau_read 10 ms, counting 5 tau_read) keep each run to a few seconds on nu
 
 import numpy as np
 import pytest
-from brian2 import StateMonitor, ms
+from brian2 import StateMonitor
 
 from analysis import codes
 from analysis.attention import relative_error, softmax_attention, synthetic_head
@@ -145,7 +145,7 @@ def test_one_spike_per_value_and_events_from_the_monitors():
     assert np.all(out.reshape(len(out), -1, 2).sum(axis=2) <= 1)             # ON or OFF, not both
     events = circuit.synaptic_events()
     spikes = circuit.population_spikes()
-    n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
+    n_tokens, value_dim = len(k), v.shape[1]
     assert events["afferent_synapses"] == spikes["key_encoders"] * n_tokens
     assert events["tripartite_synapses"] == spikes["key_neurons"] * 2 * value_dim
     assert events["astro_processes"] == spikes["key_neurons"] * 2                # write and read pathways
@@ -166,15 +166,20 @@ def test_events_of_a_12_token_head_with_d_32():
 
 # ------------------------------------------------------------------------------------ (e) padding
 
-def test_padded_head_gives_the_unpadded_output():
+def assert_padding_changes_nothing(run):
+    """A 4-token head run by ``run`` (q, k, v, **options -> result) padded to 7 tokens decodes what
+    it decodes unpadded, and W_O on its value neurons' spikes is W_O times the decoded output."""
     q, k, v = head(4, n_tokens=4)
     w_out = np.random.default_rng(5).normal(size=(3, 4))
     plain, padded = (run(q, k, v, seed=0, w_out=w_out, pad_to=pad) for pad in (None, 7))
     np.testing.assert_allclose(padded.y_spike, plain.y_spike, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(padded.y_projected, plain.y_projected, rtol=1e-9, atol=1e-12)
-    # W_O on the value neurons' spikes: W_O times the decoded output.
     np.testing.assert_allclose(plain.y_projected, plain.y_spike @ w_out.T, rtol=1e-9, atol=1e-12)
     assert padded.circuit.config["n_tokens"] == 7 and padded.y_spike.shape == (4, 4)
+
+
+def test_padded_head_gives_the_unpadded_output():
+    assert_padding_changes_nothing(run)
 
 
 def test_causal_head_within_its_budget():
@@ -211,12 +216,19 @@ def test_heads_in_worker_processes_give_the_sequential_spikes():
     this process (the latency circuits draw no random numbers at run time; their phases come from
     the build's seeded stream)."""
     from circuits.linear import linear_spec
-    from circuits.runners import CircuitPool
 
     specs = [head_spec(*head(seed), "exact", code="latency", params=LATENCY, seed=seed) for seed in (0, 1)]
     rng = np.random.default_rng(3)
     specs.append(linear_spec(rng.normal(size=(3, 8)), rng.normal(size=(4, 8)), rng.normal(size=4), code="latency",
                              params={"dt": "1*ms", "dt_enc": "0.1*ms", "t_code": "4*ms", "code_base": 1.2}))
+    assert_pool_gives_the_sequential_run(specs)
+
+
+def assert_pool_gives_the_sequential_run(specs):
+    """``specs`` simulated by a pool of two worker processes give exactly the outputs and spike
+    counts of the same specs simulated one after another in this process."""
+    from circuits.runners import CircuitPool
+
     sequential = [spec.simulate() for spec in specs]
     with CircuitPool(workers=2) as pool:
         parallel = pool.run(specs)

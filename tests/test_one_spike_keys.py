@@ -9,13 +9,12 @@ about a second on numpy; the budget (``circuits.exact_latency.one_spike_rate_mod
 
 import numpy as np
 import pytest
-from brian2 import StateMonitor
 
 from analysis import codes
 from analysis.attention import synthetic_head
 from circuits import circuit_parameters, exact_kernel, exact_latency
 from circuits.head import head_spec
-from circuits.protocol import TABLE_BIN
+from tests.test_latency_head import assert_padding_changes_nothing, assert_pool_gives_the_sequential_run
 
 ONE_SPIKE = {"dt": "0.5*ms", "dt_enc": "0.1*ms", "t_code": "4*ms", "code_base": 1.2, "t_settle": "4*ms",
              "t_learn": "8*ms", "t_read": "24*ms", "key_code_base": 1.2}
@@ -124,13 +123,14 @@ def test_events_of_a_12_token_head_with_d_32_stay_below_two_per_mac():
 
 
 def test_padded_one_spike_head_gives_the_unpadded_output():
-    q, k, v = head(4, n_tokens=4)
-    w_out = np.random.default_rng(5).normal(size=(3, 4))
-    plain, padded = (run(q, k, v, seed=0, w_out=w_out, pad_to=pad) for pad in (None, 7))
-    np.testing.assert_allclose(padded.y_spike, plain.y_spike, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(padded.y_projected, plain.y_projected, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(plain.y_projected, plain.y_spike @ w_out.T, rtol=1e-9, atol=1e-12)
-    assert padded.circuit.config["n_tokens"] == 7 and padded.y_spike.shape == (4, 4)
+    assert_padding_changes_nothing(run)
+
+
+def test_one_spike_heads_in_worker_processes_give_the_sequential_spikes():
+    """Two one-spike heads over a pool of two worker processes: the sequential run's outputs and
+    spike counts exactly (no random numbers at run time)."""
+    assert_pool_gives_the_sequential_run([head_spec(*head(seed), "exact", code="latency", key_code="latency",
+                                                    params=ONE_SPIKE, seed=seed) for seed in (0, 1)])
 
 
 def test_causal_one_spike_head_within_its_budget():
