@@ -101,11 +101,14 @@ def input_namespace(params, schedule, key_input, values):
     return namespace, value_namespace
 
 
+def monitors_of(groups, names):
+    """SpikeMonitors of the groups ``names``, keyed ``<name>_spikes``."""
+    return {f"{name}_spikes": SpikeMonitor(groups[name], name=f"{name}_spikes") for name in names}
+
+
 def spike_monitors(groups, key_layer):
-    """SpikeMonitors of the encoders, the key layer (feature or key neurons) and the value neurons,
-    keyed ``<layer>_spikes``."""
-    return {f"{name}_spikes": SpikeMonitor(groups[name], name=f"{name}_spikes") for name in
-            ("key_encoders", "value_encoders", key_layer, "value_neurons")}
+    """SpikeMonitors of a head's encoders, key layer (feature or key neurons) and value neurons."""
+    return monitors_of(groups, ("key_encoders", "value_encoders", key_layer, "value_neurons"))
 
 
 def check_options(astrocyte, encoder, **sizes):

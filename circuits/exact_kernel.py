@@ -42,7 +42,7 @@ from circuits.circuit import AttentionCircuit, memory_weights, output_gain
 from circuits.codes import check_code
 from circuits.exact_latency import build_latency_exact_circuit, check_key_code, check_latency_head, write_spikes
 from circuits.exact_latency import rate_model as latency_rate_model
-from circuits.projection import projection
+from circuits.projection import output_weights, projection
 from circuits.kinds import CircuitKind, kind_parameters
 from circuits.normaliser import adenosine_level, log_denominator, process_memory
 from circuits.seeds import seed_streams
@@ -166,15 +166,16 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     monitors.update(normaliser[1])
     n_out = 0
     if w_out is not None:
+        w_out, b_out = output_weights(w_out, b_out)
         n_out = len(w_out)
         # A spike of the ON (OFF) population of value dimension i adds (subtracts) W_O[:, i] over
         # the output gain: a read's accumulated value is W_O times the decoded output, plus b_O.
         population = np.arange(len(values)) // neurons_per_value
-        weights = (polarity_sign(population)[:, None] * np.asarray(w_out, dtype=float).T[population // 2]
+        weights = (polarity_sign(population)[:, None] * w_out.T[population // 2]
                    / output_gain(params, schedule, neurons_per_value))
         counting = dict(namespace, count_phase=blocks.table(schedule.phase(schedule.read_windows()), "out_count_table"))
         # Sampled at the end of every read window, empty ones included (one table per bucket).
-        groups.update(projection([(values, weights)], np.zeros(n_out) if b_out is None else b_out, params, counting,
+        groups.update(projection([(values, weights)], b_out, params, counting,
                                  "out", schedule.read_windows(padded=True), schedule.duration, float(params["dt"])))
         monitors["out_samples"] = groups.pop("out_samples")
     network = Network(*groups.values(), *monitors.values())

@@ -103,7 +103,7 @@ from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights
 from circuits.codes import check_latency, latency_levels, windowed_latency_neurons
 from circuits.normaliser import adenosine_level, log_denominator, process_memory
-from circuits.projection import projection
+from circuits.projection import output_weights, projection
 from circuits.protocol import TABLE_BIN
 from models.astrocytes import ONE_SPIKE_ASTROCYTE_EQS, ONE_SPIKE_ASTROCYTE_WINDOWS, ONE_SPIKE_READ_ON_PRE
 from models.encoders import (LATENCY_ENCODER_EQS, LATENCY_TABLE_VALUE, SIGNED_LATENCY_POLARITY, polarity_sign,
@@ -442,13 +442,14 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
         monitors.update(normaliser[1])
     n_out = 0
     if w_out is not None:
+        w_out, b_out = output_weights(w_out, b_out)
         n_out = len(w_out)
         # The ON (OFF) value neuron of dimension i adds (subtracts) W_O[:, i] times what it carries.
         channel = np.arange(2 * value_dim)
-        weights = polarity_sign(channel)[:, None] * np.asarray(w_out, dtype=float).T[channel // 2]
+        weights = polarity_sign(channel)[:, None] * w_out.T[channel // 2]
         gate = dict(namespace, count_phase=blocks.table(schedule.phase(outputs), "out_count_table"))
         # Sampled at the end of every read window, empty ones included (one table per bucket).
-        groups.update(projection([(values, weights)], np.zeros(n_out) if b_out is None else b_out, params, gate,
+        groups.update(projection([(values, weights)], b_out, params, gate,
                                  "out", output_windows(schedule, params, padded=True), schedule.duration,
                                  float(params["dt_enc"]), on_pre=LATENCY_PROJECTION_ON_PRE))
         monitors["out_samples"] = groups.pop("out_samples")

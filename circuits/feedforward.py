@@ -29,7 +29,7 @@ own (:func:`rate_model`).
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import BrianLogger, Network, SpikeMonitor, linked_var, second
+from brian2 import BrianLogger, Network, linked_var, second
 
 from analysis import codes
 from analysis.spikes import error_against_budget
@@ -37,7 +37,7 @@ from circuits import blocks
 from circuits.circuit import SpikingCircuit
 from circuits.codes import check_code, check_latency, input_encoders, latency_levels, latency_neurons
 from circuits.runners import CircuitSpec, builder_options
-from circuits.projection import projection, window_values
+from circuits.projection import output_weights, projection, window_values
 from circuits.protocol import Schedule, check_pad_to, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
 from models.encoders import polarity_sign
@@ -181,14 +181,12 @@ def build_feedforward_circuit(x, w_in, b_in, *, code="rate", neurons_per_unit=64
         neurons.activation = linked_var(drive, f"gelu_{polarity}", index=np.arange(len(neurons)) // size)
         neurons.threshold_draw = phases.exponential(size=len(neurons))
         groups[f"gelu_{polarity}"] = neurons
-    monitors = {f"{name}_spikes": SpikeMonitor(groups[name], name=f"{name}_spikes")
-                for name in ("ffn_encoders", "gelu_on", "gelu_off")}
+    monitors = blocks.monitors_of(groups, ("ffn_encoders", "gelu_on", "gelu_off"))
     inputs = {"x": x, "w_in": w_in, "b_in": b_in}
     if w_out is not None:
         # A spike of unit u's ON (OFF) population adds (subtracts) W_2[:, u] over its count gain:
         # a window's accumulated value is W_2 times the decoded activations, plus b_2.
-        w_out = np.asarray(w_out, dtype=float)
-        b_out = np.zeros(len(w_out)) if b_out is None else np.asarray(b_out, dtype=float)
+        w_out, b_out = output_weights(w_out, b_out)
         t_count = schedule.t_learn
         sources = [(groups[f"gelu_{polarity}"],
                     sign * np.repeat(w_out.T, size, axis=0) / (size * t_count * float(params[f"rho_gelu_{polarity}"])))
@@ -235,14 +233,12 @@ def _build_latency_circuit(x, w_in, b_in, w_out, b_out, x_top, g_top, schedule, 
     for polarity, sign in (("on", 1.0), ("off", -1.0)):
         groups[f"gelu_{polarity}"] = gelu_latency_neurons(drive, sign, params, namespace, f"gelu_{polarity}", g_top,
                                                           schedule.t_settle)
-    monitors = {f"{name}_spikes": SpikeMonitor(groups[name], name=f"{name}_spikes")
-                for name in ("ffn_encoders", "gelu_on", "gelu_off")}
+    monitors = blocks.monitors_of(groups, ("ffn_encoders", "gelu_on", "gelu_off"))
     inputs = {"x": x, "w_in": w_in, "b_in": b_in}
     if w_out is not None:
         # A spike of unit u's ON (OFF) neuron adds (subtracts) W_2[:, u] times what it carries: a
         # count window's accumulated value is W_2 times the decoded activations, plus b_2.
-        w_out = np.asarray(w_out, dtype=float)
-        b_out = np.zeros(len(w_out)) if b_out is None else np.asarray(b_out, dtype=float)
+        w_out, b_out = output_weights(w_out, b_out)
         sources = [(groups["gelu_on"], w_out.T), (groups["gelu_off"], -w_out.T)]
         groups.update(projection(sources, b_out, params, namespace, "ffn_out", schedule.learn_windows(padded=True),
                                  schedule.duration, float(params["dt_enc"]), on_pre=LATENCY_PROJECTION_ON_PRE))

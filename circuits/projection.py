@@ -22,6 +22,12 @@ def sample_table(windows, duration, dt):
     return out
 
 
+def output_weights(w_out, b_out=None) -> tuple:
+    """An output projection's weights (out x in) and bias (out; default zero) as float arrays."""
+    w_out = np.asarray(w_out, dtype=float)
+    return w_out, np.zeros(len(w_out)) if b_out is None else np.asarray(b_out, dtype=float)
+
+
 def projection(sources, bias, params, namespace, name, windows, duration, dt, on_pre=None):
     """Output units (one per entry of ``bias``) fed by ``sources``: pairs of a Brian2 group and its
     weights (neurons of the group x output units), every pair all to all. The units count in the
