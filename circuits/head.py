@@ -133,8 +133,8 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
     for name, size_option in kind.population_rates:
         check_spike_probability(f"{name}/{size_option}", params[name] / options[size_option], params["dt"])
     Schedule.from_params(len(k), len(q), params, options["causal"], options.get("pad_to"))
-    if "code" in options or "key_code" in options:      # the exact circuit's options
-        check_exact_protocol(params, options.get("code", "rate"), options.get("key_code", "regular"), options["causal"])
+    if circuit == "exact":
+        check_exact_protocol(params, options["code"], options["key_code"], options["causal"])
     if options["astrocyte"] != "minimal":
         cicr = read_calibration(options["astrocyte"], params)["cicr_spikes"]
         spikes = float(np.max(kind.write_spikes_per_process(k, scale, params, seeds, options)))
