@@ -5,6 +5,12 @@
 (models.encoders, analysis.codes; docs/model.md §11). :func:`input_encoders` builds them for a
 stage whose tokens each take one window of ``window`` seconds; :class:`Encoded` tells the stage how
 its synapses read a spike and what the code delivers (its NumPy reference and variance).
+
+Across a stage boundary the values travel as spikes (docs/model.md §12): a :class:`SpikeTrain` is
+what a stage's latency emitters fired (channel, token window, step), recorded in one circuit and
+replayed in the next by :func:`replayed_neurons`, whose spikes carry what the emitters' did. Given
+a train instead of values, :func:`input_encoders` builds those replayed terminals: the stage reads
+the spikes, nothing is decoded to numbers and encoded again.
 """
 
 from dataclasses import dataclass
@@ -16,8 +22,10 @@ from analysis import codes
 from circuits import blocks
 from circuits.protocol import TABLE_BIN
 from models.encoders import (CODES, LATENCY_ENCODER_EQS, LATENCY_ENCODER_RESET, LATENCY_ENCODER_START,
-                             LATENCY_ENCODER_THRESHOLD, LATENCY_WINDOW_START, REGULAR_ENCODER_EQS,
-                             REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, signed_rates)
+                             LATENCY_ENCODER_THRESHOLD, LATENCY_REPLAY_EQS, LATENCY_REPLAY_RESET,
+                             LATENCY_REPLAY_START, LATENCY_REPLAY_THRESHOLD, LATENCY_WINDOW_START,
+                             REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign,
+                             signed_rates)
 from models.parameters import ParameterError
 
 
@@ -76,6 +84,123 @@ def windowed_latency_neurons(n, model, value, starts, params, namespace, name, x
     return group
 
 
+@dataclass(frozen=True, eq=False)
+class SpikeTrain:
+    """Values crossing a stage boundary as latency spikes (docs/model.md §12): spike n was fired by
+    ON/OFF channel ``channel[n]`` (2c carries +x_c, 2c+1 carries -x_c; ``models.encoders.signed_rates``)
+    in token window ``token[n]``, ``step[n]`` steps of dt_enc after that window's start, by emitters
+    whose latency code has top of range ``x_top``, ratio ``base`` and ``levels`` levels: it carries
+    x_top base^(1/2 - step). At most one spike per channel and window."""
+
+    token: np.ndarray
+    channel: np.ndarray
+    step: np.ndarray
+    n_tokens: int
+    n_dims: int
+    x_top: float
+    base: float
+    levels: int
+
+    def __post_init__(self):
+        slots = self.token.astype(np.int64) * 2 * self.n_dims + self.channel
+        if len(np.unique(slots)) != len(slots):
+            raise ValueError("a latency emitter fires at most once per window: the train has repeated spikes")
+        if len(self.step) and (self.step.min() < 0 or self.step.max() >= self.levels):
+            raise ValueError(f"spike steps must lie in [0, {self.levels}), got {self.step.min()}..{self.step.max()}")
+
+    @classmethod
+    def recorded(cls, times, indices, starts, dt_enc, n_dims, x_top, base, levels, channels=None) -> "SpikeTrain":
+        """The train of emitters recorded by a spike monitor (spike ``times`` in s, neuron ``indices``)
+        whose real tokens' windows start at ``starts`` (s, one per token, in order); ``channels``: the
+        ON/OFF channel of each neuron (default: the neuron's index). Spikes outside those windows'
+        ``levels`` steps (empty windows: none should fire) are not part of the train."""
+        times, indices = np.asarray(times, dtype=float), np.asarray(indices, dtype=int)
+        starts = np.asarray(starts, dtype=float)
+        steps_from_zero = np.rint(times / dt_enc).astype(np.int64)
+        start_steps = np.rint(starts / dt_enc).astype(np.int64)
+        token = np.searchsorted(start_steps, steps_from_zero, side="right") - 1
+        step = steps_from_zero - start_steps[np.maximum(token, 0)]
+        keep = (token >= 0) & (step < levels)
+        channel = indices[keep] if channels is None else np.asarray(channels)[indices[keep]]
+        order = np.lexsort((channel, token[keep]))
+        return cls(token[keep][order], channel[order], step[keep][order], len(starts), int(n_dims), float(x_top),
+                   float(base), int(levels))
+
+    @property
+    def n_channels(self) -> int:
+        return 2 * self.n_dims
+
+    @property
+    def n_spikes(self) -> int:
+        return len(self.step)
+
+    def values(self) -> np.ndarray:
+        """What the spikes carry (n_tokens x n_dims): +-x_top base^(1/2 - step), ON minus OFF. Only the
+        edges of the network decode a train; a stage reads its spikes."""
+        out = np.zeros((self.n_tokens, self.n_dims))
+        carried = polarity_sign(self.channel) * self.x_top * self.base ** (0.5 - self.step)
+        np.add.at(out, (self.token, self.channel // 2), carried)
+        return out
+
+    def step_table(self, rows=None, n_rows=None) -> np.ndarray:
+        """(n_rows x n_channels) the recorded step of each channel in each window, -1 where it is
+        silent; token n's spikes go to row ``rows[n]`` (default: row n)."""
+        rows = np.arange(self.n_tokens) if rows is None else np.asarray(rows, dtype=int)
+        table = np.full((self.n_tokens if n_rows is None else n_rows, self.n_channels), -1.0)
+        table[rows[self.token], self.channel] = self.step
+        return table
+
+    def dims(self, index) -> "SpikeTrain":
+        """The train of dimensions ``index`` (integer array), renumbered in that order: the axons of a
+        population's subset (one head's queries, a slice of units)."""
+        index = np.asarray(index, dtype=int)
+        new = np.full(self.n_dims, -1)
+        new[index] = np.arange(len(index))
+        dim = new[self.channel // 2]
+        keep = dim >= 0
+        channel = 2 * dim[keep] + self.channel[keep] % 2
+        order = np.lexsort((channel, self.token[keep]))
+        return SpikeTrain(self.token[keep][order], channel[order], self.step[keep][order], self.n_tokens, len(index),
+                          self.x_top, self.base, self.levels)
+
+
+def spike_input(x) -> tuple:
+    """A stage's input as (its SpikeTrain or None, the values it delivers as a float array): a
+    stage's NumPy reference and checks take the values a train carries."""
+    if isinstance(x, SpikeTrain):
+        return x, x.values()
+    return None, np.asarray(x, dtype=float)
+
+
+def check_replayable(train, params) -> None:
+    """Refuse (ValueError, one line) a train the receiving stage's clock cannot replay: its code's
+    ratio or levels differ from the stage's latency code."""
+    if not np.isclose(train.base, float(params["code_base"])) or train.levels != latency_levels(params):
+        raise ValueError(f"a spike train of code base {train.base:g} and {train.levels} levels cannot be replayed "
+                         f"on a stage of code_base {float(params['code_base']):g} and {latency_levels(params)} levels")
+
+
+def replayed_neurons(train, params, namespace, name, period, rows, n_rows):
+    """The terminals of ``train``'s emitters in a receiving circuit (``models.encoders.LATENCY_REPLAY_EQS``,
+    one per ON/OFF channel, clock dt_enc): windows start every ``period`` seconds, token n's in
+    window ``rows[n]`` of ``n_rows``; each fires at its recorded step with the efficacy the emitter's
+    spike had. The recorded steps are the only thing the group reads (a table of spike times)."""
+    check_replayable(train, params)
+    base = float(params["code_base"])
+    namespace = dict(namespace, spike_table=TimedArray(train.step_table(rows, n_rows), dt=period * second,
+                                                       name=f"{name}_table"))
+    group = blocks.neuron_group(train.n_channels, LATENCY_REPLAY_EQS, params, namespace, name,
+                                threshold=LATENCY_REPLAY_THRESHOLD, reset=LATENCY_REPLAY_RESET, method="exact",
+                                dt=params["dt_enc"], uses=(LATENCY_REPLAY_START,),
+                                extra={"x_top": train.x_top, "tau_code": params["dt_enc"] / np.log(base),
+                                       "step_rate": 1 / params["dt_enc"]})
+    group.spike_step = -1
+    group.channel = np.arange(train.n_channels)
+    group.run_regularly(LATENCY_REPLAY_START, dt=period * second, when="before_thresholds",
+                        name=f"{name}_window_start")
+    return group
+
+
 @dataclass(frozen=True)
 class Encoded:
     """How a code's encoders deliver tokens ``x``: ``scale`` multiplies a synapse's weight (the rate
@@ -91,6 +216,7 @@ class Encoded:
     x_top: float = 0.0          # latency: top of the range
     base: float = 0.0           # latency: ratio of consecutive levels
     levels: int = 0             # latency: levels in the window
+    replayed: bool = False      # latency: the spikes of another stage's emitters (SpikeTrain)
 
     @property
     def reads_efficacy(self) -> bool:
@@ -98,7 +224,10 @@ class Encoded:
 
     def variance(self, x) -> np.ndarray:
         """Expected squared error of each delivered value (the latency code's quantisation, the
-        regular encoders' count quantisation)."""
+        regular encoders' count quantisation). Replayed spikes deliver exactly what their train
+        carries (``x`` is then ``SpikeTrain.values``): the quantisation is the emitting stage's."""
+        if self.replayed:
+            return np.zeros_like(np.asarray(x, dtype=float))
         if self.code == "latency":
             return codes.latency_variance(x, self.x_top, self.base, self.levels)
         return codes.count_variance(x, self.gain, self.window)
@@ -110,8 +239,16 @@ def input_encoders(x, code, params, schedule, phases, name, gain_name, x_top=Non
     the rate code's gain parameter; ``x_top``: the latency code's top of range (default
     ``analysis.codes.latency_top`` of ``x``). ``phases``: the random start phases of the
     regular encoders. Returns (the NeuronGroup ``name``, :class:`Encoded`). Channel 2c carries
-    +x_c, channel 2c+1 carries -x_c (``models.encoders.signed_rates``)."""
+    +x_c, channel 2c+1 carries -x_c (``models.encoders.signed_rates``). ``x`` may be a
+    :class:`SpikeTrain` (latency code only): the group is then its emitters' replayed terminals
+    (:func:`replayed_neurons`) and ``x_top`` is the train's."""
     check_code(code)
+    if isinstance(x, SpikeTrain):
+        if code != "latency":
+            raise ValueError("a spike train is latency-coded: the stage must read it with the latency code")
+        group = replayed_neurons(x, params, {}, name, schedule.token_period, schedule.token_slots(),
+                                 schedule.n_token_windows)
+        return group, Encoded("latency", 1.0, x_top=x.x_top, base=x.base, levels=x.levels, replayed=True)
     n_channels = 2 * x.shape[1]
     window = schedule.t_learn
     values = np.zeros((schedule.n_token_windows, n_channels))

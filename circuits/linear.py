@@ -32,7 +32,7 @@ from brian2 import Network, SpikeMonitor
 from analysis.spikes import error_against_budget
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
-from circuits.codes import Encoded, check_code, check_latency, input_encoders
+from circuits.codes import Encoded, check_code, check_latency, check_replayable, input_encoders, spike_input
 from circuits.runners import CircuitSpec, builder_options
 from circuits.projection import projection, window_values
 from circuits.protocol import Schedule, check_pad_to, check_resolution
@@ -92,14 +92,15 @@ def build_linear_circuit(x, w, b, *, code="rate", x_top=None, pad_to=None, param
     ``max(abs(x)) * sqrt(code_base)``). ``pad_to``: the number of token windows (None: L), for length
     buckets (see the module docstring; the config's ``n_tokens`` counts the windows, the schedule's
     the real tokens). ``params``: overrides or a ParameterSet of :func:`linear_parameters`."""
-    x, w, b = (np.asarray(a, dtype=float) for a in (x, w, b))
+    train, x = spike_input(x)
+    w, b = (np.asarray(a, dtype=float) for a in (w, b))
     if not isinstance(params, ParameterSet):
         params = linear_parameters(params)
     check_linear(x, w, b, params, code)
     schedule = linear_schedule(len(x), params, pad_to, code)
     streams = seed_streams(seed, spike_seed)
-    encoders, encoded = input_encoders(x, code, params, schedule, streams.phases, "lin_encoders", "lin_enc_gain",
-                                       x_top)
+    encoders, encoded = input_encoders(x if train is None else train, code, params, schedule, streams.phases,
+                                       "lin_encoders", "lin_enc_gain", x_top)
     namespace = {"count_phase": blocks.table(schedule.write_phase(), "lin_count_phase_table")}
     # Channel 2c carries +x_c, channel 2c+1 carries -x_c: the OFF synapse has the negated weight.
     channel = np.arange(len(encoders))
@@ -182,13 +183,16 @@ def linear_spec(x, w, b, *, code="rate", x_top=None, pad_to=None, params=None, s
     name or a ParameterSet of :func:`linear_parameters`."""
     options = builder_options(build_linear_circuit, {"code": code, "x_top": x_top, "pad_to": pad_to},
                               "the linear stage")
-    x, w, b = (np.asarray(a, dtype=float) for a in (x, w, b))
+    train, values = spike_input(x)
+    w, b = (np.asarray(a, dtype=float) for a in (w, b))
     seeds = SeedStreams(seed, spike_seed)
     if not isinstance(params, ParameterSet):
         params = linear_parameters(params)
-    check_linear(x, w, b, params, code)
-    check_pad_to(pad_to, len(x))
-    return LinearSpec(x, w, b, options, params, seeds.seed, seeds.spike_seed)
+    check_linear(values, w, b, params, code)
+    check_pad_to(pad_to, len(values))
+    if train is not None:
+        check_replayable(train, params)
+    return LinearSpec(values if train is None else train, w, b, options, params, seeds.seed, seeds.spike_seed)
 
 
 @dataclass

@@ -71,6 +71,26 @@ efficacy = x_top * sqrt(code_base)
 LATENCY_ENCODER_THRESHOLD = "v >= x_top and efficacy > efficacy_floor"
 LATENCY_ENCODER_RESET = "v = 0"               # silent until the next window sets v again
 
+#: A replayed latency neuron (docs/model.md §12, "Spikes across stage boundaries"): the terminal, in
+#: the receiving circuit, of an emitter recorded in another circuit. It fires at the step of its
+#: window at which the emitter fired (``spike_step``, from the recorded train; -1: silent) and its
+#: ``efficacy`` falls by B each step as the emitter's did, so the replayed spike carries the emitter's
+#: value: x_top B^(1/2 - k). ``step_rate`` = 1/dt_enc.
+LATENCY_REPLAY_EQS = """
+defficacy/dt = -efficacy / tau_code : 1      # what a spike now carries: x_top B^(1/2 - k)
+spike_step : 1                               # the recorded spike's step in this window (-1: none)
+window_start : second                        # when this window started
+channel : integer (constant)                 # column of the spike table (dimension x polarity)
+"""
+#: At the start of every token window: the window's recorded step of the channel.
+LATENCY_REPLAY_START = """
+spike_step = spike_table(t, channel)
+window_start = t
+efficacy = x_top * sqrt(code_base)
+"""
+LATENCY_REPLAY_THRESHOLD = "abs((t - window_start) * step_rate - spike_step) < 0.5"
+LATENCY_REPLAY_RESET = "spike_step = -1"
+
 #: How a stage's input values become spikes: a rate code (regular encoders, ~1/eps spikes per value)
 #: or the latency code (one spike per value).
 CODES = ("rate", "latency")
