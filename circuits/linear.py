@@ -32,9 +32,10 @@ from brian2 import Network, SpikeMonitor
 from analysis.spikes import error_against_budget
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
-from circuits.codes import Encoded, check_code, check_latency, check_replayable, input_encoders, spike_input
+from circuits.codes import (Encoded, SpikeTrain, check_code, check_latency, check_replayable, input_encoders,
+                           spike_input)
 from circuits.runners import CircuitSpec, builder_options
-from circuits.projection import projection, window_values
+from circuits.projection import emitters, projection, window_values
 from circuits.protocol import Schedule, check_pad_to, check_resolution
 from circuits.seeds import SeedStreams, seed_streams
 from models.encoders import polarity_sign
@@ -63,6 +64,16 @@ def linear_schedule(n_tokens, params, pad_to=None, code="rate") -> Schedule:
                     pad_first=False)
 
 
+def check_emitting(emit_top, code) -> None:
+    """Refuse (ValueError, one line) emitters the stage cannot have: a non-positive top, or a rate code."""
+    if emit_top is None:
+        return
+    if code != "latency":
+        raise ValueError("emitters carry the latency code: emit_top needs code='latency'")
+    if not emit_top > 0:
+        raise ValueError(f"emit_top must be > 0, got {emit_top!r}")
+
+
 def check_linear(x, w, b, params, code="rate") -> None:
     """Refuse (ValueError/ParameterError, one line) inputs the stage cannot represent: shapes,
     non-finite values, an unknown code, a rate-code encoder faster than one spike per ``dt_enc``,
@@ -84,20 +95,26 @@ def check_linear(x, w, b, params, code="rate") -> None:
                              f"{encoder_step:.2f} times per step of dt_enc; one at most: lower lin_enc_gain or dt_enc")
 
 
-def build_linear_circuit(x, w, b, *, code="rate", x_top=None, pad_to=None, params=None, seed=0,
+def build_linear_circuit(x, w, b, *, code="rate", x_top=None, pad_to=None, emit_top=None, params=None, seed=0,
                          spike_seed=None) -> "LinearCircuit":
     """Build the spiking linear stage for tokens ``x`` (L x D), weights ``w`` (out x D, the model's
     layout) and biases ``b`` (out). ``code``: ``rate`` (regular encoders) or ``latency`` (one spike
     per input value, ``circuits.codes``); ``x_top``: the latency code's top of range (default:
     ``max(abs(x)) * sqrt(code_base)``). ``pad_to``: the number of token windows (None: L), for length
     buckets (see the module docstring; the config's ``n_tokens`` counts the windows, the schedule's
-    the real tokens). ``params``: overrides or a ParameterSet of :func:`linear_parameters`."""
+    the real tokens). ``params``: overrides or a ParameterSet of :func:`linear_parameters`. ``x`` may be
+    a ``circuits.codes.SpikeTrain`` (latency code): the stage replays it. ``emit_top``: the outputs
+    travel on as spikes, one ON/OFF pair of latency emitters per output unit with that top of range
+    firing each window's value in the next window (one more window at the end;
+    :meth:`LinearCircuit.emitted`); None: the outputs are only read."""
     train, x = spike_input(x)
     w, b = (np.asarray(a, dtype=float) for a in (w, b))
     if not isinstance(params, ParameterSet):
         params = linear_parameters(params)
     check_linear(x, w, b, params, code)
-    schedule = linear_schedule(len(x), params, pad_to, code)
+    check_emitting(emit_top, code)
+    windows = None if emit_top is None else (len(x) if pad_to is None else pad_to) + 1
+    schedule = linear_schedule(len(x), params, pad_to if windows is None else windows, code)
     streams = seed_streams(seed, spike_seed)
     encoders, encoded = input_encoders(x if train is None else train, code, params, schedule, streams.phases,
                                        "lin_encoders", "lin_enc_gain", x_top)
@@ -108,15 +125,22 @@ def build_linear_circuit(x, w, b, *, code="rate", x_top=None, pad_to=None, param
     on_pre = LATENCY_PROJECTION_ON_PRE if encoded.reads_efficacy else None
     groups = {"lin_encoders": encoders,
               **projection([(encoders, weights)], b, params, namespace, "lin_out", schedule.learn_windows(padded=True),
-                           schedule.duration, float(params["dt_enc"]), on_pre=on_pre)}
+                           schedule.duration, float(params["dt_enc"]), on_pre=on_pre, handoff=emit_top is not None)}
     monitors = {"lin_encoders_spikes": SpikeMonitor(encoders, name="lin_encoders_spikes"),
                 "lin_out_samples": groups.pop("lin_out_samples")}
+    if emit_top is not None:
+        groups["lin_emitters"] = emitters(groups["lin_out_units"], params, "lin_emitters", emit_top,
+                                          schedule.token_period)
+        monitors["lin_emitters_spikes"] = SpikeMonitor(groups["lin_emitters"], name="lin_emitters_spikes")
     network = Network(*groups.values(), *monitors.values())
     config = {"circuit": "linear", "code": code, "n_tokens": schedule.n_token_windows, "dim": x.shape[1],
-              "n_out": len(w)}
+              "n_out": len(w), "replay_groups": ("lin_encoders",) if train is not None else (),
+              "emits": emit_top is not None}
     inputs = {"x": x, "w": w, "b": b}
     if code == "latency":
         config.update(x_top=encoded.x_top, levels=encoded.levels)
+    if emit_top is not None:
+        config["emit_top"] = float(emit_top)
     return LinearCircuit("linear", network, groups, monitors, schedule, params, config, inputs, streams,
                          encoded=encoded)
 
@@ -128,6 +152,17 @@ class LinearCircuit(SpikingCircuit):
     what its code delivers (:class:`circuits.codes.Encoded`)."""
 
     encoded: Encoded | None = None
+
+    def emitted(self) -> SpikeTrain:
+        """What the emitters fired (a built stage with ``emit_top``): token n's outputs as spikes in
+        the window after its own, the train the next stage replays."""
+        if not self.config["emits"]:
+            raise ValueError("this linear stage was built without emitters (emit_top)")
+        monitor = self.monitors["lin_emitters_spikes"]
+        starts = self.schedule.token_windows()[:, 0] + self.schedule.token_period
+        return SpikeTrain.recorded(monitor.t_[:], monitor.i[:], starts, float(self.params["dt_enc"]),
+                                   self.config["n_out"], self.config["emit_top"], float(self.params["code_base"]),
+                                   self.config["levels"])
 
     def decode(self) -> np.ndarray:
         """The accumulated outputs W x̂ + b (tokens x out), one row per real token's counting window."""
@@ -176,19 +211,21 @@ class LinearSpec(CircuitSpec):
         return LinearResult(self, circuit, circuit.decode(), ideal["y_rate"], ideal["variance"], wall_seconds)
 
 
-def linear_spec(x, w, b, *, code="rate", x_top=None, pad_to=None, params=None, seed=0, spike_seed=None) -> LinearSpec:
+def linear_spec(x, w, b, *, code="rate", x_top=None, pad_to=None, emit_top=None, params=None, seed=0,
+                spike_seed=None) -> LinearSpec:
     """Check a linear stage before anything is simulated (ValueError/ParameterError with one line).
     ``code``, ``x_top``: see :func:`build_linear_circuit`; ``pad_to``: a length bucket (the stage
     runs on ``pad_to`` token windows, its result holds the real tokens); ``params``: overrides by
     name or a ParameterSet of :func:`linear_parameters`."""
-    options = builder_options(build_linear_circuit, {"code": code, "x_top": x_top, "pad_to": pad_to},
-                              "the linear stage")
+    options = builder_options(build_linear_circuit, {"code": code, "x_top": x_top, "pad_to": pad_to,
+                                                     "emit_top": emit_top}, "the linear stage")
     train, values = spike_input(x)
     w, b = (np.asarray(a, dtype=float) for a in (w, b))
     seeds = SeedStreams(seed, spike_seed)
     if not isinstance(params, ParameterSet):
         params = linear_parameters(params)
     check_linear(values, w, b, params, code)
+    check_emitting(emit_top, code)
     check_pad_to(pad_to, len(values))
     if train is not None:
         check_replayable(train, params)

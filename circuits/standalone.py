@@ -82,7 +82,7 @@ class _SeedExpression:
 #: latency code's tops of range are shared constants of its neurons (the latency head's keys and
 #: queries ``x_top``, values ``v_top`` and output ``y_top``; the one-spike key code's threshold
 #: ``score_top``).
-VALUE_CONFIG = ("scale", "x_top", "g_top", "v_top", "y_top", "score_top")
+VALUE_CONFIG = ("scale", "x_top", "g_top", "v_top", "y_top", "score_top", "emit_top")
 
 
 def structure_key(circuit: SpikingCircuit) -> tuple:

@@ -36,6 +36,28 @@ COUNTING_UPDATE = "counting = count_phase(t)"
 #: Sampled once per counting window (its last step), after that step's synaptic events.
 ACCUMULATOR_EVENTS = {"sample": "sample_step(t) > 0.5"}
 
+#: An accumulating unit whose counting windows' values travel on as spikes (docs/model.md §12): at
+#: each window's sample it hands the window's value to its latency emitters (``y_window``).
+HANDOFF_EQS = """
+y_window : 1                                     # the last counting window's value, read by the emitters
+y_last : 1                                       # the accumulated value at the previous sample
+"""
+HANDOFF_ON_SAMPLE = """
+y_window = y - y_last
+y_last = y
+"""
+#: The emitters of a unit (one ON, polarity +1, and one OFF, -1; ``models.encoders`` latency
+#: neurons): at every window's start each takes the previous window's value of its unit and fires
+#: once, the sooner the larger max(+-y, 0). What crosses to the next stage is that spike.
+EMITTER_EQS = """
+y_window : 1 (linked)                            # its unit's last window value
+polarity : 1 (constant)                          # +1 ON, -1 OFF
+"""
+EMITTER_START = """
+v = clip(polarity * y_window, 0, inf)
+efficacy = x_top * sqrt(code_base)
+"""
+
 #: Presynaptic neuron -> output unit: one event adds the weight (one accumulate).
 PROJECTION_SYNAPSE_MODEL = "w_proj : 1 (constant)"
 PROJECTION_SYNAPSE_ON_PRE = "y_post += w_proj * counting_post"   # counted in counting windows only

@@ -61,8 +61,12 @@ def numpy_stage(stage, n_tokens, model, macs=None) -> dict:
 def circuit_tally(circuit) -> dict:
     """Spikes per population, neurons and neuron-seconds per population (size x simulated time),
     synaptic events and astrocyte-process updates of one run circuit (frozen or not). Every event
-    a spike delivered counts, whether the synapse's phase gate let it change anything or not."""
-    spikes = circuit.population_spikes()
+    a spike delivered counts, whether the synapse's phase gate let it change anything or not. A
+    replayed population (``config["replay_groups"]``: another circuit's emitters, ``circuits.codes``)
+    is not counted as neurons or spikes here: its spikes are the emitters', counted where they fired;
+    the events they deliver in this circuit are counted here."""
+    replays = set(circuit.config.get("replay_groups", ()))
+    spikes = {pop: n for pop, n in circuit.population_spikes().items() if pop not in replays}
     duration = circuit.schedule.duration
     events = circuit.synaptic_events()
     astro = sum(n for name, n in events.items() if name in ASTROCYTE_SYNAPSES)
