@@ -22,8 +22,9 @@ from analysis import codes
 from circuits import blocks
 from circuits.protocol import TABLE_BIN
 from models.encoders import (CODES, LATENCY_ENCODER_EQS, LATENCY_ENCODER_RESET, LATENCY_ENCODER_START,
-                             LATENCY_ENCODER_THRESHOLD, LATENCY_REPLAY_EQS, LATENCY_REPLAY_RESET,
-                             LATENCY_REPLAY_START, LATENCY_REPLAY_THRESHOLD, LATENCY_WINDOW_START,
+                             LATENCY_ENCODER_THRESHOLD, LATENCY_REPLAY_EQS, LATENCY_REPLAY_POLARITY,
+                             LATENCY_REPLAY_RESET, LATENCY_REPLAY_START, LATENCY_REPLAY_THRESHOLD,
+                             LATENCY_REPLAY_WINDOW_START, LATENCY_WINDOW_START,
                              REGULAR_ENCODER_EQS, REGULAR_ENCODER_RESET, REGULAR_ENCODER_THRESHOLD, polarity_sign,
                              signed_rates)
 from models.parameters import ParameterError
@@ -172,6 +173,15 @@ def spike_input(x) -> tuple:
     return None, np.asarray(x, dtype=float)
 
 
+def spike_inputs(*inputs) -> tuple:
+    """Several inputs of one stage (a head's q, k, v): (their SpikeTrains, or None if they are
+    values, and the values each delivers). A stage takes all its inputs as trains or none."""
+    is_train = [isinstance(x, SpikeTrain) for x in inputs]
+    if any(is_train) and not all(is_train):
+        raise ValueError("a stage takes all its inputs as spike trains or all as values")
+    return (tuple(inputs) if all(is_train) else None), tuple(spike_input(x)[1] for x in inputs)
+
+
 def check_replayable(train, params) -> None:
     """Refuse (ValueError, one line) a train the receiving stage's clock cannot replay: its code's
     ratio or levels differ from the stage's latency code."""
@@ -198,6 +208,42 @@ def replayed_neurons(train, params, namespace, name, period, rows, n_rows):
     group.channel = np.arange(train.n_channels)
     group.run_regularly(LATENCY_REPLAY_START, dt=period * second, when="before_thresholds",
                         name=f"{name}_window_start")
+    return group
+
+
+def replayed_windowed_neurons(shown, n_bins, params, namespace, name, signed=False):
+    """Terminals replaying trains in windows at irregular times (a head's: keys at their learning
+    windows, queries at their reads): ``shown`` holds (train, times) pairs, token n of a train in the
+    window starting at ``times[n]`` (s, on a TABLE_BIN boundary), all trains of one code and width.
+    One terminal per ON/OFF channel, or with ``signed`` one per dimension whose spike carries its
+    polarity (``polarity``: +1 where the ON channel fired, -1 the OFF one), on the clock dt_enc."""
+    trains = [train for train, _ in shown]
+    first = trains[0]
+    for train in trains:
+        check_replayable(train, params)
+        if train.n_dims != first.n_dims or train.x_top != first.x_top:
+            raise ValueError(f"{name}: the trains replayed by one population need one width and top of range")
+    width = first.n_dims if signed else first.n_channels
+    table, starts = np.zeros((n_bins, width)), np.zeros(n_bins)
+    for train, times in shown:
+        rows = np.rint(np.asarray(times, dtype=float) / float(TABLE_BIN)).astype(int)
+        starts[rows] = 1.0
+        column = train.channel // 2 if signed else train.channel
+        sign = polarity_sign(train.channel) if signed else 1.0
+        table[rows[train.token], column] = sign * (train.step + 1)
+    base = float(params["code_base"])
+    eqs = LATENCY_REPLAY_EQS + ("polarity : 1\n" if signed else "")
+    namespace = dict(namespace, spike_table=blocks.table(table, f"{name}_spike_table"),
+                     window_start=blocks.table(starts, f"{name}_start_table"))
+    uses = (LATENCY_REPLAY_WINDOW_START, LATENCY_REPLAY_POLARITY) if signed else (LATENCY_REPLAY_WINDOW_START,)
+    group = blocks.neuron_group(width, eqs, params, namespace, name, threshold=LATENCY_REPLAY_THRESHOLD,
+                                reset=LATENCY_REPLAY_RESET, method="exact", dt=params["dt_enc"], uses=uses,
+                                extra={"x_top": first.x_top, "tau_code": params["dt_enc"] / np.log(base),
+                                       "step_rate": 1 / params["dt_enc"]})
+    group.spike_step = -1
+    group.channel = np.arange(width)
+    for k, code in enumerate(uses):
+        group.run_regularly(code, dt=TABLE_BIN, when="before_thresholds", name=f"{name}_window_start{k}")
     return group
 
 

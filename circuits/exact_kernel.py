@@ -39,7 +39,7 @@ from analysis.attention import check_qkv, kernel_attention
 from analysis.spikes import expected_spike_error
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights, output_gain
-from circuits.codes import check_code
+from circuits.codes import check_code, spike_inputs
 from circuits.exact_latency import build_latency_exact_circuit, check_key_code, check_latency_head, write_spikes
 from circuits.exact_latency import rate_model as latency_rate_model
 from circuits.projection import output_weights, projection
@@ -105,6 +105,7 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
     head's own largest score; ``circuits.exact_latency``). Other arguments (``causal`` included) as in
     ``build_random_feature_circuit``.
     """
+    trains, (q, k, v) = spike_inputs(q, k, v)
     q, k, v, scale = check_qkv(q, k, v, scale)
     blocks.check_options(astrocyte, encoder, neurons_per_key=neurons_per_key,
                          neurons_per_value=neurons_per_value, encoders_per_dim=encoders_per_dim)
@@ -112,12 +113,14 @@ def build_exact_kernel_circuit(q, k, v, *, scale=None, neurons_per_key=16, neuro
         params = kind_parameters(EXACT, astrocyte, params)
     schedule = Schedule.from_params(len(k), len(q), params, causal, pad_to)
     check_exact_protocol(params, code, key_code, causal)
+    if trains is not None and code != "latency":
+        raise ValueError("only the latency head replays spike trains (code='latency')")
     streams = seed_streams(seed, spike_seed)
     if code == "latency":
         return build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, astrocyte=astrocyte,
                                            block_astrocyte=block_astrocyte, preload=preload, w_out=w_out, b_out=b_out,
                                            x_top=x_top, v_top=v_top, y_top=y_top, key_code=key_code,
-                                           score_top=score_top)
+                                           score_top=score_top, trains=trains)
     phases = streams.phases
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]

@@ -101,7 +101,8 @@ from analysis import codes
 from analysis.attention import kernel_attention
 from circuits import blocks
 from circuits.circuit import AttentionCircuit, memory_weights
-from circuits.codes import check_latency, latency_levels, windowed_latency_neurons
+from circuits.codes import (SpikeTrain, check_latency, latency_levels, replayed_windowed_neurons,
+                           windowed_latency_neurons)
 from circuits.normaliser import adenosine_level, log_denominator, process_memory
 from circuits.projection import output_weights, projection
 from circuits.protocol import TABLE_BIN
@@ -183,6 +184,29 @@ def check_latency_head(params, causal=False, key_code="regular") -> None:
     if per_step > MAX_KEY_SPIKES_PER_STEP:
         raise ParameterError(f"R_key_target = {float(params['R_key_target']):g} Hz makes a regular key neuron fire "
                              f"{per_step:.2g} times per step of dt; {MAX_KEY_SPIKES_PER_STEP} at most: lower it or dt")
+
+
+def check_head_trains(trains, key_code, scale) -> None:
+    """Refuse (ValueError, one line) replayed inputs a head cannot take: only one-spike keys read
+    signed terminals, queries and keys share one top, and the trains carry already scaled queries
+    and keys (scale 1)."""
+    if key_code != "latency":
+        raise ValueError("a head replays spike trains with one-spike keys only (key_code='latency')")
+    if trains[0].x_top != trains[1].x_top:
+        raise ValueError(f"queries and keys must share one top of range, got {trains[0].x_top:g} and "
+                         f"{trains[1].x_top:g}")
+    if scale != 1.0:
+        raise ValueError(f"replayed queries and keys carry sqrt(scale) already: scale must be 1, got {scale:g}")
+
+
+def emitted_context(circuit) -> "SpikeTrain":
+    """What a head's value neurons fired (ON/OFF per value dimension), as the train the attention
+    output's next stage replays: query s's context in its output window."""
+    monitor = circuit.monitors["value_neurons_spikes"]
+    starts = output_windows(circuit.schedule, circuit.params)[:, 0]
+    return SpikeTrain.recorded(monitor.t_[:], monitor.i[:], starts, float(circuit.params["dt_enc"]),
+                               circuit.config["value_dim"], circuit.config["y_top"],
+                               float(circuit.params["code_base"]), circuit.config["levels"])
 
 
 def _starts(schedule, times) -> np.ndarray:
@@ -283,7 +307,7 @@ def one_spike_read(params, schedule, x_keys, x_queries, values, score_top, block
 
 def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, astrocyte="minimal",
                                 block_astrocyte=False, preload=False, w_out=None, b_out=None, x_top=None, v_top=None,
-                                y_top=None, key_code="regular", score_top=None) -> "LatencyAttentionCircuit":
+                                y_top=None, key_code="regular", score_top=None, trains=None) -> "LatencyAttentionCircuit":
     """Build the latency-coded exact-kernel head (see the module docstring); called by
     ``circuits.exact_kernel.build_exact_kernel_circuit`` with ``code="latency"`` after it has checked
     the head and built its schedule and seeds. One key neuron per token, one encoder per ON/OFF
@@ -292,10 +316,17 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
     ``y_top``: tops of range (default the head's own: :func:`delivered_inputs`, and the ideal
     output's largest value times sqrt(B)). ``key_code``: ``regular`` key firing through a counting
     part, or ``latency``: one spike per key and read (the module docstring); ``score_top``: its
-    threshold theta_ref / delta_u in nats (default :func:`score_top_of`, the head's own)."""
+    threshold theta_ref / delta_u in nats (default :func:`score_top_of`, the head's own). ``trains``:
+    the (queries, keys, values) as ``circuits.codes.SpikeTrain`` s of another stage's emitters, the
+    queries and keys already scaled by sqrt(scale) (one-spike keys only; ``q``, ``k``, ``v`` are then
+    what they carry and ``scale`` is 1): the head replays them (their tops are the head's x_top and
+    v_top) instead of encoding values (docs/model.md §12)."""
     check_key_code(key_code)
     check_latency_head(params, schedule.causal, key_code)
     one_spike = key_code == "latency"
+    if trains is not None:
+        check_head_trains(trains, key_code, scale)
+        x_top, v_top = trains[0].x_top, trains[2].x_top
     x_keys, x_queries = np.sqrt(scale) * k, np.sqrt(scale) * q
     n_tokens, dim, value_dim = len(k), q.shape[1], v.shape[1]
     n_populations = schedule.n_token_windows
@@ -321,7 +352,11 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
                      recruited_token=blocks.table(schedule.recruited_token(), "recruited_token_table"),
                      contrast=blocks.table(schedule.contrast(), "contrast_table"))
 
-    if one_spike:
+    if trains is not None:
+        # The queries' and keys' emitters replayed, one signed terminal per dimension; the values' per channel.
+        key_encoders = replayed_windowed_neurons([(trains[1], learn[:, 0]), (trains[0], reads[:, 0])],
+                                                 schedule.n_bins(), params, {}, "key_encoders", signed=True)
+    elif one_spike:
         # Key/query encoders, one signed per dimension: k_t at the learning window's start, x_q at the read's start.
         key_encoders = shown_values(schedule, np.concatenate([learn[:, 0], reads[:, 0]]),
                                     np.concatenate([x_keys, x_queries]), params, "key", delivered["x_top"], signed=True)
@@ -333,7 +368,11 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
     n_key_channels = len(key_encoders)
     # Value encoders: v_t at the token window's start (the teacher holds it through the write).
     token_starts = schedule.token_windows()[:, 0]
-    value_encoders = shown_values(schedule, token_starts, v, params, "value", delivered["v_top"])
+    if trains is not None:
+        value_encoders = replayed_windowed_neurons([(trains[2], token_starts)], schedule.n_bins(), params, {},
+                                                   "value_encoders")
+    else:
+        value_encoders = shown_values(schedule, token_starts, v, params, "value", delivered["v_top"])
 
     counting = counting_windows(schedule, params)
     key_namespace = dict(namespace, count_phase=blocks.table(schedule.phase(counting), "count_phase_table"),
@@ -460,7 +499,8 @@ def build_latency_exact_circuit(q, k, v, scale, schedule, params, streams, *, as
               "preload": bool(preload), "scale": scale, "n_tokens": n_populations,
               "n_queries": schedule.n_query_windows, "dim": dim, "value_dim": value_dim,
               "x_top": delivered["x_top"], "v_top": delivered["v_top"], "y_top": y_top,
-              "levels": delivered["levels"], "write_spikes": n_write, "key_code": key_code}
+              "levels": delivered["levels"], "write_spikes": n_write, "key_code": key_code,
+              "replay_groups": ("key_encoders", "value_encoders") if trains is not None else ()}
     if one_spike:
         config.update(score_top=score_top, key_levels=levels_key)
     inputs = {"x_keys": x_keys, "x_queries": x_queries, "values": v}

@@ -28,6 +28,8 @@ from analysis.attention import check_qkv, relative_error, softmax_attention, uni
 from analysis.spikes import tolerance_ratio
 from circuits import blocks, circuit_kind, circuit_parameters
 from circuits.circuit import AttentionCircuit
+from circuits.codes import check_replayable, spike_inputs
+from circuits.exact_latency import check_head_trains
 from circuits.exact_kernel import check_exact_protocol
 from circuits.protocol import Schedule, check_spike_probability
 from circuits.runners import CircuitSpec, builder_options
@@ -50,6 +52,7 @@ class HeadSpec(CircuitSpec):
     params: ParameterSet
     seed: int = 0
     spike_seed: int | None = None
+    trains: tuple | None = None
 
     @property
     def seeds(self) -> SeedStreams:
@@ -61,8 +64,8 @@ class HeadSpec(CircuitSpec):
 
     @property
     def arrays(self) -> tuple:
-        """The builder's positional arguments."""
-        return self.q, self.k, self.v
+        """The builder's positional arguments: the spike trains the head replays, or its values."""
+        return self.trains if self.trains is not None else (self.q, self.k, self.v)
 
     def builder_arguments(self) -> dict:
         return dict(self.options, scale=self.scale, params=self.params, seed=self.seed, spike_seed=self.spike_seed)
@@ -90,8 +93,10 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
 
     Parameters
     ----------
-    q, k, v : array_like
-        Queries (Lq x d), keys (L x d) and values (L x d_v), finite.
+    q, k, v : array_like or circuits.codes.SpikeTrain
+        Queries (Lq x d), keys (L x d) and values (L x d_v), finite; or the spike trains of another
+        stage's emitters carrying them, queries and keys scaled by sqrt(scale) already (the exact
+        circuit on the latency code with one-spike keys; ``scale`` is then 1).
     circuit : str
         The circuit kind: ``"random"`` (random features, the paper's circuit) or ``"exact"`` (one
         population of key neurons per token).
@@ -124,6 +129,12 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
     """
     kind = circuit_kind(circuit)
     options = builder_options(kind.builder, options, f"the {circuit} circuit")
+    trains, (q, k, v) = spike_inputs(q, k, v)
+    if trains is not None:
+        if circuit != "exact" or options["code"] != "latency":
+            raise ValueError("only the exact circuit on the latency code replays spike trains")
+        check_head_trains(trains, options["key_code"], 1.0 if scale is None else scale)
+        scale = 1.0
     q, k, v, scale = check_qkv(q, k, v, scale)
     seeds = SeedStreams(seed, spike_seed)         # checks both
     blocks.check_options(options["astrocyte"], options["encoder"],
@@ -142,7 +153,10 @@ def head_spec(q, k, v, circuit="random", *, scale=None, params=None, seed=0, spi
             raise ParameterError(f"the busiest astrocyte process gets ~{spikes:.0f} write spikes, past the "
                                  f"{cicr:.0f} at which its IP3 starts CICR (the read-out stops integrating): "
                                  f"fewer or shorter tokens, lower rates, or a weaker drive per spike")
-    return HeadSpec(q, k, v, scale, circuit, options, params, seeds.seed, seeds.spike_seed)
+    if trains is not None:
+        for train in trains:
+            check_replayable(train, params)
+    return HeadSpec(q, k, v, scale, circuit, options, params, seeds.seed, seeds.spike_seed, trains)
 
 
 @dataclass

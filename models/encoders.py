@@ -79,16 +79,26 @@ LATENCY_ENCODER_RESET = "v = 0"               # silent until the next window set
 LATENCY_REPLAY_EQS = """
 defficacy/dt = -efficacy / tau_code : 1      # what a spike now carries: x_top B^(1/2 - k)
 spike_step : 1                               # the recorded spike's step in this window (-1: none)
-window_start : second                        # when this window started
+window_begin : second                        # when this window began
 channel : integer (constant)                 # column of the spike table (dimension x polarity)
 """
 #: At the start of every token window: the window's recorded step of the channel.
 LATENCY_REPLAY_START = """
 spike_step = spike_table(t, channel)
-window_start = t
+window_begin = t
 efficacy = x_top * sqrt(code_base)
 """
-LATENCY_REPLAY_THRESHOLD = "abs((t - window_start) * step_rate - spike_step) < 0.5"
+LATENCY_REPLAY_THRESHOLD = "abs((t - window_begin) * step_rate - spike_step) < 0.5"
+#: The same at irregular window starts (a head's windows: where the 0/1 table ``window_start`` is 1,
+#: once per table bin before the thresholds). The spike table holds step + 1 (0: silent), signed by
+#: the spike's polarity for the signed terminals of a head's keys and queries (``polarity : 1``,
+#: SIGNED_LATENCY_POLARITY's convention); unsigned terminals take its absolute value.
+LATENCY_REPLAY_WINDOW_START = """
+spike_step = window_start(t) * (abs(spike_table(t, channel)) - 1) + (1 - window_start(t)) * spike_step
+window_begin = window_start(t) * t + (1 - window_start(t)) * window_begin
+efficacy = window_start(t) * x_top * sqrt(code_base) + (1 - window_start(t)) * efficacy
+"""
+LATENCY_REPLAY_POLARITY = "polarity = window_start(t) * sign(spike_table(t, channel)) + (1 - window_start(t)) * polarity"
 LATENCY_REPLAY_RESET = "spike_step = -1"
 
 #: How a stage's input values become spikes: a rate code (regular encoders, ~1/eps spikes per value)
