@@ -35,7 +35,8 @@ from analysis import codes
 from analysis.spikes import error_against_budget
 from circuits import blocks
 from circuits.circuit import SpikingCircuit
-from circuits.codes import check_code, check_latency, input_encoders, latency_levels, latency_neurons
+from circuits.codes import (SpikeTrain, check_code, check_latency, check_replayable, input_encoders, latency_levels,
+                           latency_neurons, spike_input)
 from circuits.runners import CircuitSpec, builder_options
 from circuits.projection import output_weights, projection, window_values
 from circuits.protocol import Schedule, check_pad_to, check_resolution
@@ -147,15 +148,22 @@ def build_feedforward_circuit(x, w_in, b_in, *, code="rate", neurons_per_unit=64
     of the inputs and of the activations (default :func:`latency_tops`). ``pad_to``: the number of
     token windows (None: L), for length buckets (see the module docstring; the config's
     ``n_tokens`` counts the windows, the schedule's the real tokens). ``params``: overrides or a
-    ParameterSet of :func:`feedforward_parameters`."""
-    x, w_in, b_in = (np.asarray(a, dtype=float) for a in (x, w_in, b_in))
+    ParameterSet of :func:`feedforward_parameters`. ``x`` may be a ``circuits.codes.SpikeTrain``
+    (latency code): the block replays it, and ``x_top`` is the train's."""
+    train, x = spike_input(x)
+    w_in, b_in = (np.asarray(a, dtype=float) for a in (w_in, b_in))
     if not isinstance(params, ParameterSet):
         params = feedforward_parameters(params)
+    if train is not None:
+        if code != "latency":
+            raise ValueError("a spike train is latency-coded: the block must read it with code='latency'")
+        x_top = train.x_top
     check_feedforward(x, w_in, b_in, params, neurons_per_unit, off_neurons_per_unit, code, x_top, g_top)
     schedule = feedforward_schedule(len(x), params, pad_to, code)
     streams = seed_streams(seed, spike_seed)
     if code == "latency":
-        return _build_latency_circuit(x, w_in, b_in, w_out, b_out, x_top, g_top, schedule, params, streams)
+        return _build_latency_circuit(x if train is None else train, w_in, b_in, w_out, b_out, x_top, g_top,
+                                      schedule, params, streams)
     phases = streams.phases
     n_windows, n_channels, n_units = schedule.n_token_windows, 2 * x.shape[1], len(w_in)
 
@@ -212,10 +220,13 @@ def _build_latency_circuit(x, w_in, b_in, w_out, b_out, x_top, g_top, schedule, 
     the first ``levels`` steps only, so at the first step of the count window, one ``t_code`` later,
     the drive holds W_in x̂ + b_in and the GELU neurons' start reads it."""
     base, levels = float(params["code_base"]), latency_levels(params)
+    train, x_in = x, x
+    if isinstance(train, SpikeTrain):
+        x = train.values()
     x_top, g_top = latency_tops(x, w_in, b_in, base, x_top, g_top)
     n_channels, n_units = 2 * x.shape[1], len(w_in)
-    encoders, encoded = input_encoders(x, "latency", params, schedule, streams.phases, "ffn_encoders", "ffn_enc_gain",
-                                       x_top)
+    encoders, encoded = input_encoders(x_in, "latency", params, schedule, streams.phases, "ffn_encoders",
+                                       "ffn_enc_gain", x_top)
     namespace = {"count_phase": blocks.table(schedule.write_phase(), "count_phase_table"), "gelu": GELU_FUNCTION}
     period = schedule.token_period * second
 
@@ -247,7 +258,8 @@ def _build_latency_circuit(x, w_in, b_in, w_out, b_out, x_top, g_top, schedule, 
     network = Network(*groups.values(), *monitors.values())
     config = {"circuit": "feedforward", "code": "latency", "n_tokens": schedule.n_token_windows, "dim": x.shape[1],
               "n_units": n_units, "neurons_per_unit": 1, "off_neurons_per_unit": 1,
-              "n_out": 0 if w_out is None else len(w_out), "x_top": encoded.x_top, "g_top": g_top, "levels": levels}
+              "n_out": 0 if w_out is None else len(w_out), "x_top": encoded.x_top, "g_top": g_top, "levels": levels,
+              "replay_groups": ("ffn_encoders",) if encoded.replayed else ()}
     return FeedForwardCircuit("feedforward", network, groups, monitors, schedule, params, config, inputs, streams)
 
 
@@ -311,6 +323,18 @@ class FeedForwardCircuit(SpikingCircuit):
                       sign * g_top * base ** (0.5 - (step - levels)))
         return values[self.schedule.token_slots()]
 
+    def emitted(self) -> SpikeTrain:
+        """What the latency GELU neurons fired (unit j's ON neuron as channel 2j, its OFF neuron as
+        2j+1), token n's activations in its count window: the train the next stage replays."""
+        if self.code != "latency":
+            raise ValueError("only the latency code's GELU neurons emit a spike train")
+        on, off = self.monitors["gelu_on_spikes"], self.monitors["gelu_off_spikes"]
+        times = np.concatenate([np.asarray(on.t_[:]), np.asarray(off.t_[:])])
+        channels = np.concatenate([2 * np.asarray(on.i[:]), 2 * np.asarray(off.i[:]) + 1])
+        starts = self.schedule.token_windows()[:, 0] + self.schedule.t_settle
+        return SpikeTrain.recorded(times, channels, starts, float(self.params["dt_enc"]), self.config["n_units"],
+                                   self.config["g_top"], float(self.params["code_base"]), self.config["levels"])
+
     def decode(self) -> np.ndarray:
         """Decoded activations GELU(W_in x + b_in) (tokens x units): from the ON and OFF counts
         (rate code) or spike times (latency code, :meth:`latency_activations`)."""
@@ -342,7 +366,10 @@ def rate_model(circuit: FeedForwardCircuit) -> dict:
     ideal = gelu(drive)
     if circuit.code == "latency":
         base, levels = float(circuit.params["code_base"]), circuit.config["levels"]
-        var_drive = codes.latency_variance(inp["x"], circuit.config["x_top"], base, levels) @ (inp["w_in"] ** 2).T
+        # Replayed inputs deliver exactly what their train carries: their quantisation is the emitters'.
+        var_x = (np.zeros_like(inp["x"]) if circuit.config.get("replay_groups")
+                 else codes.latency_variance(inp["x"], circuit.config["x_top"], base, levels))
+        var_drive = var_x @ (inp["w_in"] ** 2).T
         variance = (gelu_derivative(drive) ** 2 * var_drive
                     + codes.latency_variance(ideal, circuit.config["g_top"], base, levels))
         return {"g_rate": ideal, "variance": variance}
@@ -399,12 +426,17 @@ def feedforward_spec(x, w_in, b_in, *, params=None, seed=0, spike_seed=None, **o
     (a length bucket: the block runs on ``pad_to`` token windows, its result holds the real tokens);
     ``params``: overrides by name or a ParameterSet of :func:`feedforward_parameters`."""
     options = builder_options(build_feedforward_circuit, options, "the feed-forward circuit")
-    x, w_in, b_in = (np.asarray(a, dtype=float) for a in (x, w_in, b_in))
+    train, x = spike_input(x)
+    w_in, b_in = (np.asarray(a, dtype=float) for a in (w_in, b_in))
     seeds = SeedStreams(seed, spike_seed)
     if not isinstance(params, ParameterSet):
         params = feedforward_parameters(params)
+    if train is not None:
+        if options["code"] != "latency":
+            raise ValueError("a spike train is latency-coded: the block must read it with code='latency'")
+        check_replayable(train, params)
     check_feedforward(x, w_in, b_in, params, options["neurons_per_unit"], options["off_neurons_per_unit"],
-                      options["code"], options["x_top"], options["g_top"])
+                      options["code"], train.x_top if train is not None else options["x_top"], options["g_top"])
     check_pad_to(options["pad_to"], len(x))
     if options["w_out"] is not None:
         options["w_out"] = np.asarray(options["w_out"], dtype=float)
@@ -413,7 +445,7 @@ def feedforward_spec(x, w_in, b_in, *, params=None, seed=0, spike_seed=None, **o
                 b_out is not None and np.shape(b_out) != (len(options["w_out"]),)):
             raise ValueError(f"w_out must be out x {len(w_in)} (units) and b_out of length out, got "
                              f"{options['w_out'].shape} and {np.shape(b_out)}")
-    return FeedForwardSpec(x, w_in, b_in, options, params, seeds.seed, seeds.spike_seed)
+    return FeedForwardSpec(x if train is None else train, w_in, b_in, options, params, seeds.seed, seeds.spike_seed)
 
 
 @dataclass
