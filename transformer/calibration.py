@@ -16,7 +16,10 @@ range), ``ffn`` the attention block's LayerNorm output h, ``ffn_out`` the GELU a
 heads' inputs ``attention_qk`` (queries and keys scaled by sqrt(scale), as the key encoders carry
 them) and ``attention_v`` (values); and the heads' scores ``attention_score``, one top per head
 (scale q . k in nats, the one-spike key code's threshold theta_ref / delta_u: ``headroom`` times the
-head's largest score; ``circuits.exact_latency``), a list of ``n_heads`` values.
+head's largest score; ``circuits.exact_latency``), a list of ``n_heads`` values. The LayerNorms'
+cells (``circuits.layernorm``): ``ln1_mean``/``ln1_centred`` after attention, ``ln2_mean``/``ln2_centred``
+after the feed-forward block (the mean of the residual sum z and z minus it); under ``embedding``
+the embeddings' sum (``input``, the network's float input) and its LayerNorm's ``ln_mean``/``ln_centred``.
 """
 
 import argparse
@@ -48,14 +51,29 @@ def stage_inputs(layer_pass) -> dict:
             "attention_score": minilm.head_scale() * np.einsum("hsd,htd->hst", q, k)}
 
 
+def layernorm_inputs(z) -> dict:
+    """What a LayerNorm's cells encode (``circuits.layernorm``): the mean its interneuron fires
+    (``mean``) and the centred values its squaring neurons fire (``centred``), of its input z (L x H)."""
+    mean = z.mean(axis=1, keepdims=True)
+    return {"mean": mean, "centred": z - mean}
+
+
 def calibrate(texts, headroom=HEADROOM) -> dict:
     """{layer: {stage: range}}: ``headroom`` times the largest |input| of each stage over the NumPy
     model's pass of ``texts``; for a per-head stage (:data:`PER_HEAD`), a list of ``headroom`` times
     each head's largest score."""
     ranges = {}
-    for sentence in forward(texts):
+    for text, sentence in zip(texts, forward(texts)):
+        embedded = minilm.embedding_sum(text)[1]
+        inputs = {"input": embedded, **{f"ln_{name}": x for name, x in layernorm_inputs(embedded).items()}}
+        tops = ranges.setdefault("embedding", {})
+        for stage, x in inputs.items():
+            tops[stage] = max(tops.get(stage, 0.0), float(np.abs(x).max()))
         for layer, step in enumerate(sentence.layers):
-            for stage, x in stage_inputs(step).items():
+            residual = {"ln1": step.input + step.attention.output, "ln2": step.h + step.ffn.output}
+            layer_inputs = {**stage_inputs(step), **{f"{ln}_{name}": x for ln, z in residual.items()
+                                                     for name, x in layernorm_inputs(z).items()}}
+            for stage, x in layer_inputs.items():
                 if stage in PER_HEAD:
                     top = ranges.setdefault(str(layer), {}).get(stage, np.full(len(x), -np.inf))
                     ranges[str(layer)][stage] = np.maximum(top, x.reshape(len(x), -1).max(axis=1))

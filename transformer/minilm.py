@@ -296,13 +296,21 @@ def attention_context(q, k, v) -> np.ndarray:
     return softmax_weights(q @ k.transpose(0, 2, 1) * head_scale()) @ v
 
 
-def embed(text: str) -> tuple:
-    """Tokens of ``text`` and the embedding layer's output (L x H, float64): the input of layer 0."""
+def embedding_sum(text: str) -> tuple:
+    """Tokens of ``text`` and the sum of their word, position and token-type embeddings (L x H,
+    float64): the embedding layer's LayerNorm input, the float values a network of cells starts from."""
     model = load_model()
     ids, tokens = tokenize(text)
     e = model.embeddings
     # A single sentence has token type 0 everywhere and positions 0..L-1.
-    x = (e["word"][ids].astype(np.float64) + e["position"][: len(ids)] + e["token_type"][0])
+    return tokens, e["word"][ids].astype(np.float64) + e["position"][: len(ids)] + e["token_type"][0]
+
+
+def embed(text: str) -> tuple:
+    """Tokens of ``text`` and the embedding layer's output (L x H, float64): the input of layer 0."""
+    model = load_model()
+    tokens, x = embedding_sum(text)
+    e = model.embeddings
     return tokens, layer_norm(x, e["ln_gamma"], e["ln_beta"], model.layer_norm_eps)
 
 
