@@ -165,6 +165,23 @@ class SpikeTrain:
                           self.x_top, self.base, self.levels)
 
 
+def joined(trains) -> SpikeTrain:
+    """Trains of one code and token windows side by side (dimensions of the first, then the
+    second's...): several circuits' emitters as one population (the heads' contexts, FFN slices)."""
+    first = trains[0]
+    for train in trains:
+        if (train.n_tokens, train.x_top, train.base, train.levels) != (first.n_tokens, first.x_top, first.base,
+                                                                      first.levels):
+            raise ValueError("trains joined into one population need one code and one token count")
+    offsets = np.cumsum([0] + [2 * t.n_dims for t in trains[:-1]])
+    token = np.concatenate([t.token for t in trains])
+    channel = np.concatenate([t.channel + offset for t, offset in zip(trains, offsets)])
+    step = np.concatenate([t.step for t in trains])
+    order = np.lexsort((channel, token))
+    return SpikeTrain(token[order], channel[order], step[order], first.n_tokens, sum(t.n_dims for t in trains),
+                      first.x_top, first.base, first.levels)
+
+
 def spike_input(x) -> tuple:
     """A stage's input as (its SpikeTrain or None, the values it delivers as a float array): a
     stage's NumPy reference and checks take the values a train carries."""

@@ -36,6 +36,22 @@ STAGES = {
     "ffn_out": "W_2 g + b_2",
 }
 
+#: What sits between a layer's blocks: the residual sum and LayerNorm after each block (``ln1``,
+#: ``ln2``) and the embeddings' LayerNorm (``layernorm``). NumPy computes them in the chain of
+#: spiking stages; the one network (``transformer.network``) runs them on LayerNorm astrocyte circuits.
+NORMALISATION_STAGES = {
+    "layernorm": "LayerNorm(e) of the embeddings' sum",
+    "ln1": "LayerNorm(x + attention block)",
+    "ln2": "LayerNorm(h + feed-forward block)",
+}
+#: NumPy's arithmetic per hidden value of a residual sum and LayerNorm: the add, the mean's add,
+#: the centring, the square, the variance's add, the division by sigma, gamma and beta (the
+#: embeddings' LayerNorm has no residual add: one less).
+NORMALISATION_OPS = 8
+#: NumPy's arithmetic per value a chain of stages decodes to a number and encodes again at a stage
+#: boundary (a latency spike's value, then its encoder's start value).
+BOUNDARY_OPS = 2
+
 #: Synapse objects whose events update astrocyte processes (the tripartite synapses' glial side).
 ASTROCYTE_SYNAPSES = ("astro_processes",)
 
@@ -44,6 +60,8 @@ def stage_macs(stage, n_tokens, model) -> int:
     """Multiply-accumulates of one stage of one layer for a sentence of ``n_tokens`` in a conventional
     network: the weight matrices' products, and for attention q k^T and the weighted sum of v."""
     n, hidden, inner = n_tokens, model.hidden_size, model.intermediate_size
+    if stage in NORMALISATION_STAGES:
+        return 0            # counted in numpy_ops (the MAC-based bills of the field leave them out)
     return {"qkv": n * hidden * 3 * hidden,
             "attention": model.n_heads * 2 * n * n * model.head_dim,
             "attn_out": n * hidden * hidden,
@@ -52,9 +70,13 @@ def stage_macs(stage, n_tokens, model) -> int:
 
 
 def numpy_stage(stage, n_tokens, model, macs=None) -> dict:
-    """The bill of a stage (or of ``macs`` of it) computed in NumPy."""
+    """The bill of a stage (or of ``macs`` of it) computed in NumPy; ``numpy_ops`` counts its
+    arithmetic on the hidden state (a MAC as one; a residual sum and LayerNorm NORMALISATION_OPS per value)."""
     macs = stage_macs(stage, n_tokens, model) if macs is None else int(macs)
-    return {"on": "numpy", "model_macs": stage_macs(stage, n_tokens, model), "numpy_macs": macs,
+    ops = macs
+    if stage in NORMALISATION_STAGES:
+        ops = (NORMALISATION_OPS - (stage == "layernorm")) * n_tokens * model.hidden_size
+    return {"on": "numpy", "model_macs": stage_macs(stage, n_tokens, model), "numpy_macs": macs, "numpy_ops": ops,
             "synaptic_events": 0, "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}, "neurons": {}}
 
 
@@ -75,9 +97,12 @@ def circuit_tally(circuit) -> dict:
             "neuron_seconds": {pop: len(circuit.groups[pop]) * duration for pop in spikes}}
 
 
-def spiking_stage(stage, n_tokens, model, circuits, numpy_macs=0) -> dict:
-    """The bill of a stage run on ``circuits`` (run circuits), with ``numpy_macs`` of it left to NumPy."""
+def spiking_stage(stage, n_tokens, model, circuits, numpy_macs=0, decoded=0) -> dict:
+    """The bill of a stage run on ``circuits`` (run circuits), with ``numpy_macs`` of it left to NumPy
+    and ``decoded`` output values read as numbers and encoded again by the next stage (BOUNDARY_OPS
+    each in ``numpy_ops``)."""
     out = {"on": "spikes", "model_macs": stage_macs(stage, n_tokens, model), "numpy_macs": int(numpy_macs),
+           "numpy_ops": int(numpy_macs) + BOUNDARY_OPS * int(decoded),
            "synaptic_events": 0, "astrocyte_updates": 0, "spikes": {}, "neuron_seconds": {}, "neurons": {}}
     for circuit in circuits:
         add_tally(out, circuit_tally(circuit))
@@ -86,7 +111,7 @@ def spiking_stage(stage, n_tokens, model, circuits, numpy_macs=0) -> dict:
 
 def add_tally(total, part) -> dict:
     """Add a tally's counts into ``total`` (in place) and return it."""
-    for key in ("synaptic_events", "astrocyte_updates", "numpy_macs", "model_macs"):
+    for key in ("synaptic_events", "astrocyte_updates", "numpy_macs", "numpy_ops", "model_macs"):
         if key in part:
             total[key] = total.get(key, 0) + part[key]
     for key in ("spikes", "neuron_seconds", "neurons"):
@@ -115,7 +140,8 @@ def summarise(tally) -> dict:
              if tally["neuron_seconds"].get(pop)}
     neurons = sum(tally.get("neurons", {}).values())
     return {"synaptic_events": int(tally["synaptic_events"]), "astrocyte_updates": int(tally["astrocyte_updates"]),
-            "numpy_macs": int(tally["numpy_macs"]), "model_macs": int(tally["model_macs"]),
+            "numpy_macs": int(tally["numpy_macs"]), "numpy_ops": int(tally.get("numpy_ops", tally["numpy_macs"])),
+            "model_macs": int(tally["model_macs"]),
             "spikes": int(sum(tally["spikes"].values())), "spikes_by_population": dict(tally["spikes"]),
             "neurons": int(neurons), "spikes_per_neuron": sum(tally["spikes"].values()) / neurons if neurons else None,
             "mean_rate_hz": rates, **energy(tally)}

@@ -303,7 +303,7 @@ class SpikingExecutor(Executor):
             y = np.concatenate([r.y_spike for r in mine], axis=1)
             ideal = np.concatenate([r.y_rate for r in mine], axis=1)
             variance = np.concatenate([r.variance for r in mine], axis=1)
-            record = bill.spiking_stage(stage, len(x), model, [r.circuit for r in mine])
+            record = bill.spiking_stage(stage, len(x), model, [r.circuit for r in mine], decoded=y.size)
             record.update(error_against_budget(y, ideal, variance, "product"),
                           wall_seconds=sum(r.wall_seconds for r in mine))
             outputs.append(y)
@@ -332,8 +332,10 @@ class SpikingExecutor(Executor):
                     contexts[n][head] = result.y_spike
                 numpy_heads = model.n_heads - n_heads
                 core_macs = bill.stage_macs("attention", len(x), model) * numpy_heads // model.n_heads
+                # The contexts are read as numbers unless W_O runs on the value neurons' spikes.
+                decoded = 0 if self.driven_by_source(layer, "attn_out") else len(x) * len(mine) * model.head_dim
                 attention_records[n] = bill.spiking_stage("attention", len(x), model, [r.circuit for r in mine],
-                                                          numpy_macs=core_macs)
+                                                          numpy_macs=core_macs, decoded=decoded)
                 attention_records[n]["heads"] = [{"head": head, **{k: r.metrics[k] for k in HEAD_METRICS}}
                                                  for head, r in zip(self.heads, mine)]
                 if layer == self.map_layer:
@@ -346,7 +348,8 @@ class SpikingExecutor(Executor):
                                              ) if rest else np.arange(0)
                     outputs[n] = spiking + contexts[n].transpose(1, 0, 2).reshape(len(x), -1)[:, columns] @ w["w_o"][:, columns].T
                     out_records[n] = bill.spiking_stage("attn_out", len(x), model, [],
-                                                        numpy_macs=len(x) * len(columns) * model.hidden_size)
+                                                        numpy_macs=len(x) * len(columns) * model.hidden_size,
+                                                        decoded=len(x) * model.hidden_size)
                     _book_projection_events(attention_records[n], out_records[n], mine, "out_synapses")
         if self.on_spikes(layer, "attn_out") and not self.driven_by_source(layer, "attn_out"):
             flat = [minilm.concat_heads(c) for c in contexts]
@@ -381,8 +384,9 @@ class SpikingExecutor(Executor):
                 activations[n][:, :units] = np.concatenate([r.g_spike for r in mine], axis=1)
                 variance = np.concatenate([r.variance for r in mine], axis=1)
                 numpy_units = model.intermediate_size - units
+                decoded = 0 if self.driven_by_source(layer, "ffn_out") else len(x) * units
                 record = bill.spiking_stage("ffn", len(x), model, [r.circuit for r in mine],
-                                            numpy_macs=len(x) * model.hidden_size * numpy_units)
+                                            numpy_macs=len(x) * model.hidden_size * numpy_units, decoded=decoded)
                 record.update(units=units, **activation_error(activations[n][:, :units], ideal, variance),
                               rel_err_output=relative_error(activations[n][:, :units] @ w["w_2"][:, :units].T,
                                                             ideal @ w["w_2"][:, :units].T),
@@ -393,7 +397,8 @@ class SpikingExecutor(Executor):
                     # The spiking slices' GELU neurons drove W_2's synapses; the other units' part is NumPy.
                     outputs[n] = sum(r.y_spike for r in mine) + activations[n][:, units:] @ w["w_2"][:, units:].T
                     out_records[n] = bill.spiking_stage("ffn_out", len(x), model, [],
-                                                        numpy_macs=len(x) * numpy_units * model.hidden_size)
+                                                        numpy_macs=len(x) * numpy_units * model.hidden_size,
+                                                        decoded=len(x) * model.hidden_size)
                     _book_projection_events(record, out_records[n], mine, "ffn_out_synapses")
         if self.on_spikes(layer, "ffn_out") and not self.driven_by_source(layer, "ffn_out"):
             outputs, out_records = self._run_linear("ffn_out", layer, activations, sentence_ids, w["w_2"], w["b_2"])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transformer import minilm
+from transformer import bill, minilm
 from transformer.executors import BlockOutput, NumPyExecutor
 
 
@@ -35,12 +35,15 @@ class LayerPass:
 
 @dataclass
 class SentencePass:
-    """One sentence through the model: ``tokens``, the embedding layer's output and every layer."""
+    """One sentence through the model: ``tokens``, the embedding layer's output and every layer;
+    ``edge_stages``: [layer label, stage, record] of what runs outside the layers (the embeddings'
+    LayerNorm)."""
 
     text: str
     tokens: list
     embedded: np.ndarray
     layers: list = field(default_factory=list)
+    edge_stages: list = field(default_factory=list)
 
     @property
     def states(self) -> list:
@@ -79,6 +82,8 @@ def forward(texts, executor=None, *, sentence_ids=None, log=None) -> list:
     model = minilm.load_model()
     sentence_ids = list(range(len(texts))) if sentence_ids is None else list(sentence_ids)
     passes = [SentencePass(text, *minilm.embed(text)) for text in texts]
+    for p in passes:
+        p.edge_stages.append(["embedding", "layernorm", bill.numpy_stage("layernorm", len(p.tokens), model)])
     hidden = [p.embedded for p in passes]
     for layer in range(model.n_layers):
         w = minilm.layer_weights(layer)
@@ -88,6 +93,10 @@ def forward(texts, executor=None, *, sentence_ids=None, log=None) -> list:
         ffn = executor.ffn(layer, h, sentence_ids)
         out = [minilm.layer_norm(x + f.output, w["ln2_gamma"], w["ln2_beta"], model.layer_norm_eps)
                for x, f in zip(h, ffn)]
+        # The residual sums and LayerNorms between the blocks are NumPy's (the chain of spiking stages).
+        for x, a, f in zip(hidden, attention, ffn):
+            a.stages["ln1"] = bill.numpy_stage("ln1", len(x), model)
+            f.stages["ln2"] = bill.numpy_stage("ln2", len(x), model)
         for p, x, a, hh, f, o in zip(passes, hidden, attention, h, ffn, out):
             p.layers.append(LayerPass(x, a, hh, f, o))
         hidden = out

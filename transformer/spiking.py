@@ -180,6 +180,7 @@ def sentence_records(run: SpikingRun) -> list:
             spiking = {name: _public(record) for name, record in stages.items() if record["on"] == "spikes"}
             layers.append({"layer": n, "spiking": list(spiking), "rel_err_hidden": relative_error(layer.output, ref.output),
                            **spiking})
+        raw.extend(list(entry) for entry in s.edge_stages)
         records.append({"id": int(sentence_id), "text": s.text, "tokens": s.tokens,
                         "cosine": float(s.embedding @ r.embedding), "embedding": s.embedding.tolist(),
                         "reference_embedding": r.embedding.tolist(), "layers": layers, "stages": raw})
@@ -211,6 +212,7 @@ def run_metrics(records, stages, wall_seconds, peak_rss_mb=None) -> dict:
         "head_spike_vs_rate_over_bound_mean": float(np.mean([h["spike_vs_rate_over_bound"] for h in heads])) if heads else None,
         "ffn_rel_err_output_mean": float(np.mean([f["rel_err_output"] for f in ffns])) if ffns else None,
         "total_spikes": the_bill["spikes"],
+        "numpy_ops": the_bill["numpy_ops"],
         "fraction_on_synapses": the_bill["fraction_on_synapses"],
         "wall_seconds": wall_seconds,
         "wall_seconds_per_sentence": wall_seconds / len(sentences),
