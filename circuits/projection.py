@@ -29,13 +29,29 @@ def output_weights(w_out, b_out=None) -> tuple:
     return w_out, np.zeros(len(w_out)) if b_out is None else np.asarray(b_out, dtype=float)
 
 
-def projection(sources, bias, params, namespace, name, windows, duration, dt, on_pre=None, handoff=False):
+def connections(weights, sparse=False) -> tuple:
+    """Explicit wiring of a (presynaptic x postsynaptic) weight matrix, source-major: (pre, post,
+    weight) of every pair, or with ``sparse`` of the non-zero weights only (a diagonal matrix, e.g. a
+    residual path, then costs one synapse per row and no events for its zeros). A sparse pattern
+    depends on the weights' values: a circuit whose compiled structure must not change with them
+    (``circuits.standalone``) puts the pattern in its configuration."""
+    weights = np.asarray(weights, dtype=float)
+    if sparse:
+        pre, post = np.nonzero(weights)
+    else:
+        pre, post = np.divmod(np.arange(weights.size), weights.shape[1])
+    return pre, post, weights[pre, post]
+
+
+def projection(sources, bias, params, namespace, name, windows, duration, dt, on_pre=None, sparse=False,
+               handoff=False):
     """Output units (one per entry of ``bias``) fed by ``sources``: pairs of a Brian2 group and its
     weights (neurons of the group x output units), every pair all to all. The units count in the
     ``count_phase`` windows of ``namespace`` and are sampled at the last step of each of
     ``windows`` (their clock ``dt`` must be the synapses' and every source's finest step, so no
     event of a window falls after its sample). ``on_pre``: what a spike does (from latency
-    encoders: ``LATENCY_PROJECTION_ON_PRE``; default ``PROJECTION_SYNAPSE_ON_PRE``). Returns the Brian2 objects by name:
+    encoders: ``LATENCY_PROJECTION_ON_PRE``; default ``PROJECTION_SYNAPSE_ON_PRE``). ``sparse``: build
+    synapses only where a weight is non-zero (:func:`connections`). Returns the Brian2 objects by name:
     ``<name>_units``, ``<name>_synapses<k>`` and the monitor ``<name>_samples``. ``handoff``: each
     sample also keeps the window's value in ``y_window`` for the units' emitters (:func:`emitters`)."""
     on_pre = PROJECTION_SYNAPSE_ON_PRE if on_pre is None else on_pre
@@ -55,10 +71,10 @@ def projection(sources, bias, params, namespace, name, windows, duration, dt, on
         if weights.shape != (len(source), len(bias)):
             raise ValueError(f"{name}: weights of {source.name} must be {len(source)} x {len(bias)}, got {weights.shape}")
         # Explicit indices (source-major), so the weights can be set on any device before a run.
-        pre, post = np.divmod(np.arange(weights.size), len(bias))
+        pre, post, values = connections(weights, sparse)
         synapses = blocks.synapses(source, units, PROJECTION_SYNAPSE_MODEL, params, namespace, f"{name}_synapses{k}",
                                    {"i": pre, "j": post}, on_pre=on_pre, dt=dt * second)
-        synapses.w_proj = weights.ravel()
+        synapses.w_proj = values
         objects[f"{name}_synapses{k}"] = synapses
     objects[f"{name}_samples"] = EventMonitor(units, "sample", variables=["y"], when="end", name=f"{name}_samples")
     return objects

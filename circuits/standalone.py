@@ -81,8 +81,9 @@ class _SeedExpression:
 #: Configuration entries that are values, not structure: the kernel scale only scales inputs, and a
 #: latency code's tops of range are shared constants of its neurons (the latency head's keys and
 #: queries ``x_top``, values ``v_top`` and output ``y_top``; the one-spike key code's threshold
-#: ``score_top``).
-VALUE_CONFIG = ("scale", "x_top", "g_top", "v_top", "y_top", "score_top", "emit_top")
+#: ``score_top``; the LayerNorm stage's interneuron ``mu_top``, squares ``d_top`` and output ``n_top``;
+#: a linear stage's emitters ``emit_top``).
+VALUE_CONFIG = ("scale", "x_top", "g_top", "v_top", "y_top", "score_top", "mu_top", "d_top", "n_top", "emit_top")
 
 
 def structure_key(circuit: SpikingCircuit) -> tuple:
