@@ -420,6 +420,12 @@ class LayerNormSpec(CircuitSpec):
     circuit = "layernorm"
 
     @property
+    def workers_key(self) -> str:
+        """One set of workers per shape of sources (the embeddings', the residual sum after attention
+        and after the feed-forward block): a model's pass alternates between them."""
+        return "layernorm:" + ",".join(str(np.shape(w)[1]) for _, w in self.sources)
+
+    @property
     def builder(self):
         return build_layernorm_circuit
 

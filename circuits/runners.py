@@ -63,6 +63,13 @@ class CircuitSpec(abc.ABC):
     circuit: str
 
     @property
+    def workers_key(self) -> str:
+        """Which worker processes of a :class:`CircuitPool` run the spec: one set per circuit kind,
+        or per structure where a kind has several that one run alternates between (a worker keeps
+        one compiled network, and switching structures makes it build again)."""
+        return self.circuit
+
+    @property
     @abc.abstractmethod
     def builder(self):
         """The builder: ``builder(*arrays, **builder_arguments())`` returns the circuit to run."""
@@ -325,7 +332,8 @@ class CircuitPool:
                 results[n] = _simulate(spec, self._runner, keep)
                 _progress(log, t0, n + 1, len(specs))
             return results
-        futures = {self._pool(spec.circuit).submit(_simulate_in_worker, spec, keep): n for n, spec in enumerate(specs)}
+        futures = {self._pool(spec.workers_key).submit(_simulate_in_worker, spec, keep): n
+                   for n, spec in enumerate(specs)}
         for done, future in enumerate(as_completed(futures), 1):
             results[futures[future]] = future.result()
             _progress(log, t0, done, len(specs))

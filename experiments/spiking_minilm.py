@@ -81,8 +81,14 @@ def build_parser():
                        help="sentences simulated together (of one length); each is written as soon as its batch ends")
     model.add_argument("--astrocyte", choices=ASTROCYTE_MODELS, default="minimal",
                        help="the heads' astrocyte process model")
-    model.add_argument("--block-astrocyte", action="store_true",
-                       help="negative control: every head's astrocyte signals held at their mean over the read phase")
+    model.add_argument("--block-astrocyte", nargs="?", const="all", choices=("all", "heads", "layernorm"),
+                       default=None, help="negative control: astrocytes held at their mean signal; 'heads' (the "
+                       "attention's normaliser, over the read phase), 'layernorm' (the LayerNorms' gain, over a "
+                       "sentence's tokens; --boundaries spikes only) or both (no value)")
+    model.add_argument("--boundaries", choices=("spikes", "numpy"), default=None,
+                       help="what crosses the stage boundaries: spikes (one network of cells, LayerNorms by "
+                       "astrocytes, residuals on synapses; the default where every stage runs on spikes in the "
+                       "latency code) or numpy (stages joined by NumPy's residual sums and LayerNorms)")
     cli.add_run_options(parser, NAME, seed_help="seed of every circuit's phases and spikes",
                         set_help="override a block's parameter, BLOCK.NAME=VALUE with BLOCK head, ffn or linear, "
                                  "e.g. --set ffn.tau_m=5*ms (repeatable)")
@@ -175,7 +181,8 @@ def run_corpus(run_dir, config: RunConfig, pool, say=None) -> None:
                              sentence_ids=batch, heads=config.heads, ffn_units=config.ffn_units,
                              params=config.params, options=config.circuit_options, seed=config.seed,
                              spike_seed=config.spike_seed, map_layer=config.map_layer,
-                             buckets=config.buckets, codes=config.codes, log=say)
+                             buckets=config.buckets, codes=config.codes, boundaries=config.boundaries,
+                             block_layernorm=config.block_layernorm, log=say)
         for record in sentence_records(run):
             record["wall_seconds"] = run.wall_seconds / len(batch)     # its share of its batch
             write_json(sentence_path(run_dir, record["id"]), record)

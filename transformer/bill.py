@@ -185,16 +185,19 @@ def bill(stage_records) -> dict:
 def bill_table(summary) -> str:
     """The bill as a printable table: one row per stage and the total."""
     rows = [("stage", "on", "spikes", "spikes/neuron", "syn. events", "events/MAC", "astro upd.", "NumPy MACs",
-             "model MACs", "E (µJ)", "E fp32 (µJ)", "E int8 (µJ)")]
+             "NumPy ops", "model MACs", "E (µJ)", "E fp32 (µJ)", "E int8 (µJ)")]
     for name, s in list(summary["stages"].items()) + [("total", summary)]:
         on = "spikes" if s["fraction_on_synapses"] > 0.999 else ("NumPy" if s["fraction_on_synapses"] < 1e-3
                                                                   else f"{s['fraction_on_synapses']:.0%} spikes")
+        if not s["model_macs"]:         # the residual sums and LayerNorms: no MACs, on cells or in NumPy
+            on = "NumPy" if s.get("numpy_ops") else "spikes"
         # Bills written before the int8 line and the neuron counts (older run folders) lack them: "–".
         per_neuron = "–" if s.get("spikes_per_neuron") is None else f"{s['spikes_per_neuron']:.2f}"
         per_mac = "–" if s["synaptic_events_per_mac"] is None else f"{s['synaptic_events_per_mac']:.2f}"
         int8 = E_MAC_INT8 * s["model_macs"]
         rows.append((name, on, f"{s['spikes']:,}", per_neuron, f"{s['synaptic_events']:,}", per_mac,
-                     f"{s['astrocyte_updates']:,}", f"{s['numpy_macs']:,}", f"{s['model_macs']:,}",
+                     f"{s['astrocyte_updates']:,}", f"{s['numpy_macs']:,}", f"{s.get('numpy_ops', s['numpy_macs']):,}",
+                     f"{s['model_macs']:,}",
                      f"{s['energy_joules'] * 1e6:.1f}", f"{s['energy_joules_conventional'] * 1e6:.1f}",
                      f"{int8 * 1e6:.2f}"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]

@@ -9,6 +9,7 @@ read the ``configuration`` of a run's params.json, which ``--resume``, ``benchma
 the tutorials read back (records of earlier versions included).
 """
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
@@ -28,6 +29,10 @@ RECORDED = ("texts", "spiking", "layers", "map_layer", "seed", "spike_seed", "ov
             "threads", "options")
 #: The heads' options that are fields of their own (in a record, inside ``options["head"]``).
 HEAD_ASTROCYTE_OPTIONS = ("astrocyte", "block_astrocyte")
+#: What crosses a stage boundary (``--boundaries``): spikes, the one network of cells from token to
+#: embedding (``transformer.network``), or numbers, the chain of spiking stages joined by NumPy's
+#: residual sums and LayerNorms (``transformer.forward``, ``transformer.executors``).
+BOUNDARIES = ("spikes", "numpy")
 
 
 def parse_layers(text, n_layers) -> tuple:
@@ -102,6 +107,12 @@ class RunConfig:
         heads' ``key_code`` on the latency code (default ``transformer.executors.DEFAULT_KEY_CODE``).
     heads, ffn_units : tuple of int or None, int or None
         The heads and FFN units on spikes (default all; small runs in tests and tutorials).
+    boundaries : str
+        What crosses the stage boundaries (:data:`BOUNDARIES`): ``spikes`` (every stage on spikes in
+        the latency code with one-spike keys, all layers, heads and units) or ``numpy``.
+    block_layernorm : bool
+        The negative control of the LayerNorm astrocytes (``spikes`` only): their signal held at
+        its mean over a sentence's tokens.
     """
 
     texts: tuple
@@ -121,6 +132,8 @@ class RunConfig:
     options: dict = field(default_factory=lambda: {"head": dict(HEAD_OPTIONS)})
     heads: tuple | None = None
     ffn_units: int | None = None
+    boundaries: str = "numpy"
+    block_layernorm: bool = False
 
     def __post_init__(self):
         # Sequences as tuples and a code for every stage, so that equal runs compare equal however made.
@@ -175,6 +188,13 @@ class RunConfig:
             ("heads", "heads", self.heads, "head numbers or none", self.heads is None or _ints(self.heads)),
             ("ffn_units", "ffn_units", self.ffn_units, "an integer >= 1 or none",
              self.ffn_units is None or (_is_int(self.ffn_units) and self.ffn_units >= 1)),
+            ("boundaries", "--boundaries", self.boundaries,
+             f"one of {', '.join(BOUNDARIES)}; spikes with every stage, layer, head and unit on spikes in the "
+             "latency code with one-spike keys", self.boundaries == "numpy" or (
+                 self.boundaries == "spikes" and self.network_eligible)),
+            ("block_layernorm", "--block-astrocyte layernorm", self.block_layernorm,
+             "false, or true with --boundaries spikes (the LayerNorms run on astrocytes only there)",
+             self.block_layernorm is False or (self.block_layernorm is True and self.boundaries == "spikes")),
         )
         for key, option, value, wanted, good in checks:
             if not good:
@@ -196,17 +216,30 @@ class RunConfig:
         if args.key_code is not None:
             check_key_code(args.key_code, codes["attention"])
         keys = {"key_code": args.key_code} if args.key_code is not None else {}
+        blocked = {"all": ("heads", "layernorm"), None: ()}.get(args.block_astrocyte, (args.block_astrocyte,))
         config = cls(texts=check_texts(texts), stages=parse_stages(args.spiking), layers=layers, map_layer=map_layer,
                      seed=args.seed, spike_seed=args.spike_seed, batch=args.batch, device=args.device,
                      threads=args.threads, codes=codes, overrides=overrides,
                      buckets=parse_buckets(args.buckets), astrocyte=args.astrocyte,
-                     block_astrocyte=args.block_astrocyte, options={"head": {**HEAD_OPTIONS, **keys}})
+                     block_astrocyte="heads" in blocked, options={"head": {**HEAD_OPTIONS, **keys}})
+        # Spikes across every boundary wherever the run can be one network, unless --boundaries says.
+        boundaries = args.boundaries or ("spikes" if config.network_eligible else "numpy")
+        config = dataclasses.replace(config, boundaries=boundaries, block_layernorm="layernorm" in blocked)
         # Checked before anything runs or a run folder is made: every block's parameters, and the
         # heads' protocol on their code.
         if "attention" in config.stages:
             check_exact_protocol(config.params["head"], config.codes["attention"],
                                  config.key_code if config.codes["attention"] == "latency" else "regular")
         return config
+
+    @property
+    def network_eligible(self) -> bool:
+        """Whether the run can be one network of cells (``boundaries="spikes"``): every stage of every
+        layer, every head and unit on spikes, all in the latency code, the heads with one-spike keys."""
+        n_layers = minilm.load_model().n_layers
+        return (self.stages == ALL_STAGES and self.layers == tuple(range(n_layers)) and self.heads is None
+                and self.ffn_units is None and isinstance(self.codes, dict)
+                and all(c == "latency" for c in self.codes.values()) and self.key_code == "latency")
 
     @functools.cached_property
     def params(self) -> dict:
@@ -236,6 +269,7 @@ class RunConfig:
             record["heads"] = list(self.heads)
         if self.ffn_units is not None:
             record["ffn_units"] = self.ffn_units
+        record.update(boundaries=self.boundaries, block_layernorm=self.block_layernorm)
         return record
 
     @classmethod
@@ -261,4 +295,5 @@ class RunConfig:
                    batch=record["batch"], device=record["device"], threads=record["threads"],
                    codes=codes, overrides=record["overrides"], buckets=record.get("buckets"),
                    astrocyte=astrocyte, block_astrocyte=block_astrocyte, options={**options, "head": head},
-                   heads=record.get("heads"), ffn_units=record.get("ffn_units"))
+                   heads=record.get("heads"), ffn_units=record.get("ffn_units"),
+                   boundaries=record.get("boundaries", "numpy"), block_layernorm=record.get("block_layernorm", False))

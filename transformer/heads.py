@@ -24,6 +24,11 @@ from circuits.head import HeadResult
 MAX_TOKENS = 128
 
 
+#: What the heads' results must carry in full for the attention maps (:func:`attention_map_metrics`):
+#: the key neurons' spikes, the astrocyte's adenosine trace (regular keys) or its read signal
+#: (one-spike keys); every other spike train stays in the worker.
+KEEP_FOR_MAPS = ("key_neurons", "adenosine_monitor", "read_signal_monitor")
+
 def real_qkv(text: str, layer: int, head: int) -> dict:
     """q, k, v, scale and tokens of one head of all-MiniLM-L6-v2 on a text.
 

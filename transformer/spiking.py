@@ -16,12 +16,15 @@ import numpy as np
 from analysis.attention import relative_error
 from circuits import circuit_parameters
 from circuits.feedforward import feedforward_parameters
+from circuits.layernorm import layernorm_parameters
 from circuits.linear import linear_parameters
 from circuits.protocol import SHORT_PROTOCOL
 from models.parameters import ParameterError, ParameterSet
 from transformer import bill, minilm
 from transformer.executors import ALL_STAGES, DEFAULT_CODE, DEFAULT_KEY_CODE, SpikingExecutor
 from transformer.forward import forward
+from transformer.network import SpikingNetwork
+from transformer.heads import KEEP_FOR_MAPS
 
 #: The heads' protocol: the short windows at a 0.5 ms step (5x fewer steps than the default
 #: 0.1 ms at the same spike counts; docs/model.md §9 checks the error stays at its bound).
@@ -48,13 +51,10 @@ HEAD_ONE_SPIKE_PROTOCOL = {**HEAD_LATENCY_PROTOCOL, "t_learn": "10*ms", "t_read"
 #: neurons' drive, whose curvature bias (E exp(v) > exp(E v)) is most of real heads' error above
 #: the Poisson bound (docs/model.md §9).
 HEAD_OPTIONS = {"encoders_per_dim": 8}
-#: What the heads' results must carry in full for the attention maps (``transformer.heads``): the
-#: key neurons' spikes, the astrocyte's adenosine trace (regular keys) or its read signal (one-spike keys);
-#: every other spike train stays in the worker.
-KEEP_FOR_MAPS = ("key_neurons", "adenosine_monitor", "read_signal_monitor")
 #: The circuits whose parameters a run sets, by the prefix that names them (``--set ffn.tau_m=5*ms``).
 BLOCKS = {"head": "the exact-kernel attention heads", "ffn": "the feed-forward GELU blocks",
-          "linear": "the encoded linear stages (qkv, and attn_out/ffn_out without their spiking source)"}
+          "linear": "the encoded linear stages (qkv, and attn_out/ffn_out without their spiking source)",
+          "layernorm": "the LayerNorm astrocyte circuits (residual sums; --boundaries spikes)"}
 
 
 def block_parameters(overrides, astrocyte="minimal", head_code=DEFAULT_CODE, head_key_code=DEFAULT_KEY_CODE) -> dict:
@@ -74,7 +74,7 @@ def block_parameters(overrides, astrocyte="minimal", head_code=DEFAULT_CODE, hea
     if head_code == "latency" and head_key_code == "latency":
         protocol = HEAD_ONE_SPIKE_PROTOCOL
     makers = {"head": lambda o: circuit_parameters("exact", astrocyte, {**protocol, **o}),
-              "ffn": feedforward_parameters, "linear": linear_parameters}
+              "ffn": feedforward_parameters, "linear": linear_parameters, "layernorm": layernorm_parameters}
     params = {}
     for block, made in makers.items():
         try:
@@ -100,7 +100,7 @@ class SpikingRun:
 
 def spiking_minilm(texts, stages=ALL_STAGES, layers=None, *, pool, sentence_ids=None, heads=None,
                    ffn_units=None, params=None, options=None, seed=0, spike_seed=None, map_layer=None,
-                   buckets=None, codes=None, log=None) -> SpikingRun:
+                   buckets=None, codes=None, boundaries="numpy", block_layernorm=False, log=None) -> SpikingRun:
     """Run sentences through all-MiniLM-L6-v2 with chosen stages on spikes, against the NumPy model.
 
     The reference pass runs first; every circuit of the run is checked on it before anything is
@@ -136,6 +136,13 @@ def spiking_minilm(texts, stages=ALL_STAGES, layers=None, *, pool, sentence_ids=
     codes : dict, optional
         Each stage's code, ``rate`` or ``latency`` (``transformer.executors.parse_codes``; a stage not
         named: ``transformer.executors.DEFAULT_CODE``).
+    boundaries : str
+        ``numpy``: the stages joined by NumPy's residual sums and LayerNorms (``transformer.forward``);
+        ``spikes``: one network of cells from token to embedding (``transformer.network``; every stage
+        on spikes in the latency code with one-spike keys, ``transformer.configuration.RunConfig``
+        checks it), the heads' astrocytes blocked if the heads' options say so.
+    block_layernorm : bool
+        With ``boundaries="spikes"``: the LayerNorm astrocytes held at their mean signal.
     log : callable, optional
         Takes progress lines.
 
@@ -152,6 +159,14 @@ def spiking_minilm(texts, stages=ALL_STAGES, layers=None, *, pool, sentence_ids=
                                   head_key_code=options.get("head", {}).get("key_code", DEFAULT_KEY_CODE))
     sentence_ids = list(range(len(texts))) if sentence_ids is None else list(sentence_ids)
     reference = forward(texts, sentence_ids=sentence_ids)
+    if boundaries == "spikes":
+        head = options.get("head", {})
+        blocked = ("heads",) * bool(head.get("block_astrocyte")) + ("layernorm",) * bool(block_layernorm)
+        network = SpikingNetwork(pool, params, head_options=head, seed=seed, spike_seed=spike_seed, buckets=buckets,
+                                 block_astrocyte=blocked, map_layer=map_layer, log=log)
+        spiking = network.run(texts, sentence_ids, reference)
+        return SpikingRun(reference, spiking, network.maps, ALL_STAGES, tuple(range(len(spiking[0].layers))),
+                          time.perf_counter() - t0, sentence_ids)
     executor = SpikingExecutor(pool, stages, layers=layers, heads=heads, ffn_units=ffn_units, params=params,
                                options=options, seed=seed, spike_seed=spike_seed, map_layer=map_layer,
                                buckets=buckets, codes=codes, log=log)
