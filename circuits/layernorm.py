@@ -5,7 +5,7 @@
                                                                                   (the emitted SpikeTrain)
 
 (models.layernorm for the cells and their sources; analysis.layernorm for the NumPy reference and
-the budget; docs/model.md §12). One token at a time, four windows of ``t_code`` each (token n
+the budget; docs/model.md §13). One token at a time, four windows of ``t_code`` each (token n
 occupies windows 4n..4n+3; no pipelining):
 
 0. *input*: the sources' latency spikes (token n's in window 4n) add W_k[j, c] times what they
