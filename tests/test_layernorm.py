@@ -10,6 +10,7 @@ from circuits import layernorm as stage
 from circuits.codes import SpikeTrain
 from circuits.layernorm import build_layernorm_circuit, layernorm_spec
 from models.parameters import ParameterError
+from transformer import bill
 
 #: A coarse encoder clock keeps the runtime (numpy) device quick: 40 levels of B = 1.2 (range 1.2^39 ~ 1200).
 FAST = {"dt": "1*ms", "dt_enc": "0.1*ms", "t_code": "4*ms", "code_base": 1.2}
@@ -185,6 +186,9 @@ def test_events_per_token(run):
     assert events["source0_interneuron_synapses"] + events["source1_interneuron_synapses"] == (
         spikes["source0"] + spikes["source1"])
     assert run.metrics["astrocyte_updates"] == events["astro_processes"]
+    tally = bill.circuit_tally(c)                            # the model's bill counts the processes' updates
+    assert tally["astrocyte_updates"] == events["astro_processes"]
+    assert tally["synaptic_events"] == sum(events.values()) - events["astro_processes"]
 
 
 # --------------------------------------------------------------------------------- ablations
@@ -301,7 +305,7 @@ def _sources():
     (lambda s, b: (s, b, {"pad_to": 2}), "pad_to"),
     (lambda s, b: (s, b, {"layers": 2}), "unknown option"),
     (lambda s, b: ([(train_of(s[0][0], 10.0, 1.1, 40), s[0][1])], b, {}), "cannot be replayed"),
-    (lambda s, b: ([(train_of(s[0][0], 10.0), s[0][1])], b, {"x_top": 3.0}), "train's"),
+    (lambda s, b: ([(train_of(s[0][0], 10.0), s[0][1]), s[1]], b, {"x_top": [3.0, None]}), "train's"),
 ])
 def test_bad_input_fails_with_one_line(change, message):
     sources, bias, options = change(*_sources())
