@@ -1,4 +1,4 @@
-"""LayerNorm by an astrocyte (circuits.layernorm, docs/model.md §12): its NumPy reference, what the
+"""LayerNorm by an astrocyte (circuits.layernorm, docs/model.md §13): its NumPy reference, what the
 circuit's codes deliver at each step, and its error budget.
 
 The circuit computes, per token, from the delivered input z (L x H):

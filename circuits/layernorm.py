@@ -5,7 +5,7 @@
                                                                                   (the emitted SpikeTrain)
 
 (models.layernorm for the cells and their sources; analysis.layernorm for the NumPy reference and
-the budget; docs/model.md §12). One token at a time, four windows of ``t_code`` each (token n
+the budget; docs/model.md §13). One token at a time, four windows of ``t_code`` each (token n
 occupies windows 4n..4n+3; no pipelining):
 
 0. *input*: the sources' latency spikes (token n's in window 4n) add W_k[j, c] times what they
@@ -125,14 +125,16 @@ def check_layernorm(sources, bias, params, x_top=None, mu_top=None, d_top=None, 
     """Refuse (ValueError/ParameterError, one line) inputs the stage cannot represent: ``sources``
     not a non-empty list of (inputs, weights) pairs, arrays of the wrong shape or with non-finite
     entries, sources of different lengths or unit counts, a train the stage's code cannot replay,
-    tops of range that are not positive numbers (or one given for a train, which has its own).
+    tops of range that are not positive numbers (or one given for a train in a per-source ``x_top``:
+    a train's top is its own; one number applies to the coded sources).
     Returns the checked sources as (train or None, values L x D, W H x D) and the bias."""
     if isinstance(sources, (np.ndarray, SpikeTrain)) or not isinstance(sources, (list, tuple)) or not sources:
         raise ValueError("sources must be a non-empty list of (inputs, weights) pairs")
     bias = np.asarray(bias, dtype=float)
     if bias.ndim != 1 or bias.size == 0 or not np.all(np.isfinite(bias)):
         raise ValueError(f"bias must be a non-empty 1-D array of finite values, got shape {bias.shape}")
-    tops = list(x_top) if isinstance(x_top, (list, tuple, np.ndarray)) else [x_top] * len(sources)
+    per_source = isinstance(x_top, (list, tuple, np.ndarray))
+    tops = list(x_top) if per_source else [x_top] * len(sources)
     if len(tops) != len(sources):
         raise ValueError(f"x_top must be one number or one per source ({len(sources)}), got {len(tops)}")
     checked, n_tokens = [], None
@@ -154,8 +156,9 @@ def check_layernorm(sources, bias, params, x_top=None, mu_top=None, d_top=None, 
         n_tokens = len(values)
         if train is not None:
             check_replayable(train, params)
-            if tops[k] is not None:
+            if per_source and tops[k] is not None:
                 raise ValueError(f"source {k} is a spike train: its top of range is the train's, not x_top")
+            tops[k] = None
         elif tops[k] is not None:
             _top(tops[k], f"x_top of source {k}")
         checked.append((train, values, w))

@@ -1,6 +1,6 @@
 """LayerNorm by an astrocyte: per token, n_j = (z_j - mu) / sigma over the H units of a layer, on spikes.
 
-A transformer's LayerNorm (docs/model.md §12) centres each token's H values on their mean and
+A transformer's LayerNorm (docs/model.md §13) centres each token's H values on their mean and
 divides them by their spread, sigma^2 = mean_j (z_j - mu)^2 + eps; its learned gain and bias
 (gamma, beta) are left to the next stages' synapses and currents. Here one token takes four windows
 of ``t_code`` (the latency code of ``models.encoders``, docs/model.md §11), each the work of one
