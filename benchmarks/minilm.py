@@ -25,7 +25,7 @@ from circuits.protocol import BUCKETS
 from circuits.runners import CircuitPool
 from runs.folders import new_run_dir, peak_memory_mb, run_record, write_json
 from transformer.configuration import parse_buckets
-from transformer.executors import DEFAULT_CODE, FFN_SLICES, parse_codes, parse_stages
+from transformer.executors import ALL_STAGES, DEFAULT_CODE, FFN_SLICES, parse_codes, parse_stages
 from transformer.spiking import run_metrics, sentence_records, spiking_minilm
 
 SENTENCE = "A man is playing a guitar on the stage."      # 12 tokens with [CLS] and [SEP]
@@ -53,6 +53,9 @@ def main(argv=None):
                         help=f"a sentence, repeatable: each is timed on its own (default: {SENTENCE!r})")
     parser.add_argument("--spiking", default="all")
     parser.add_argument("--code", default=DEFAULT_CODE, help="'rate', 'latency' or STAGE=CODE pairs (experiments.spiking_minilm)")
+    parser.add_argument("--boundaries", choices=("spikes", "numpy"), default=None,
+                        help="what crosses the stage boundaries (experiments.spiking_minilm; default spikes where "
+                             "every stage runs on spikes in the latency code)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="warm runs per sentence (the median is printed)")
     parser.add_argument("--buckets", default=",".join(map(str, BUCKETS)),
@@ -64,23 +67,31 @@ def main(argv=None):
     except ValueError as exc:
         parser.error(str(exc))
     texts = args.text or [SENTENCE]
+    whole = stages == ALL_STAGES and all(code == "latency" for code in codes.values())
+    boundaries = args.boundaries or ("spikes" if whole else "numpy")
+    if boundaries == "spikes" and not whole:
+        parser.error("--boundaries spikes needs every stage on spikes in the latency code")
     points = []
     with CircuitPool("cpp_standalone", args.workers) as pool:
         for text in texts:
             t0 = time.perf_counter()
-            spiking_minilm([text], stages, pool=pool, codes=codes, buckets=buckets)   # cold: compile or find the binaries
+            spiking_minilm([text], stages, pool=pool, codes=codes, buckets=buckets,   # cold: compile or find the binaries
+                           boundaries=boundaries)
             cold = time.perf_counter() - t0
             for repeat in range(args.repeats):
-                run = spiking_minilm([text], stages, pool=pool, seed=repeat + 1, codes=codes, buckets=buckets)
+                run = spiking_minilm([text], stages, pool=pool, seed=repeat + 1, codes=codes, buckets=buckets,
+                                     boundaries=boundaries)
                 points.append({"cold_seconds": cold, **sentence_point(run)})
     memory = peak_memory_mb()
     result = {"points": points, "peak_rss_mb": memory, "workers": args.workers, "spiking": list(stages),
+              "boundaries": boundaries,
               "codes": codes, "buckets": None if buckets is None else list(buckets), "texts": texts}
     out = new_run_dir(args.out, "minilm")
     write_json(out / "minilm.json", {**result, "record": run_record("benchmarks.minilm", None)})
     for point in points:
         per_head = point["wall_seconds_per_head_mean"]
-        print(f"{point['n_tokens']} tokens, {'+'.join(stages) or 'nothing'} on spikes, {args.workers} workers: "
+        print(f"{point['n_tokens']} tokens, {'+'.join(stages) or 'nothing'} on spikes, {boundaries} across the "
+              f"boundaries, {args.workers} workers: "
               f"{point['wall_seconds_per_sentence']:.1f} s per sentence"
               + (f", {per_head:.2f} s per head (own run)" if per_head else "")
               + f", {point['synaptic_events_per_second'] / 1e6:.0f} M synaptic events per second, "

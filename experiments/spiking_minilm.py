@@ -10,8 +10,14 @@ circuit), ``attn_out`` (W_O on synapses from the heads' value neurons), ``ffn`` 
 synapses and spiking GELU populations), ``ffn_out`` (W_2 on synapses from the GELU neurons);
 ``all``, the default, for every one. Every value is carried in one spike (the latency code,
 docs/model.md §3, §11); ``--code rate`` carries them by the rate code, the baseline it replaced
-(``--code STAGE=CODE,...`` per stage, the others latency). In NumPy always: embeddings, residual
-additions, LayerNorms, mean pooling, and whatever stage is not on spikes (docs/model.md §8-§10).
+(``--code STAGE=CODE,...`` per stage, the others latency). With every stage on spikes in the latency
+code the model is one network of cells (``--boundaries spikes``, the default there; docs/model.md
+§12-§13): stages pass spikes, not numbers, the residual sums converge on synapses and LayerNorm is
+computed by astrocyte circuits; in NumPy only the embedding lookup and sum (encoded once) and the mean
+pooling of the last layer's spikes. ``--boundaries numpy`` (and any run with a stage off spikes or on
+the rate code) joins the stages by NumPy's residual additions and LayerNorms (docs/model.md §8-§10).
+``--block-astrocyte`` holds astrocytes at their mean signal: ``heads`` (attention's normaliser),
+``layernorm`` (the LayerNorms' gain) or, without a value, both.
 
 A corpus streams: sentences run in batches (``--batch``, sentences of one length together), each
 finished sentence is written at once to ``sentences/<id>.json`` and dropped from memory, and

@@ -111,14 +111,13 @@ class SpikingNetwork:
                                **self._seeds(sentence_id, layer, _SEED[name]))]
 
     def qkv_specs(self, layer, sentence_id, train, gamma, beta) -> list:
-        """W_QKV on the LayerNorm's spikes, one circuit each for q, k and v: gamma on the synapses,
-        W beta in the bias current; q and k scaled by sqrt(head_scale) (what the heads' keys carry),
-        emitted with the heads' calibrated tops."""
+        """W_QKV on the LayerNorm's spikes, one circuit for q and k (one top) and one for v: gamma on
+        the synapses, W beta in the bias current; q and k scaled by sqrt(head_scale) (what the heads'
+        keys carry), emitted with the heads' calibrated tops."""
         w, hidden = minilm.layer_weights(layer), minilm.load_model().hidden_size
         root = np.sqrt(minilm.head_scale())
         specs = []
-        for n, (rows, scale, top) in enumerate(((slice(0, hidden), root, "attention_qk"),
-                                                 (slice(hidden, 2 * hidden), root, "attention_qk"),
+        for n, (rows, scale, top) in enumerate(((slice(0, 2 * hidden), root, "attention_qk"),
                                                  (slice(2 * hidden, 3 * hidden), 1.0, "attention_v"))):
             weights = scale * w["w_qkv"][rows]
             specs.append(linear_spec(train, weights * gamma, scale * w["b_qkv"][rows] + weights @ beta,
@@ -153,8 +152,10 @@ class SpikingNetwork:
 
     # --- the pass ---
 
-    def run(self, texts, sentence_ids, reference=None) -> list:
-        """Every sentence through the network; ``reference``: the NumPy passes, for the errors."""
+    def run(self, texts, sentence_ids, reference=None, n_layers=None) -> list:
+        """Every sentence through the network; ``reference``: the NumPy passes, for the errors;
+        ``n_layers``: only the first layers (a check of the first stages; the pooled embedding is
+        then that of the last layer run)."""
         model = minilm.load_model()
         t0 = time.perf_counter()
         embedded = [minilm.embedding_sum(text) for text in texts]
@@ -171,14 +172,18 @@ class SpikingNetwork:
         passes = [NetworkPass(text, tokens, _affine(t, gamma, beta),
                               edge_stages=[["embedding", "layernorm", _layernorm_record("layernorm", r, model)]])
                   for text, (tokens, x), t, r in zip(texts, embedded, trains, results)]
-        for layer in range(model.n_layers):
+        for layer in range(model.n_layers if n_layers is None else n_layers):
             w = minilm.layer_weights(layer)
             x_in = [_affine(t, gamma, beta) for t in trains]
             # W_QKV, then the heads on its emitters' spikes.
             qkv = self._run([s for sid, t in zip(sentence_ids, trains)
                              for s in self.qkv_specs(layer, sid, t, gamma, beta)], f"layer {layer} qkv",
                             keep=("lin_emitters",))
-            qkv_trains = [[r.circuit.emitted() for r in qkv[3 * n:3 * n + 3]] for n in range(len(texts))]
+            hidden_dims = np.arange(hidden)
+            qkv_trains = []
+            for n in range(len(texts)):
+                qk, v = (r.circuit.emitted() for r in qkv[2 * n:2 * n + 2])
+                qkv_trains.append([qk.dims(hidden_dims), qk.dims(hidden + hidden_dims), v])
             heads = self._run([s for sid, (q, k, v) in zip(sentence_ids, qkv_trains)
                                for s in self.head_specs(layer, sid, q, k, v)], f"layer {layer} attention",
                               keep=("value_neurons", *KEEP_FOR_MAPS))
@@ -216,7 +221,7 @@ class SpikingNetwork:
                 g = activations[n].values()
                 f = g @ w["w_2"].T + w["b_2"]
                 attention_stages = {
-                    "qkv": bill.spiking_stage("qkv", length, model, [r.circuit for r in qkv[3 * n:3 * n + 3]]),
+                    "qkv": bill.spiking_stage("qkv", length, model, [r.circuit for r in qkv[2 * n:2 * n + 2]]),
                     "attention": bill.spiking_stage("attention", length, model, [r.circuit for r in heads_n]),
                     "attn_out": bill.spiking_stage("attn_out", length, model, []),
                     "ln1": _layernorm_record("ln1", ln1[n], model)}
