@@ -59,7 +59,7 @@ SCORE_RANGE = {"sts-b": (0.0, 5.0), "sick": (1.0, 5.0)}
 FORMAT_NAMES = {"sts-b": "STS Benchmark", "sick": "SICK"}
 #: What a pair's bill adds up (``transformer.bill.summarise``'s totals of its two sentences).
 BILL_KEYS = ("energy_joules", "energy_joules_conventional", "energy_joules_conventional_int8", "synaptic_events",
-             "spikes", "astrocyte_updates", "numpy_macs", "model_macs")
+             "spikes", "astrocyte_updates", "numpy_macs", "numpy_ops", "model_macs")
 #: The columns of pairs.csv.
 TABLE_COLUMNS = ("pair", "line", "pair_id", "gold", "cosine_reference", "cosine_spiking", *BILL_KEYS,
                  "sentence_a_id", "sentence_b_id", "sentence_a", "sentence_b")
