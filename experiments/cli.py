@@ -1,6 +1,8 @@
 """Command-line pieces shared by the experiments that run attention heads (attention, real_head,
 causal_stream, multi_head): circuit and run options, their translation into the head API
-(``circuits.head``), one-line errors and the summary line.
+(``circuits.head``), one-line errors and the summary line; and those of the experiments that run
+all-MiniLM-L6-v2 on spikes over a corpus (spiking_minilm, similarity): the model's options
+(``transformer.configuration.RunConfig.from_args`` reads them) and the pool of workers.
 
 Options map one to one onto the API: ``--circuit`` and the circuit options give
 ``head_spec(..., circuit, **options)``; ``--set``/``--params`` its parameter overrides; ``--seed``
@@ -13,10 +15,14 @@ import sys
 from pathlib import Path
 
 from circuits import CIRCUITS
-from circuits.runners import DEVICES, make_runner, run_heads
+from circuits.exact_latency import KEY_CODES
+from circuits.protocol import BUCKETS
+from circuits.runners import DEVICES, make_pool, make_runner, run_heads
 from models import ASTROCYTE_MODELS, ENCODER_KINDS
 from models.parameters import ParameterError, load_parameter_file, parse_assignments
 from runs.folders import WriteError, output_parent, read_error
+from transformer.executors import DEFAULT_CODE
+from transformer.spiking import KEEP_FOR_MAPS
 
 
 def experiment_parser(name: str, doc: str) -> argparse.ArgumentParser:
@@ -58,6 +64,51 @@ def add_circuit_options(parser, circuit="random") -> None:
                       help="negative control: hold the astrocyte's normalising signals at their mean over the read phase")
     circ.add_argument("--causal", action="store_true",
                       help="autoregressive attention: read query s right after writing token s")
+
+
+def add_minilm_options(parser) -> None:
+    """The options of all-MiniLM-L6-v2 on spikes over a corpus: stages on spikes and their codes,
+    layers, workers or a Dask scheduler, length buckets, batches, the astrocytes and what crosses
+    the stage boundaries (what ``RunConfig.from_args`` and :func:`minilm_pool` read)."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--spiking", default="all",
+                       help="stages on spikes: 'all', 'none' or a subset of qkv,attention,attn_out,ffn,ffn_out")
+    model.add_argument("--code", default=DEFAULT_CODE,
+                       help="how stage inputs are carried: 'rate' (rate-coded encoders and neurons), "
+                            "'latency' (one spike per value, in every stage), or STAGE=CODE pairs, e.g. qkv=latency")
+    model.add_argument("--key-code", choices=KEY_CODES, default=None,
+                       help="the latency heads' keys: 'latency', one spike per key and read whose efficacy carries "
+                            "the exponential (default), or 'regular', firing at an exponential rate (docs/model.md §3)")
+    model.add_argument("--layers", default="all", help="'all' or layer numbers 0-5, e.g. 0,3")
+    model.add_argument("--map-layer", type=int, default=None,
+                       help="layer whose 12 attention maps are drawn (default: the first spiking one)")
+    model.add_argument("--workers", type=int, default=None,
+                       help="local worker processes per circuit kind (default 2; with --scheduler the cluster's)")
+    model.add_argument("--buckets", default=",".join(map(str, BUCKETS)),
+                       help="length buckets: every circuit of a sentence runs padded to the smallest bucket that "
+                            "holds it, one compiled binary per bucket ('none': each sentence at its own length)")
+    model.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="run the circuits on this Dask cluster's workers (extra 'sweep') instead of local processes")
+    model.add_argument("--batch", type=int, default=4,
+                       help="sentences simulated together (of one length); each is written as soon as its batch ends")
+    model.add_argument("--astrocyte", choices=ASTROCYTE_MODELS, default="minimal",
+                       help="the heads' astrocyte process model")
+    model.add_argument("--block-astrocyte", nargs="?", const="all", choices=("all", "heads", "layernorm"),
+                       default=None, help="negative control: astrocytes held at their mean signal; 'heads' (the "
+                       "attention's normaliser, over the read phase), 'layernorm' (the LayerNorms' gain, over a "
+                       "sentence's tokens; --boundaries spikes only) or both (no value)")
+    model.add_argument("--boundaries", choices=("spikes", "numpy"), default=None,
+                       help="what crosses the stage boundaries: spikes (one network of cells, LayerNorms by "
+                       "astrocytes, residuals on synapses; the default where every stage runs on spikes in the "
+                       "latency code) or numpy (stages joined by NumPy's residual sums and LayerNorms)")
+
+
+def minilm_pool(args, config):
+    """The pool of workers a corpus run's circuits run on (``circuits.runners.make_pool``): ``--workers``
+    local processes (default 2) or the ``--scheduler``'s Dask cluster, on the configuration's device."""
+    workers = args.workers if args.workers is not None else (1 if args.scheduler else 2)
+    return make_pool(config.device, workers, config.threads, args.standalone_cache,
+                     scheduler=args.scheduler, keep=KEEP_FOR_MAPS)
 
 
 def add_run_options(parser, name: str, seed_help="seed of the head, the random features and the spikes",
