@@ -37,7 +37,9 @@ def test_a_record_without_codes_runs_the_rate_code_everywhere():
     config = RunConfig.from_record(BEFORE_CODES)
     assert config.codes == {s: "rate" for s in ALL_STAGES} and config.buckets is None
     assert config.astrocyte == "minimal" and config.options == {"head": {"encoders_per_dim": 8}}
-    assert config.to_record() == {**BEFORE_CODES, "codes": config.codes, "buckets": None}
+    # Recorded before the one network: NumPy joined its stages.
+    assert config.to_record() == {**BEFORE_CODES, "codes": config.codes, "buckets": None, "boundaries": "numpy",
+                                  "block_layernorm": False}
 
 
 def test_the_curated_latency_run_resumes_with_its_configuration():
@@ -45,7 +47,8 @@ def test_the_curated_latency_run_resumes_with_its_configuration():
     record = json.loads((CURATED / "20261206-042234-8sent" / "params.json").read_text())["configuration"]
     config = RunConfig.from_record(record)
     head = {**record["options"]["head"], "key_code": "regular"}
-    assert config.to_record() == {**record, "options": {**record["options"], "head": head}}
+    assert config.to_record() == {**record, "options": {**record["options"], "head": head}, "boundaries": "numpy",
+                                  "block_layernorm": False}
     assert set(config.codes.values()) == {"latency"} and len(config.texts) == 8 and config.key_code == "regular"
     assert float(config.params["ffn"]["t_code"]) == pytest.approx(10e-3)
     assert float(config.params["head"]["t_read"]) == pytest.approx(0.11)
