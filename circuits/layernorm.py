@@ -425,8 +425,10 @@ class LayerNormSpec(CircuitSpec):
     @property
     def workers_key(self) -> str:
         """One set of workers per shape of sources (the embeddings', the residual sum after attention
-        and after the feed-forward block): a model's pass alternates between them."""
-        return "layernorm:" + ",".join(str(np.shape(w)[1]) for _, w in self.sources)
+        and after the feed-forward block) and per astrocyte, working or blocked: a model's pass (or
+        an ablation beside it) alternates between them."""
+        blocked = ":blocked" if self.options["block_astrocyte"] else ""
+        return "layernorm:" + ",".join(str(np.shape(w)[1]) for _, w in self.sources) + blocked
 
     @property
     def builder(self):

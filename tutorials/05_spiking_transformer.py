@@ -196,3 +196,52 @@ print(bill.bill_table(lean["bill"]))
 # network's energy in 32-bit float, and its embeddings are closer to the NumPy model's (no Poisson
 # noise). Against 8-bit integer arithmetic it is still four times dearer: a synaptic event at 0.9 pJ
 # costs four int8 multiply-accumulates.
+#
+# ## One network: LayerNorm by an astrocyte, and its ablation
+#
+# Everything above reads each stage's output as numbers, and NumPy adds the residual and computes
+# LayerNorm. In the default run of the whole model nothing is read between the embedding and the
+# pooled output (docs/model.md §12): stages pass spikes, the residual sum converges on synapses, and
+# each LayerNorm is a circuit whose astrocyte sets the gain (docs/model.md §13). An interneuron reads
+# the tokens' mean through the same afferents and subtracts it with one spike; square neurons fire
+# once each and the astrocyte sums their squared efficacies, S = mean (z − μ)²; the output neurons
+# divide by √S and fire n = (z − μ)/σ. Here is layer 0's LayerNorm on one sentence's residual sum,
+# with the astrocyte working and held at its mean signal over the tokens:
+
+# %%
+from circuits.layernorm import layernorm_spec, token_gains
+from transformer import minilm
+from transformer.forward import forward
+
+(sentence,) = forward(["The cat sat quietly on the warm windowsill."])
+z = sentence.layers[0].input + sentence.layers[0].attention.output
+for blocked in (False, True):
+    result = layernorm_spec([(z, np.eye(z.shape[1]))], np.zeros(z.shape[1]), block_astrocyte=blocked,
+                            mu_top=minilm.code_range(0, "ln1_mean"),
+                            d_top=minilm.code_range(0, "ln1_centred")).simulate()
+    gain, inverse_sigma = token_gains(result)
+    print(f"astrocyte {'blocked' if blocked else 'working'}: error against LayerNorm "
+          f"{result.metrics['rel_err_spike_vs_layernorm']:.4f} (budget {result.metrics['layernorm_budget']:.4f}); "
+          f"gain / (1/sigma) per token from {np.min(gain / inverse_sigma):.3f} to {np.max(gain / inverse_sigma):.3f}")
+
+# %% [markdown]
+# Working, the gain is 1/σ within the code's step for every token and the error is the codes' own;
+# blocked, every token is divided by the same number and the error grows tenfold. In the whole model
+# the blocked LayerNorm astrocytes (`--block-astrocyte layernorm`) break the embeddings; the curated
+# runs of the eight sentences:
+
+# %%
+network = curated.parent / "20261206-092950-8sent"
+network_blocked = curated.parent / "20261206-093529-8sent"
+for name, folder in (("one network", network), ("LayerNorm astrocytes blocked", network_blocked)):
+    run = read_json(folder / "metrics.json", "restore the curated run: git checkout -- results/curated")
+    s = run["summary"]
+    print(f"{name:>29}: cosine median {s['cosine_median']:.4f} (min {s['cosine_min']:.4f}), NumPy operations "
+          f"between the edges {s['numpy_ops']:,}, {run['bill']['per_sentence']['energy_joules'] * 1e3:.3f} mJ per sentence")
+
+# %% [markdown]
+# The one network keeps the embeddings within a cosine of 0.999 of the NumPy model's with no NumPy
+# arithmetic between its edges, on the same bill as the chain of stages (the LayerNorm circuits add
+# about 2 300 events per token each). With the LayerNorm astrocytes held at their mean signal the
+# residual stream's scale is no longer reset per token, it drifts through the layers, and the
+# sentence embeddings lose the model's (cosine near 0): the astrocytes carry the normalisation.
