@@ -39,7 +39,7 @@ from circuits.layernorm import layernorm_spec
 from circuits.linear import linear_spec
 from circuits.protocol import bucket_length
 from transformer import bill, minilm
-from transformer.executors import FFN_SLICES, BlockOutput, circuit_seed
+from transformer.executors import FFN_SLICES, HEAD_METRICS, BlockOutput, circuit_seed
 from transformer.forward import LayerPass, SentencePass
 from transformer.heads import KEEP_FOR_MAPS
 
@@ -250,11 +250,6 @@ class SpikingNetwork:
         for p, t in zip(passes, trains):
             p.pooled = minilm.mean_pool(_affine(t, gamma, beta))
         return passes
-
-
-#: Stage records' head metrics, as ``transformer.executors`` keeps them.
-HEAD_METRICS = ("rel_err_spike_vs_softmax", "rel_err_spike_vs_rate", "poisson_bound", "spike_vs_rate_over_bound",
-                "bound_tolerance_ratio", "total_spikes", "wall_seconds")
 
 
 #: A LayerNorm circuit's metrics kept in its stage record (``circuits.layernorm.LayerNormResult``).
