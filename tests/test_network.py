@@ -89,6 +89,7 @@ def test_the_first_layer_follows_the_numpy_model(working):
     assert relative(sentence.layers[0].output, reference.layers[0].output) < chained_bound(8)
 
 
+@pytest.mark.slow
 def test_blocked_layernorm_astrocytes_break_the_normalisation(working):
     sentence, reference = working
     blocked, _ = first_layer(("layernorm",))
