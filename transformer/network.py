@@ -233,6 +233,8 @@ class SpikingNetwork:
                               "ffn_out": bill.spiking_stage("ffn_out", length, model, []),
                               "ln2": _layernorm_record("ln2", ln2[n], model)}
                 _book_projection_events(ffn_stages["ln2"], ffn_stages["ffn_out"], ln2[n])
+                attention_stages["qkv"]["wall_seconds"] = sum(r.wall_seconds for r in qkv[2 * n:2 * n + 2])
+                ffn_stages["ffn"]["wall_seconds"] = sum(r.wall_seconds for r in ffn_n)
                 if reference is not None:
                     ref = reference[n].layers[layer]
                     attention_stages["attention"]["rel_err_context"] = relative_error(context, ref.attention.parts["context"])
