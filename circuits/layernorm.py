@@ -16,7 +16,7 @@ occupies windows 4n..4n+3; no pipelining):
 2. *squares*: each unit's ON/OFF latency pair (top ``d_top``) starts from max(+-d_j, 0) and fires once;
    the astrocyte's processes add efficacy^2 / H to S, reset to eps at the token's start: one
    astrocyte update per spike;
-3. *output*: each unit's ON/OFF latency pair (top ``n_top``, default sqrt(H) sqrt(B), which |d_j| /
+3. *output*: each unit's ON/OFF latency pair (top ``n_top``, default sqrt(H) sqrt(B), which abs(d_j) /
    sigma never passes) starts from max(+-d_j, 0) / sqrt(S) and fires once; their spikes are the
    stage's output, a :class:`circuits.codes.SpikeTrain` (:meth:`LayerNormCircuit.output_train`).
 
@@ -34,8 +34,8 @@ and H events per token, not 2H^2. The wiring pattern is part of the circuit's st
 ``wiring``), so a standalone binary is reused only for the same pattern.
 
 Tops of range (values, not structure: ``circuits.standalone.VALUE_CONFIG``): ``x_top`` of a source
-given or max |u| sqrt(B) (a train's own); ``mu_top`` and ``d_top`` given or the largest delivered
-|mu| and |d_j| times sqrt(B) (computed before simulating from the delivered inputs, as the other
+given or max abs(u) sqrt(B) (a train's own); ``mu_top`` and ``d_top`` given or the largest delivered
+abs(mu) and abs(d_j) times sqrt(B) (computed before simulating from the delivered inputs, as the other
 stages' output tops); ``n_top`` given or sqrt(H) sqrt(B).
 
 ``block_astrocyte``: the output neurons read a stand-in holding S at its mean over the sentence's
@@ -242,7 +242,7 @@ def build_layernorm_circuit(sources, bias, *, x_top=None, mu_top=None, d_top=Non
     """Build the LayerNorm stage (see the module docstring) for ``sources``, a list of pairs (u_k, W_k):
     u_k tokens x D_k values (latency-coded at top ``x_top``) or a :class:`circuits.codes.SpikeTrain`
     (replayed), W_k H x D_k; ``bias`` (H). ``x_top``: one number for every coded source or one per
-    source (None: each source's max |u| sqrt(B); a train's top is its own); ``mu_top``, ``d_top``,
+    source (None: each source's max abs(u) sqrt(B); a train's top is its own); ``mu_top``, ``d_top``,
     ``n_top``: the interneuron's, the squares' and the output's tops (defaults: the module
     docstring). ``block_astrocyte``: the ablation (S held at its mean over the real tokens).
     ``pad_to``: the number of token periods (None: the real tokens). ``params``: overrides or a
