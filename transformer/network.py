@@ -47,17 +47,19 @@ from transformer.heads import KEEP_FOR_MAPS
 #: normaliser) and the LayerNorms' (the gain that tracks 1/sigma).
 ASTROCYTE_ROLES = ("heads", "layernorm")
 #: Seed offsets of the network's circuits (the heads keep 0-11 as in ``transformer.executors``).
-_SEED = {"qkv": 200, "ffn": 100, "ln1": 500, "ln2": 600, "embedding": 700}
+_SEED = {"qkv": 200, "ffn": 100, "ln1": 500, "ln2": 600, "embedding": 700, "readout": 800}
 
 
 @dataclass
 class NetworkPass(SentencePass):
     """A sentence through the network: as ``transformer.forward.SentencePass`` (every hidden state
     decoded from its spikes, for diagnostics), plus the stage records of the edges' circuits
-    (``edge_stages``: the embedding LayerNorm) and the pooled embedding."""
+    (``edge_stages``: the embedding LayerNorm; the language-model head) and what the output edge
+    reads: the pooled embedding, or the logits (L x V) of a model with a readout."""
 
     edge_stages: list = field(default_factory=list)
     pooled: np.ndarray | None = None
+    logits: np.ndarray | None = None
 
     @property
     def embedding(self) -> np.ndarray:
@@ -76,12 +78,17 @@ class SpikingNetwork:
     ``block_astrocyte``: the astrocyte roles held at their mean (:data:`ASTROCYTE_ROLES`);
     ``buckets``: length buckets; ``map_layer``: keep that layer's head results (``self.maps``)."""
 
-    def __init__(self, pool, params, *, head_options=None, seed=0, spike_seed=None, buckets=None,
+    def __init__(self, pool, params, *, model=None, head_options=None, seed=0, spike_seed=None, buckets=None,
                  block_astrocyte=(), map_layer=None, log=None):
         unknown = set(block_astrocyte) - set(ASTROCYTE_ROLES)
         if unknown:
             raise ValueError(f"block_astrocyte takes {', '.join(ASTROCYTE_ROLES)}, got {sorted(unknown)}")
         self.pool, self.params, self.seed, self.spike_seed = pool, params, seed, spike_seed
+        self.model = minilm.architecture() if model is None else model
+        eps = float(params["layernorm"]["ln_eps"])
+        if eps != self.model.layer_norm_eps:
+            raise ValueError(f"layernorm.ln_eps = {eps:g} but {self.model.name}'s LayerNorms use "
+                             f"{self.model.layer_norm_eps:g}")
         self.head_options = {k: v for k, v in (head_options or {}).items()
                              if k not in ("encoders_per_dim", "key_code", "block_astrocyte")}
         self.buckets, self.blocked, self.map_layer = buckets, tuple(block_astrocyte), map_layer
@@ -95,7 +102,8 @@ class SpikingNetwork:
     def _pad(self, n_tokens) -> dict:
         return {} if self.buckets is None else {"pad_to": bucket_length(n_tokens, self.buckets)}
 
-    def _run(self, specs, what, keep):
+    def run_stage(self, specs, what, keep):
+        """Run one stage's circuits on the pool, a progress line per circuit (``what``: the stage)."""
         return self.pool.run(specs, log=lambda line: self.say(f"{what}: circuits {line}"), keep=keep)
 
     # --- the stages: specs of one sentence ---
@@ -105,8 +113,8 @@ class SpikingNetwork:
         sentence, its interneuron's and squares' tops calibrated (``transformer.calibration``);
         ``x_top``: the top of its float sources (the embedding edge)."""
         where, prefix = ("embedding", "ln") if name == "embedding" else (layer, name)
-        return [layernorm_spec(sources, bias, x_top=x_top, mu_top=minilm.code_range(where, f"{prefix}_mean"),
-                               d_top=minilm.code_range(where, f"{prefix}_centred"), params=self.params["layernorm"],
+        return [layernorm_spec(sources, bias, x_top=x_top, mu_top=self.model.code_range(where, f"{prefix}_mean"),
+                               d_top=self.model.code_range(where, f"{prefix}_centred"), params=self.params["layernorm"],
                                block_astrocyte="layernorm" in self.blocked, **self._pad(n_tokens),
                                **self._seeds(sentence_id, layer, _SEED[name]))]
 
@@ -114,38 +122,48 @@ class SpikingNetwork:
         """W_QKV on the LayerNorm's spikes, one circuit for q and k (one top) and one for v: gamma on
         the synapses, W beta in the bias current; q and k scaled by sqrt(head_scale) (what the heads'
         keys carry), emitted with the heads' calibrated tops."""
-        w, hidden = minilm.layer_weights(layer), minilm.load_model().hidden_size
-        root = np.sqrt(minilm.head_scale())
+        w, hidden = self.model.layer_weights(layer), self.model.hidden_size
+        root = np.sqrt(self.model.head_scale)
         specs = []
         for n, (rows, scale, top) in enumerate(((slice(0, 2 * hidden), root, "attention_qk"),
                                                  (slice(2 * hidden, 3 * hidden), 1.0, "attention_v"))):
             weights = scale * w["w_qkv"][rows]
             specs.append(linear_spec(train, weights * gamma, scale * w["b_qkv"][rows] + weights @ beta,
-                                     code="latency", emit_top=minilm.code_range(layer, top),
+                                     code="latency", emit_top=self.model.code_range(layer, top),
                                      params=self.params["linear"], **self._pad(train.n_tokens),
                                      **self._seeds(sentence_id, layer, _SEED["qkv"] + n)))
         return specs
 
+    def split_qkv(self, qk, v) -> list:
+        """The q, k and v trains of a token's W_QKV emitters (``qkv_specs``: q and k in one circuit)."""
+        dims = np.arange(self.model.hidden_size)
+        return [qk.dims(dims), qk.dims(self.model.hidden_size + dims), v]
+
+    def head_dims(self) -> list:
+        """The columns of q, k and v each head owns."""
+        d = self.model.head_dim
+        return [np.arange(head * d, (head + 1) * d) for head in range(self.model.n_heads)]
+
     def head_specs(self, layer, sentence_id, q, k, v) -> list:
-        """The 12 heads on the q, k, v emitters' spikes, each emitting its context."""
-        model = minilm.load_model()
+        """The heads on the q, k, v emitters' spikes (causal if the model's are), each emitting its context."""
+        model = self.model
         specs = []
-        for head in range(model.n_heads):
-            dims = np.arange(head * model.head_dim, (head + 1) * model.head_dim)
+        for head, dims in enumerate(self.head_dims()):
             specs.append(head_spec(q.dims(dims), k.dims(dims), v.dims(dims), "exact", code="latency",
-                                   key_code="latency", score_top=minilm.code_range(layer, "attention_score", head),
-                                   y_top=minilm.code_range(layer, "attn_out"), params=self.params["head"],
+                                   key_code="latency", score_top=model.code_range(layer, "attention_score", head),
+                                   y_top=model.code_range(layer, "attn_out"), causal=model.causal,
+                                   params=self.params["head"],
                                    block_astrocyte="heads" in self.blocked, **self._pad(q.n_tokens),
                                    **self._seeds(sentence_id, layer, head), **self.head_options))
         return specs
 
     def ffn_specs(self, layer, sentence_id, train, gamma, beta) -> list:
         """W_1 and the GELU emitters on the LayerNorm's spikes, in slices of hidden units."""
-        w = minilm.layer_weights(layer)
+        w = self.model.layer_weights(layer)
         specs = []
         for n, part in enumerate(np.array_split(np.arange(len(w["w_1"])), FFN_SLICES)):
             specs.append(feedforward_spec(train, w["w_1"][part] * gamma, w["b_1"][part] + w["w_1"][part] @ beta,
-                                          code="latency", g_top=minilm.code_range(layer, "ffn_out"),
+                                          code="latency", g_top=self.model.code_range(layer, "ffn_out"),
                                           params=self.params["ffn"], **self._pad(train.n_tokens),
                                           **self._seeds(sentence_id, layer, _SEED["ffn"] + n)))
         return specs
@@ -156,35 +174,30 @@ class SpikingNetwork:
         """Every sentence through the network; ``reference``: the NumPy passes, for the errors;
         ``n_layers``: only the first layers (a check of the first stages; the pooled embedding is
         then that of the last layer run)."""
-        model = minilm.load_model()
+        model = self.model
         t0 = time.perf_counter()
-        embedded = [minilm.embedding_sum(text) for text in texts]
-        e = model.embeddings
+        embedded = [model.embedding_sum(text) for text in texts]
         hidden = model.hidden_size
         eye = np.eye(hidden)
         # The input edge: the embeddings' sum, encoded once, into the embedding LayerNorm.
         specs = [s for sid, (_, x) in zip(sentence_ids, embedded)
                  for s in self.layernorm_specs("embedding", 0, sid, [(x, eye)], np.zeros(hidden), len(x),
-                                               x_top=minilm.code_range("embedding", "input"))]
-        results = self._run(specs, "embedding LayerNorm", keep=())
+                                               x_top=model.code_range("embedding", "input"))]
+        results = self.run_stage(specs, "embedding LayerNorm", keep=())
         trains = [r.train for r in results]
-        gamma, beta = e["ln_gamma"], e["ln_beta"]
+        gamma, beta = model.embedding_ln
         passes = [NetworkPass(text, tokens, _affine(t, gamma, beta),
-                              edge_stages=[["embedding", "layernorm", _layernorm_record("layernorm", r, model)]])
+                              edge_stages=[["embedding", "layernorm", layernorm_record("layernorm", r, model)]])
                   for text, (tokens, x), t, r in zip(texts, embedded, trains, results)]
         for layer in range(model.n_layers if n_layers is None else n_layers):
-            w = minilm.layer_weights(layer)
+            w = model.layer_weights(layer)
             x_in = [_affine(t, gamma, beta) for t in trains]
             # W_QKV, then the heads on its emitters' spikes.
-            qkv = self._run([s for sid, t in zip(sentence_ids, trains)
+            qkv = self.run_stage([s for sid, t in zip(sentence_ids, trains)
                              for s in self.qkv_specs(layer, sid, t, gamma, beta)], f"layer {layer} qkv",
                             keep=("lin_emitters",))
-            hidden_dims = np.arange(hidden)
-            qkv_trains = []
-            for n in range(len(texts)):
-                qk, v = (r.circuit.emitted() for r in qkv[2 * n:2 * n + 2])
-                qkv_trains.append([qk.dims(hidden_dims), qk.dims(hidden + hidden_dims), v])
-            heads = self._run([s for sid, (q, k, v) in zip(sentence_ids, qkv_trains)
+            qkv_trains = [self.split_qkv(*(r.circuit.emitted() for r in qkv[2 * n:2 * n + 2])) for n in range(len(texts))]
+            heads = self.run_stage([s for sid, (q, k, v) in zip(sentence_ids, qkv_trains)
                                for s in self.head_specs(layer, sid, q, k, v)], f"layer {layer} attention",
                               keep=("value_neurons", *KEEP_FOR_MAPS))
             n_heads = model.n_heads
@@ -194,17 +207,17 @@ class SpikingNetwork:
                 for n, sid in enumerate(sentence_ids):
                     self.maps[sid] = dict(enumerate(heads[n * n_heads:(n + 1) * n_heads]))
             # The residual sum and LayerNorm after attention: W_O on the contexts' spikes, gamma on the input's.
-            ln1 = self._run([s for sid, t, c in zip(sentence_ids, trains, contexts)
+            ln1 = self.run_stage([s for sid, t, c in zip(sentence_ids, trains, contexts)
                              for s in self.layernorm_specs("ln1", layer, sid, [(c, w["w_o"]), (t, np.diag(gamma))],
                                                            w["b_o"] + beta, t.n_tokens)],
                             f"layer {layer} residual + LayerNorm 1", keep=())
             h_trains = [r.train for r in ln1]
-            ffn = self._run([s for sid, t in zip(sentence_ids, h_trains)
+            ffn = self.run_stage([s for sid, t in zip(sentence_ids, h_trains)
                              for s in self.ffn_specs(layer, sid, t, w["ln1_gamma"], w["ln1_beta"])],
                             f"layer {layer} FFN", keep=("gelu_on", "gelu_off"))
             activations = [joined([r.circuit.emitted() for r in ffn[n * FFN_SLICES:(n + 1) * FFN_SLICES]])
                            for n in range(len(texts))]
-            ln2 = self._run([s for sid, t, g in zip(sentence_ids, h_trains, activations)
+            ln2 = self.run_stage([s for sid, t, g in zip(sentence_ids, h_trains, activations)
                              for s in self.layernorm_specs("ln2", layer, sid,
                                                            [(g, w["w_2"]), (t, np.diag(w["ln1_gamma"]))],
                                                            w["b_2"] + w["ln1_beta"], t.n_tokens)],
@@ -214,9 +227,9 @@ class SpikingNetwork:
                 length = len(p.tokens)
                 heads_n = heads[n * n_heads:(n + 1) * n_heads]
                 q, k, v = (t.values() for t in qkv_trains[n])
-                root = np.sqrt(minilm.head_scale())
+                root = np.sqrt(model.head_scale)
                 context = np.stack([t.values() for t in head_trains[n * n_heads:(n + 1) * n_heads]])
-                a = minilm.concat_heads(context) @ w["w_o"].T + w["b_o"]
+                a = model.concat_heads(context) @ w["w_o"].T + w["b_o"]
                 h = _affine(h_trains[n], w["ln1_gamma"], w["ln1_beta"])
                 g = activations[n].values()
                 f = g @ w["w_2"].T + w["b_2"]
@@ -224,15 +237,15 @@ class SpikingNetwork:
                     "qkv": bill.spiking_stage("qkv", length, model, [r.circuit for r in qkv[2 * n:2 * n + 2]]),
                     "attention": bill.spiking_stage("attention", length, model, [r.circuit for r in heads_n]),
                     "attn_out": bill.spiking_stage("attn_out", length, model, []),
-                    "ln1": _layernorm_record("ln1", ln1[n], model)}
+                    "ln1": layernorm_record("ln1", ln1[n], model)}
                 attention_stages["attention"]["heads"] = [{"head": head, **{key: r.metrics[key] for key in HEAD_METRICS}}
                                                           for head, r in enumerate(heads_n)]
-                _book_projection_events(attention_stages["ln1"], attention_stages["attn_out"], ln1[n])
+                book_projection_events(attention_stages["ln1"], attention_stages["attn_out"], ln1[n])
                 ffn_n = ffn[n * FFN_SLICES:(n + 1) * FFN_SLICES]
                 ffn_stages = {"ffn": bill.spiking_stage("ffn", length, model, [r.circuit for r in ffn_n]),
                               "ffn_out": bill.spiking_stage("ffn_out", length, model, []),
-                              "ln2": _layernorm_record("ln2", ln2[n], model)}
-                _book_projection_events(ffn_stages["ln2"], ffn_stages["ffn_out"], ln2[n])
+                              "ln2": layernorm_record("ln2", ln2[n], model)}
+                book_projection_events(ffn_stages["ln2"], ffn_stages["ffn_out"], ln2[n])
                 attention_stages["qkv"]["wall_seconds"] = sum(r.wall_seconds for r in qkv[2 * n:2 * n + 2])
                 ffn_stages["ffn"]["wall_seconds"] = sum(r.wall_seconds for r in ffn_n)
                 if reference is not None:
@@ -248,10 +261,27 @@ class SpikingNetwork:
                                           _affine(out_trains[n], w["ln2_gamma"], w["ln2_beta"])))
             trains, gamma, beta = out_trains, w["ln2_gamma"], w["ln2_beta"]
             self.say(f"layer {layer} done; {time.perf_counter() - t0:.0f} s elapsed")
-        # The output edge: the last LayerNorm's spikes decoded once, pooled and normalised.
-        for p, t in zip(passes, trains):
-            p.pooled = minilm.mean_pool(_affine(t, gamma, beta))
+        if model.readout is None:
+            # The output edge: the last LayerNorm's spikes decoded once, pooled and normalised.
+            for p, t in zip(passes, trains):
+                p.pooled = minilm.mean_pool(_affine(t, gamma, beta))
+            return passes
+        # The output edge: the language-model head on the last LayerNorm's spikes (W diag(gamma) on
+        # the synapses, b + W beta the bias), its accumulated logits read once.
+        readout = self.run_stage([s for sid, t in zip(sentence_ids, trains)
+                             for s in self.readout_specs(sid, t, gamma, beta)], "readout", keep=())
+        for p, r in zip(passes, readout):
+            p.logits = r.y_spike
+            record = bill.spiking_stage("lm_head", len(p.tokens), model, [r.circuit])
+            record["wall_seconds"] = r.wall_seconds
+            p.edge_stages.append(["output", "lm_head", record])
         return passes
+
+    def readout_specs(self, sentence_id, train, gamma, beta) -> list:
+        """The language-model head on the last LayerNorm's spikes: logits accumulated, not emitted."""
+        w, b = self.model.readout["w"], self.model.readout["b"]
+        return [linear_spec(train, w * gamma, b + w @ beta, code="latency", params=self.params["linear"],
+                            **self._pad(train.n_tokens), **self._seeds(sentence_id, 0, _SEED["readout"]))]
 
 
 #: A LayerNorm circuit's metrics kept in its stage record (``circuits.layernorm.LayerNormResult``).
@@ -262,7 +292,14 @@ LAYERNORM_METRICS = ("rel_err_spike_vs_layernorm", "rel_err_spike_vs_rate", "lay
 PROJECTION_SYNAPSES = "source0_synapses"
 
 
-def _layernorm_record(stage, result, model) -> dict:
+def pass_records(sentence) -> list:
+    """(layer, stage, record) of every stage of a pass (``NetworkPass``), the edges' included: what
+    ``transformer.bill.bill`` adds up."""
+    return list(sentence.edge_stages) + [(layer, stage, record) for layer, lp in enumerate(sentence.layers)
+                                         for block in (lp.attention, lp.ffn) for stage, record in block.stages.items()]
+
+
+def layernorm_record(stage, result, model) -> dict:
     """A LayerNorm circuit's stage record: its bill and its errors against LayerNorm and its budget."""
     record = bill.spiking_stage(stage, result.n_spike.shape[0], model, [result.circuit])
     metrics = result.metrics
@@ -270,7 +307,7 @@ def _layernorm_record(stage, result, model) -> dict:
     return record
 
 
-def _book_projection_events(layernorm_record, out_record, result) -> None:
+def book_projection_events(layernorm_record, out_record, result) -> None:
     """Move the events of the projection inside a LayerNorm circuit (W_O, W_2: the synapses of its
     first source, :data:`PROJECTION_SYNAPSES`) from the LayerNorm's record to the projection's stage."""
     moved = result.circuit.synaptic_events().get(PROJECTION_SYNAPSES, 0)
