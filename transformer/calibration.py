@@ -41,14 +41,20 @@ HEADROOM = 2.0
 PER_HEAD = ("attention_score",)
 
 
-def stage_inputs(layer_pass) -> dict:
-    """What each latency code of one layer encodes (a ``transformer.forward.LayerPass``); the
-    per-head stages (:data:`PER_HEAD`) as arrays of n_heads x ..."""
-    q, k, v = minilm.split_heads(layer_pass.attention.parts["qkv"])
-    return {"qkv": layer_pass.input, "attention_qk": np.sqrt(minilm.head_scale()) * np.concatenate([q, k]),
-            "attention_v": v, "attn_out": minilm.concat_heads(layer_pass.attention.parts["context"]),
-            "ffn": layer_pass.h, "ffn_out": layer_pass.ffn.parts["activations"],
-            "attention_score": minilm.head_scale() * np.einsum("hsd,htd->hst", q, k)}
+def stage_inputs(layer_pass, model=None) -> dict:
+    """What each latency code of one layer encodes (a ``transformer.forward.LayerPass`` of
+    ``model``, a ``transformer.architecture.Architecture``, default all-MiniLM's); the per-head
+    stages (:data:`PER_HEAD`) as arrays of n_heads x ... (a causal model's scores: the pairs a query
+    reads, s >= t)."""
+    model = model or minilm.architecture()
+    q, k, v = model.split_heads(layer_pass.attention.parts["qkv"])
+    scores = model.head_scale * np.einsum("hsd,htd->hst", q, k)
+    if model.causal:
+        reads = np.tril(np.ones(scores.shape[1:], dtype=bool))
+        scores = scores[:, reads]
+    return {"qkv": layer_pass.input, "attention_qk": np.sqrt(model.head_scale) * np.concatenate([q, k]),
+            "attention_v": v, "attn_out": model.concat_heads(layer_pass.attention.parts["context"]),
+            "ffn": layer_pass.h, "ffn_out": layer_pass.ffn.parts["activations"], "attention_score": scores}
 
 
 def layernorm_inputs(z) -> dict:
@@ -59,20 +65,26 @@ def layernorm_inputs(z) -> dict:
 
 
 def calibrate(texts, headroom=HEADROOM) -> dict:
-    """{layer: {stage: range}}: ``headroom`` times the largest |input| of each stage over the NumPy
-    model's pass of ``texts``; for a per-head stage (:data:`PER_HEAD`), a list of ``headroom`` times
-    each head's largest score."""
+    """{layer: {stage: range}} of all-MiniLM-L6-v2 over ``texts`` (:func:`calibrate_passes`)."""
+    return calibrate_passes([minilm.embedding_sum(text)[1] for text in texts], forward(texts),
+                            minilm.architecture(), headroom)
+
+
+def calibrate_passes(embedded, passes, model, headroom=HEADROOM) -> dict:
+    """{layer: {stage: range}}: ``headroom`` times the largest abs(input) of each stage over a NumPy
+    reference's ``passes`` (``transformer.forward.SentencePass``) of ``model`` and their inputs'
+    embedding sums ``embedded``; for a per-head stage (:data:`PER_HEAD`), a list of ``headroom``
+    times each head's largest score."""
     ranges = {}
-    for text, sentence in zip(texts, forward(texts)):
-        embedded = minilm.embedding_sum(text)[1]
-        inputs = {"input": embedded, **{f"ln_{name}": x for name, x in layernorm_inputs(embedded).items()}}
+    for x_sum, sentence in zip(embedded, passes):
+        inputs = {"input": x_sum, **{f"ln_{name}": x for name, x in layernorm_inputs(x_sum).items()}}
         tops = ranges.setdefault("embedding", {})
         for stage, x in inputs.items():
             tops[stage] = max(tops.get(stage, 0.0), float(np.abs(x).max()))
         for layer, step in enumerate(sentence.layers):
             residual = {"ln1": step.input + step.attention.output, "ln2": step.h + step.ffn.output}
-            layer_inputs = {**stage_inputs(step), **{f"{ln}_{name}": x for ln, z in residual.items()
-                                                     for name, x in layernorm_inputs(z).items()}}
+            layer_inputs = {**stage_inputs(step, model), **{f"{ln}_{name}": x for ln, z in residual.items()
+                                                            for name, x in layernorm_inputs(z).items()}}
             for stage, x in layer_inputs.items():
                 if stage in PER_HEAD:
                     top = ranges.setdefault(str(layer), {}).get(stage, np.full(len(x), -np.inf))
@@ -84,19 +96,43 @@ def calibrate(texts, headroom=HEADROOM) -> dict:
                     for stage, top in tops.items()} for layer, tops in ranges.items()}
 
 
+def calibrate_chargpt(headroom=HEADROOM) -> dict:
+    """{layer: {stage: range}} of chargpt over its calibration windows (``transformer.chargpt``)."""
+    from transformer import chargpt
+
+    texts = chargpt.calibration_texts()
+    return calibrate_passes([chargpt.embedding_sum(t)[1] for t in texts], [chargpt.reference_pass(t) for t in texts],
+                            chargpt.architecture(calibrated=False), headroom)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m transformer.calibration", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--texts", type=Path, required=True, help="calibration corpus, one sentence a line")
+    parser.add_argument("--model", choices=("minilm", "chargpt"), default="minilm")
+    parser.add_argument("--texts", type=Path, help="all-MiniLM's calibration corpus, one sentence a line")
     parser.add_argument("--headroom", type=float, default=HEADROOM)
-    parser.add_argument("--out", type=Path, default=minilm.RANGES_FILE)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: the shipped table (transformer/data/code_ranges.json; chargpt's in "
+                             "transformer/data/chargpt/)")
     args = parser.parse_args(argv)
-    data = args.texts.read_bytes()
-    texts = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
-    table = {"corpus": args.texts.name, "corpus_sha256": hashlib.sha256(data).hexdigest(), "n_sentences": len(texts),
-             "headroom": args.headroom, "ranges": calibrate(texts, args.headroom)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(table, indent=1) + "\n")
-    print(args.out)
+    if args.model == "chargpt":
+        from transformer import chargpt
+
+        texts = chargpt.calibration_texts()
+        table = {"corpus": f"{len(texts)} windows of the training split of {chargpt.TEXT_FILE.name}",
+                 "corpus_sha256": hashlib.sha256("".join(texts).encode("ascii")).hexdigest(),
+                 "n_sentences": len(texts), "headroom": args.headroom, "ranges": calibrate_chargpt(args.headroom)}
+        out = args.out or chargpt.RANGES_FILE
+    else:
+        if args.texts is None:
+            parser.error("--texts is required for all-MiniLM-L6-v2")
+        data = args.texts.read_bytes()
+        texts = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+        table = {"corpus": args.texts.name, "corpus_sha256": hashlib.sha256(data).hexdigest(), "n_sentences": len(texts),
+                 "headroom": args.headroom, "ranges": calibrate(texts, args.headroom)}
+        out = args.out or minilm.RANGES_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(table, indent=1) + "\n")
+    print(out)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.attention import softmax_weights
+from transformer.architecture import Architecture
 from transformer.minilm import dense, layer_norm
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -62,12 +63,27 @@ TEXT_SOURCE = ("https://github.com/karpathy/char-rnn/blob/6f9487a6fe5b420b7ca9af
 MODEL_DIR = DATA_DIR / "chargpt"
 WEIGHTS_FILE = MODEL_DIR / "weights.npz"
 RECORD_FILE = MODEL_DIR / "chargpt.json"
+#: The latency codes' calibrated ranges (``python -m transformer.calibration --model chargpt``).
+RANGES_FILE = MODEL_DIR / "code_ranges.json"
+#: The calibration corpus: this many windows of ``block_size`` characters, evenly spaced over the
+#: training split (never the held-out text).
+CALIBRATION_WINDOWS = 256
 #: Fraction of the text, at its end, held out for validation.
 VALIDATION_FRACTION = 0.1
 #: The architecture (``python -m transformer.chargpt_train`` trains this one).
 CONFIG = {"n_layers": 4, "n_heads": 4, "n_embd": 128, "block_size": 64, "mlp_ratio": 4,
           "layer_norm_eps": 1e-5, "layout": "post-LN", "activation": "gelu (erf)", "head": "untied, with bias",
           "bias": True, "dropout": 0.0}
+#: Parameters of the network's blocks for chargpt (``transformer.spiking.block_parameters`` names):
+#: its LayerNorms' eps, and a longer read for its heads' one-spike keys. A key fires once within the
+#: key window t_read - t_code, which spans (t_read - t_code) / dt_enc levels of ln(key_code_base)
+#: nats below the score top (twice the head's largest calibrated score): a query whose best key
+#: lies further down fires no key and reads nothing. chargpt's heads are peakier than
+#: all-MiniLM's: layer 1's head 1 reaches a score of 38.8 on the calibration windows while some
+#: queries' best score is -32.8 (the held-out text's), so from its top of 77.6 a read must reach
+#: 77.6 + 32.8 + 10 nats (the significant part of a softmax) = 120 nats: 70 ms at 0.05 ms per level
+#: and ln 1.1 give 133 (all-MiniLM's 40 ms give 76).
+NETWORK_PARAMETERS = {"layernorm.ln_eps": CONFIG["layer_norm_eps"], "head.t_read": "80*ms"}
 #: Names of a layer's weights, as ``transformer.minilm.layer_weights`` names all-MiniLM's.
 LAYER_WEIGHTS = ("w_qkv", "b_qkv", "w_o", "b_o", "ln1_gamma", "ln1_beta", "w_1", "b_1", "w_2", "b_2",
                  "ln2_gamma", "ln2_beta")
@@ -343,6 +359,80 @@ def forward(ids, model: CharGPT = None) -> np.ndarray:
     model = model or load_model()
     head = model.head
     return dense(hidden_states(ids, model)[-1], head["w"].astype(np.float64), head["b"].astype(np.float64))
+
+
+def reference_pass(text: str, model: CharGPT = None):
+    """``text`` (1 to block_size characters) through the NumPy reference as the one network's
+    diagnostics read a pass (``transformer.forward.SentencePass``: every layer's input, q/k/v
+    stacked and the heads' contexts, the attention block's output, h, the GELU activations, the
+    feed-forward block's output and the layer's output), its ``logits`` (L x V) attached."""
+    from transformer.executors import BlockOutput
+    from transformer.forward import LayerPass, SentencePass
+
+    model = model or load_model()
+    ids = encode(text, model)
+    x = embed(ids, model)
+    sentence = SentencePass(text, list(text), x)
+    for layer in range(model.n_layers):
+        w = layer_weights(layer, model)
+        qkv = dense(x, w["w_qkv"], w["b_qkv"])
+        context = causal_attention_context(*split_heads(qkv, model.n_heads), head_scale(model))
+        a = dense(np.swapaxes(context, 0, 1).reshape(x.shape), w["w_o"], w["b_o"])
+        h = layer_norm(x + a, w["ln1_gamma"], w["ln1_beta"], model.layer_norm_eps)
+        g = gelu(dense(h, w["w_1"], w["b_1"]))
+        f = dense(g, w["w_2"], w["b_2"])
+        out = layer_norm(h + f, w["ln2_gamma"], w["ln2_beta"], model.layer_norm_eps)
+        sentence.layers.append(LayerPass(x, BlockOutput(a, {"qkv": qkv, "context": context}, {}), h,
+                                         BlockOutput(f, {"activations": g}, {}), out))
+        x = out
+    sentence.logits = dense(x, model.head["w"].astype(np.float64), model.head["b"].astype(np.float64))
+    return sentence
+
+
+def embedding_sum(text: str, model: CharGPT = None, start: int = 0) -> tuple:
+    """The characters of ``text`` and the sum of their token and position embeddings (L x C,
+    float64), the first at position ``start``: the embeddings' LayerNorm input, the float values the
+    network of cells starts from."""
+    model = model or load_model()
+    ids = _check_ids(encode(text, model), model)
+    if not 0 <= start <= model.block_size - len(ids):
+        raise ValueError(f"positions {start}..{start + len(ids) - 1} lie outside the context of {model.block_size}")
+    e = model.embeddings
+    return list(text), e["wte"][ids].astype(np.float64) + e["wpe"][start:start + len(ids)]
+
+
+def calibration_texts(model: CharGPT = None, n_windows: int = CALIBRATION_WINDOWS) -> list:
+    """The calibration corpus: ``n_windows`` windows of block_size characters evenly spaced over the
+    training split."""
+    model = model or load_model()
+    train = split_text()[0]
+    starts = np.linspace(0, len(train) - model.block_size, n_windows).astype(int)
+    return [train[s:s + model.block_size] for s in starts]
+
+
+@functools.lru_cache(maxsize=1)
+def _code_ranges() -> dict:
+    if not RANGES_FILE.is_file():
+        raise ChargptUnavailable(f"{RANGES_FILE} is missing; write it with python -m transformer.calibration "
+                                 f"--model chargpt")
+    return json.loads(RANGES_FILE.read_text())["ranges"]
+
+
+@functools.lru_cache(maxsize=2)
+def architecture(calibrated: bool = True) -> Architecture:
+    """The shipped chargpt as the one network runs it (``transformer.network``): causal heads, the
+    calibrated ranges (none if not ``calibrated``: what the calibration itself reads), text in, the
+    language-model head on synapses out (its logits the output edge)."""
+    model = load_model()
+    e = model.embeddings
+    return Architecture("chargpt", model.n_layers, model.n_heads, model.head_dim, model.n_embd,
+                        CONFIG["mlp_ratio"] * model.n_embd, model.layer_norm_eps, True,
+                        (e["ln_gamma"].astype(np.float64), e["ln_beta"].astype(np.float64)),
+                        functools.partial(layer_weights, model=model), head_scale(model), _code_ranges() if calibrated else {},
+                        functools.partial(embedding_sum, model=model),
+                        max_tokens=model.block_size,
+                        readout={"w": model.head["w"].astype(np.float64), "b": model.head["b"].astype(np.float64)},
+                        vocab=model.vocab)
 
 
 def log_softmax(logits) -> np.ndarray:
