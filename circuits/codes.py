@@ -127,6 +127,17 @@ class SpikeTrain:
         return cls(token[keep][order], channel[order], step[keep][order], len(starts), int(n_dims), float(x_top),
                    float(base), int(levels))
 
+    @classmethod
+    def encoded(cls, x, x_top, base, levels) -> "SpikeTrain":
+        """The train latency encoders of ``x`` (tokens x dims) at top ``x_top`` fire: one spike per
+        value at step ``analysis.codes.latency_level`` on its sign's channel, none for a value below
+        the lowest of the ``levels`` levels (it delivers ``analysis.codes.latency_decode(x, ...)``)."""
+        x = np.asarray(x, dtype=float)
+        steps = codes.latency_level(x, x_top, base)
+        token, dim = np.nonzero(steps < levels)
+        return cls(token, 2 * dim + (x[token, dim] < 0), steps[token, dim].astype(np.int64), x.shape[0], x.shape[1],
+                   float(x_top), float(base), int(levels))
+
     @property
     def n_channels(self) -> int:
         return 2 * self.n_dims
@@ -182,6 +193,20 @@ def joined(trains) -> SpikeTrain:
                       first.x_top, first.base, first.levels)
 
 
+def concatenated(trains) -> SpikeTrain:
+    """Trains of one code and width one after another (the first's tokens, then the second's...): the
+    one-token trains of a stream as one train."""
+    first = trains[0]
+    for train in trains:
+        if (train.n_dims, train.x_top, train.base, train.levels) != (first.n_dims, first.x_top, first.base,
+                                                                    first.levels):
+            raise ValueError("trains concatenated into one stream need one code and one width")
+    offsets = np.cumsum([0] + [t.n_tokens for t in trains[:-1]])
+    return SpikeTrain(np.concatenate([t.token + offset for t, offset in zip(trains, offsets)]),
+                      np.concatenate([t.channel for t in trains]), np.concatenate([t.step for t in trains]),
+                      sum(t.n_tokens for t in trains), first.n_dims, first.x_top, first.base, first.levels)
+
+
 def spike_input(x) -> tuple:
     """A stage's input as (its SpikeTrain or None, the values it delivers as a float array): a
     stage's NumPy reference and checks take the values a train carries."""
@@ -228,6 +253,20 @@ def replayed_neurons(train, params, namespace, name, period, rows, n_rows):
     return group
 
 
+def replay_rows(times) -> np.ndarray:
+    """The rows (TABLE_BIN each) of a replay table where windows starting at ``times`` (s) begin."""
+    return np.rint(np.asarray(times, dtype=float) / float(TABLE_BIN)).astype(int)
+
+
+def write_replay_table(table, train, times, signed=False) -> None:
+    """Write ``train`` into the spike table of :func:`replayed_windowed_neurons` (in place): token n's
+    recorded step + 1 (0: silent) in the row of the window starting at ``times[n]``, per ON/OFF channel
+    or, ``signed``, per dimension with the spike's polarity as its sign."""
+    column = train.channel // 2 if signed else train.channel
+    sign = polarity_sign(train.channel) if signed else 1.0
+    table[replay_rows(times)[train.token], column] = sign * (train.step + 1)
+
+
 def replayed_windowed_neurons(shown, n_bins, params, namespace, name, signed=False):
     """Terminals replaying trains in windows at irregular times (a head's: keys at their learning
     windows, queries at their reads): ``shown`` holds (train, times) pairs, token n of a train in the
@@ -243,11 +282,8 @@ def replayed_windowed_neurons(shown, n_bins, params, namespace, name, signed=Fal
     width = first.n_dims if signed else first.n_channels
     table, starts = np.zeros((n_bins, width)), np.zeros(n_bins)
     for train, times in shown:
-        rows = np.rint(np.asarray(times, dtype=float) / float(TABLE_BIN)).astype(int)
-        starts[rows] = 1.0
-        column = train.channel // 2 if signed else train.channel
-        sign = polarity_sign(train.channel) if signed else 1.0
-        table[rows[train.token], column] = sign * (train.step + 1)
+        starts[replay_rows(times)] = 1.0
+        write_replay_table(table, train, times, signed)
     base = float(params["code_base"])
     eqs = LATENCY_REPLAY_EQS + ("polarity : 1\n" if signed else "")
     namespace = dict(namespace, spike_table=blocks.table(table, f"{name}_spike_table"),
