@@ -86,6 +86,8 @@ class MemoryStep:
         normalised.
     key_spikes : tuple
         (times in s, key neuron indices) of read t's key window: the raster of the last read.
+    key_window : tuple
+        (start, stop) of read t's key window, s.
     spikes : dict
         Spikes of each population in this step, by group name.
     synaptic_events : dict
@@ -102,6 +104,7 @@ class MemoryStep:
     efficacy: np.ndarray
     attention: np.ndarray
     key_spikes: tuple
+    key_window: tuple
     spikes: dict
     synaptic_events: dict
     wall_seconds: float
@@ -266,7 +269,7 @@ class CausalHeadMemory:
         spikes, events = circuit.population_spikes(), circuit.synaptic_events()
         step = MemoryStep(t, context, context.values()[0], float(np.exp(log_signal - config["score_top"])), log_signal,
                           efficacy, weighted / weighted.sum() if weighted.sum() > 0 else weighted,
-                          (key_t[inside], key_i[inside]),
+                          (key_t[inside], key_i[inside]), (float(start), float(stop)),
                           {name: n - self._spikes.get(name, 0) for name, n in spikes.items()},
                           {name: n - self._events.get(name, 0) for name, n in events.items()}, wall)
         self._spikes, self._events = spikes, events
