@@ -274,3 +274,88 @@ class CausalHeadMemory:
                           {name: n - self._events.get(name, 0) for name, n in events.items()}, wall)
         self._spikes, self._events = spikes, events
         return step
+
+
+class MemoryProcess:
+    """A :class:`CausalHeadMemory` in a process of its own, stepped through a pipe.
+
+    Brian2 names a network's objects, and its runtime device compiles code that carries those
+    names; a head built while another is alive in the same process gets renamed objects
+    (``key_neurons_1``...) and compiles all its code again (about a minute on 2 cores, and a
+    generator keeps sixteen heads). In a fresh process every head is the first: the code compiled
+    once is found in Brian2's disk cache. Steps sent to several processes run at once
+    (:meth:`send`, then :meth:`receive`), and each process holds its memory's state between steps
+    as an in-process memory does, so the steps' results are the same (``tests/test_generation.py``).
+
+    Arguments as :class:`CausalHeadMemory`'s; ``codegen_target``: Brian2's code-generation target
+    in the process (default this process's)."""
+
+    def __init__(self, *args, codegen_target=None, **kwargs):
+        import multiprocessing
+
+        import brian2
+
+        context = multiprocessing.get_context("spawn")        # a fresh Brian2, its names free
+        self._pipe, child = context.Pipe()
+        target = brian2.prefs.codegen.target if codegen_target is None else codegen_target
+        self._process = context.Process(target=_serve_memory, args=(child, target, args, kwargs), daemon=True)
+        self._process.start()
+        child.close()
+        self._build_seconds = None
+
+    @property
+    def build_seconds(self) -> float:
+        """Seconds the process took to build its memory; waits for the build (its errors are
+        raised here), which runs while the caller starts other processes."""
+        if self._build_seconds is None:
+            self._build_seconds = self._reply()
+        return self._build_seconds
+
+    def _reply(self):
+        try:
+            status, value = self._pipe.recv()
+        except EOFError:
+            raise RuntimeError("a head memory's process ended unexpectedly") from None
+        if status == "error":
+            raise value
+        return value
+
+    def send(self, q, k, v) -> None:
+        """Start a step (see :meth:`CausalHeadMemory.step`); :meth:`receive` gives its result."""
+        self.build_seconds
+        self._pipe.send(("step", (q, k, v)))
+
+    def receive(self) -> MemoryStep:
+        """The result of the step last sent (a ValueError of the step is raised here)."""
+        return self._reply()
+
+    def step(self, q, k, v) -> MemoryStep:
+        self.send(q, k, v)
+        return self.receive()
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._pipe.send(("close", None))
+            self._process.join(timeout=10)
+        self._pipe.close()
+
+
+def _serve_memory(pipe, codegen_target, args, kwargs) -> None:
+    """A memory process's loop: build the memory, then answer steps until told to close."""
+    import brian2
+
+    brian2.prefs.codegen.target = codegen_target
+    try:
+        memory = CausalHeadMemory(*args, **kwargs)
+    except Exception as exc:                      # sent back: the caller raises it
+        pipe.send(("error", exc))
+        return
+    pipe.send(("ok", memory.build_seconds))
+    while True:
+        command, payload = pipe.recv()
+        if command == "close":
+            return
+        try:
+            pipe.send(("ok", memory.step(*payload)))
+        except ValueError as exc:
+            pipe.send(("error", exc))

