@@ -212,7 +212,7 @@ class HeadResult:
             "poisson_bound_output": self.noise["relative_error_output"],
             "poisson_bound_read": self.noise["relative_error_read"],
             "poisson_bound_write": self.noise["relative_error_write"],
-            "cosine_spike_vs_softmax": float(np.sum(ys * yt) / (np.linalg.norm(ys) * np.linalg.norm(yt))),
+            "cosine_spike_vs_softmax": cosine(ys, yt),
             "total_spikes": self.circuit.total_spikes(),
             "wall_seconds": self.wall_seconds,
             "simulated_seconds": self.circuit.schedule.duration,
@@ -234,6 +234,13 @@ class HeadResult:
 
 
 # ----------------------------------------------------------------------------------- simulation
+
+
+def cosine(a, b) -> float:
+    """Cosine of two arrays as flat vectors; NaN, without a warning, where either is all zeros (a
+    head whose every key fell below its window reads nothing)."""
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(np.sum(a * b) / norms) if norms > 0 else float("nan")
 
 
 def run_head(q, k, v, circuit="random", *, runner=None, report=None, **kwargs) -> HeadResult:

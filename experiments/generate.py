@@ -32,9 +32,10 @@ Writes a run folder: params.json; for an evaluation metrics.json (``perplexity_r
 ``perplexity_spiking`` and their ratio, ``top1_agreement``: the fraction of positions whose most
 likely next character is the reference's, ``seconds_per_token``, the bill in total and per token,
 the hidden state's error per layer) and logprobs.png (the spiking model's log-probability of each
-target against the reference's); for a generation generated.txt and metrics.json (seconds per
-token, the bill per token), raster.png (one generated character's pass: which heads' key neurons
-fire, each astrocyte's normaliser) and attention.png (a head's attention over the generated text).
+target against the reference's); for a generation generated.txt, metrics.json (seconds per
+token, the bill per token), reads.npz (what the memories read: ``memory_reads``), raster.png (the
+last character's pass: which heads' key neurons fire, each astrocyte's normaliser) and
+attention.png (the last layer's heads' attention over the generated text).
 """
 
 import contextlib
@@ -57,9 +58,6 @@ BATCH = 4
 #: What a window's record holds.
 WINDOW_FIELDS = ("id", "start", "text", "logprob_reference", "logprob_spiking", "argmax_reference", "argmax_spiking",
                  "layer_errors", "stage_tallies", "wall_seconds")
-#: What a stage record's tally holds (``transformer.bill.add_tally``).
-TALLY_KEYS = ("synaptic_events", "astrocyte_updates", "numpy_macs", "numpy_ops", "model_macs", "spikes", "neurons",
-              "neuron_seconds")
 
 
 def build_parser():
@@ -165,7 +163,7 @@ def window_record(n, start, window, sentence, reference, wall) -> dict:
               for s, r in zip(sentence.layers, reference.layers)]
     stages = {}
     for _, stage, record in network.pass_records(sentence):
-        bill.add_tally(stages.setdefault(stage, {}), {k: v for k, v in record.items() if k in TALLY_KEYS})
+        bill.add_tally(stages.setdefault(stage, {}), record)        # its counts only
     return {"id": n, "start": start, "text": window, "logprob_reference": lp_ref.tolist(),
             "logprob_spiking": lp_spk.tolist(), "argmax_reference": reference.logits.argmax(axis=1).tolist(),
             "argmax_spiking": sentence.logits.argmax(axis=1).tolist(), "layer_errors": errors, "stage_tallies": stages,
@@ -324,11 +322,13 @@ def generate(args, parser) -> Path:
                 print(text[-1], end="", flush=True)
         print(flush=True)
     metrics = generation_metrics(passes, text, config)
+    reads = memory_reads(passes)
     write_atomic(run_dir / "generated.txt", lambda f: f.write(text + "\n"))
+    write_atomic(run_dir / "reads.npz", lambda f: np.savez_compressed(f, **reads), binary=True)
     write_json(run_dir / "metrics.json", metrics)
     if not args.no_figures:
-        plot_raster(passes[-1], run_dir / "raster.png")
-        plot_attention(passes, text, run_dir / "attention.png")
+        plot_raster(reads, run_dir / "raster.png")
+        plot_attention(reads, text, run_dir / "attention.png")
     if not args.quiet:
         per = metrics["bill_per_token"]
         print(f"[{NAME}] {metrics['n_steps']} characters on spikes: {metrics['seconds_per_token']:.1f} s and "
@@ -348,50 +348,71 @@ def generation_metrics(passes, text, config) -> dict:
             "bill_per_token": bill.per_sentence(total, n)}
 
 
-def plot_raster(step, path) -> None:
-    """One character's pass: per layer and head the key neurons that fired in its read (time within
-    the key window, stored position; colour: the spike's efficacy, log10) and the astrocyte's log
-    denominator."""
+def memory_reads(passes) -> dict:
+    """What the heads' memories read, as arrays (``reads.npz``): ``attention`` (layer x head x query
+    x key; NaN above the diagonal), ``log_signal`` (layer x head x query: each astrocyte's log
+    denominator) and the last character's read: its key neurons' spikes (``key_time`` from its key
+    window's start, s; ``key``; ``key_layer``; ``key_head``) and the written keys' ``efficacy``
+    (layer x head x key)."""
+    n, n_layers, n_heads = len(passes), len(passes[0].steps), len(passes[0].steps[0])
+    attention = np.full((n_layers, n_heads, n, n), np.nan)
+    log_signal = np.zeros((n_layers, n_heads, n))
+    for t, p in enumerate(passes):
+        for layer, row in enumerate(p.steps):
+            for head, s in enumerate(row):
+                attention[layer, head, t, :t + 1] = s.attention
+                log_signal[layer, head, t] = s.log_signal
+    last = [(layer, head, s) for layer, row in enumerate(passes[-1].steps) for head, s in enumerate(row)]
+    return {"attention": attention, "log_signal": log_signal,
+            "key_time": np.concatenate([np.asarray(s.key_spikes[0]) - s.key_window[0] for _, _, s in last]),
+            "key": np.concatenate([np.asarray(s.key_spikes[1]) for _, _, s in last]),
+            "key_layer": np.concatenate([np.full(len(s.key_spikes[1]), layer) for layer, _, s in last]),
+            "key_head": np.concatenate([np.full(len(s.key_spikes[1]), head) for _, head, s in last]),
+            "efficacy": np.stack([np.stack([s.efficacy for s in row]) for row in passes[-1].steps])}
+
+
+def plot_raster(reads, path) -> None:
+    """The last character's read in every head: the key neurons that fired (time within the key
+    window, stored position; colour: the spike's efficacy relative to the read's strongest, log10)
+    and each astrocyte's log denominator."""
     from experiments import plotting
     from experiments.plotting import plt
 
-    n_layers, n_heads = len(step.steps), len(step.steps[0])
+    n_layers, n_heads, n = reads["log_signal"].shape
     fig, axes = plt.subplots(n_layers, n_heads, figsize=(2.2 * n_heads, 1.7 * n_layers), sharex=True, sharey=True,
                              squeeze=False)
-    for layer, row in enumerate(step.steps):
-        for head, (ax, s) in enumerate(zip(axes[layer], row)):
-            times, keys = s.key_spikes
-            start = s.key_window[0]
-            fired = s.efficacy[keys] if len(keys) else np.zeros(0)
-            ax.scatter((np.asarray(times) - start) * 1e3, keys, c=np.log10(np.maximum(fired, 1e-300)), s=6,
-                       cmap="viridis", vmin=-6, vmax=0)
-            ax.set_title(f"L{layer} H{head}: log A = {s.log_signal:.1f}", fontsize=7)
+    for layer in range(n_layers):
+        for head, ax in enumerate(axes[layer]):
+            mine = (reads["key_layer"] == layer) & (reads["key_head"] == head)
+            keys = reads["key"][mine]
+            efficacy = reads["efficacy"][layer, head]
+            relative = efficacy[keys] / efficacy.max() if len(keys) else np.zeros(0)
+            ax.scatter(reads["key_time"][mine] * 1e3, keys, c=np.log10(np.maximum(relative, 1e-12)), s=6,
+                       cmap="viridis", vmin=-4, vmax=0)
+            ax.set_title(f"L{layer} H{head}: log A = {reads['log_signal'][layer, head, -1]:.1f}", fontsize=7)
             ax.tick_params(labelsize=6)
         axes[layer][0].set_ylabel("key (position)", fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("ms into the key window", fontsize=7)
-    fig.suptitle(f"character {step.position}: which keys fire (colour: log10 efficacy) and each astrocyte's "
-                 f"log denominator", fontsize=8)
+    fig.suptitle(f"character {n - 1}'s read: the keys that fire (colour: log10 efficacy over the read's strongest) "
+                 f"and each astrocyte's log denominator", fontsize=8)
     fig.tight_layout()
     plotting.save(fig, path)
 
 
-def plot_attention(passes, text, path, layer=None) -> None:
+def plot_attention(reads, text, path, layer=None) -> None:
     """The attention weights each read implied (``MemoryStep.attention``) over the text, for every
     head of ``layer`` (default the last)."""
     from experiments import plotting
     from experiments.plotting import plt
 
-    layer = len(passes[0].steps) - 1 if layer is None else layer
-    n = len(passes)
-    n_heads = len(passes[0].steps[layer])
-    fig, axes = plt.subplots(1, n_heads, figsize=(3.2 * n_heads, 3.4), squeeze=False)
+    attention = reads["attention"]
+    layer = len(attention) - 1 if layer is None else layer
+    n = attention.shape[2]
+    fig, axes = plt.subplots(1, attention.shape[1], figsize=(3.2 * attention.shape[1], 3.4), squeeze=False)
     labels = [repr(ch)[1:-1] for ch in text[:n]]
     for head, ax in enumerate(axes[0]):
-        weights = np.full((n, n), np.nan)
-        for t, p in enumerate(passes):
-            weights[t, :t + 1] = p.steps[layer][head].attention
-        ax.imshow(weights, cmap="magma", vmin=0, vmax=1)
+        ax.imshow(attention[layer, head], cmap="magma", vmin=0, vmax=1)
         ax.set_title(f"layer {layer}, head {head}", fontsize=8)
         ax.set_xticks(range(n), labels, fontsize=5)
         ax.set_yticks(range(n), labels, fontsize=5)
