@@ -20,6 +20,7 @@ FIGURES = {
     "04_minilm_head": ("attention_maps.png", "normaliser.png"),
     "05_spiking_transformer": ("attention_maps.png", "layer_error.png", "bill.png", "curated_layer_error.png",
                                "curated_bill.png"),
+    "06_generate_on_spikes": ("memory_attention.png", "memory_normaliser.png"),
 }
 #: Tutorials that need all-MiniLM-L6-v2 (skipped, like tests/test_minilm.py, where it is not installed).
 NEEDS_MINILM = {"04_minilm_head", "05_spiking_transformer"}
