@@ -20,7 +20,7 @@ from transformer.generation import SpikingGenerator
 from transformer.network import SpikingNetwork
 from transformer.spiking import block_parameters
 
-TEXT = chargpt.split_text()[1][:5] if chargpt.TEXT_FILE.is_file() else None
+TEXT = chargpt.split_text()[1][:4] if chargpt.TEXT_FILE.is_file() else None
 #: The coarse one-spike heads with a key window of 44 ms: 440 levels of ln 1.2 = 80 nats below the
 #: score top, what chargpt's layer 0 needs (``transformer.chargpt.NETWORK_PARAMETERS``).
 COARSE_HEAD = {**ONE_SPIKE, "t_read": "48*ms"}
