@@ -286,14 +286,6 @@ def check_generation(args) -> dict:
             "overrides": cli.parameter_overrides(args)}
 
 
-def next_character(logits, temperature, rng) -> int:
-    """The most likely character (temperature 0) or one drawn from softmax(logits / temperature)."""
-    if temperature == 0:
-        return int(np.argmax(logits))
-    p = np.exp(chargpt.log_softmax(logits / temperature))
-    return int(rng.choice(len(p), p=p / p.sum()))
-
-
 def generate(args, parser) -> Path:
     from circuits.runners import CircuitPool
     from transformer.generation import SpikingGenerator
@@ -318,7 +310,7 @@ def generate(args, parser) -> Path:
             step = generator.step(text[position])
             passes.append(step)
             if position >= len(args.prompt) - 1:
-                text += model.vocab[next_character(step.logits, args.temperature, rng)]
+                text += model.vocab[chargpt.next_character(step.logits, args.temperature, rng)]
                 print(text[-1], end="", flush=True)
         print(flush=True)
     metrics = generation_metrics(passes, text, config)

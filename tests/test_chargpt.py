@@ -184,6 +184,18 @@ def test_sampling_is_reproducible_with_a_seed(model):
         chargpt.generate("JULIET:", 5, temperature=-1.0, model=model)
 
 
+def test_sampling_draws_from_the_tempered_softmax():
+    """Draw frequencies against softmax(logits / T), within 5 binomial standard errors."""
+    logits = np.log([0.6, 0.3, 0.1])
+    n = 20_000
+    for temperature in (1.0, 2.0):
+        rng = np.random.default_rng(0)
+        counts = np.bincount([chargpt.next_character(logits, temperature, rng) for _ in range(n)], minlength=3)
+        p = np.exp(logits / temperature) / np.exp(logits / temperature).sum()
+        assert np.all(np.abs(counts / n - p) < 5 * np.sqrt(p * (1 - p) / n)), (temperature, counts / n, p)
+    assert chargpt.next_character(logits, 0, None) == 0
+
+
 def test_the_command_prints_a_sample(capsys):
     chargpt.main(["--prompt", "KING", "--tokens", "12", "--temperature", "0.8", "--seed", "1"])
     out = capsys.readouterr().out

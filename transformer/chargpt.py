@@ -473,13 +473,18 @@ def generate(prompt: str, tokens: int, temperature: float = 0.0, seed: int = Non
         raise ValueError("the prompt must hold at least one character")
     rng = np.random.default_rng(seed)
     for _ in range(tokens):
-        logits = forward(np.array(ids[-model.block_size:]), model)[-1]
-        if temperature == 0:
-            ids.append(int(np.argmax(logits)))
-        else:
-            p = np.exp(log_softmax(logits / temperature))
-            ids.append(int(rng.choice(len(p), p=p / p.sum())))
+        ids.append(next_character(forward(np.array(ids[-model.block_size:]), model)[-1], temperature, rng))
     return decode(ids, model)
+
+
+def next_character(logits, temperature: float, rng) -> int:
+    """The index of the next character: the most likely (``temperature`` 0, greedy) or one drawn from
+    softmax(logits / temperature) with the generator ``rng`` (the one decoding rule of the reference
+    and of generation on spikes)."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    p = np.exp(log_softmax(np.asarray(logits) / temperature))
+    return int(rng.choice(len(p), p=p / p.sum()))
 
 
 def main(argv=None) -> None:
