@@ -195,6 +195,15 @@ class LinearSpec(CircuitSpec):
     circuit = "linear"
 
     @property
+    def workers_key(self) -> str:
+        """One set of workers per code, shape of W, output (emitted spikes or accumulated values) and
+        input (replayed or encoded): a model's pass alternates between W_QKV's slices and its
+        read-out, and a worker switching between them would compile again at every switch."""
+        emits = "emit" if self.options["emit_top"] is not None else "accumulate"
+        inputs = "replay" if isinstance(self.x, SpikeTrain) else "encode"
+        return f"linear:{self.options['code']}:{self.w.shape[1]}->{self.w.shape[0]}:{emits}:{inputs}"
+
+    @property
     def builder(self):
         return build_linear_circuit
 

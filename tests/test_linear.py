@@ -218,3 +218,25 @@ def test_bad_latency_parameters_fail_with_one_line(change, message):
 def test_unknown_code_fails_with_one_line():
     with pytest.raises(ValueError, match="unknown code"):
         linear_spec(np.ones((1, 2)), np.ones((1, 2)), np.zeros(1), code="phase")
+
+
+def test_linear_stages_share_workers_only_with_their_own_structure():
+    """A CircuitPool sends specs to workers by ``workers_key`` and a worker keeps one compiled network:
+    specs that share a key must share the generated code's structure
+    (``circuits.standalone.structure_key``), else a worker compiles again at every switch (a model's
+    pass alternates between W_QKV's two slices and its read-out), and specs of one structure share
+    their workers whatever their values and seeds."""
+    from circuits.standalone import _mark_values_only, structure_key
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 8))
+    specs = [linear_spec(x, rng.normal(size=(n_out, 8)), np.zeros(n_out), code="latency", params=LATENCY,
+                         emit_top=emit_top, seed=seed)
+             for n_out, emit_top, seed in ((16, 2.0, 0), (16, 3.0, 1), (8, 2.0, 0), (16, None, 0), (8, None, 3))]
+    circuits = [s.builder(*s.arrays, **s.builder_arguments()) for s in specs]
+    keys = [structure_key(c) for c in circuits]
+    for c in circuits:
+        _mark_values_only(c)                    # built for their structure only, never run
+    for a, key_a in zip(specs, keys):
+        for b, key_b in zip(specs, keys):
+            assert (a.workers_key == b.workers_key) == (key_a == key_b), (a.workers_key, b.workers_key)
