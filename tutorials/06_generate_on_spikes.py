@@ -172,9 +172,11 @@ display(Image(generation / "attention.png"))
 # its denominator and the perplexity climbs.
 
 # %%
+working = None
 for run in sorted(p for p in curated.iterdir() if (p / "logprobs.png").is_file()):
     m = read_json(run / "metrics.json", "restore the curated run: git checkout -- results/curated")
     blocked = f"astrocytes blocked: {', '.join(m['block_astrocyte'])}" if m["block_astrocyte"] else "working"
+    working = working if m["block_astrocyte"] else run
     print(f"{run.name} ({blocked}): perplexity {m['perplexity_reference']:.3f} (NumPy), {m['perplexity_spiking']:.3f} "
           f"(spikes); top-1 agreement {m['top1_agreement']:.3f} over {m['n_predictions']} characters")
-display(Image(sorted(p for p in curated.iterdir() if (p / "logprobs.png").is_file())[0] / "logprobs.png"))
+display(Image(working / "logprobs.png"))
