@@ -99,9 +99,7 @@ class SpikingGenerator:
         t0 = time.perf_counter()
         net, model, sid = self.network, self.model, self.position
         _, x = model.embedding_sum(character, start=self.position)
-        (ln,) = net.run_stage(net.layernorm_specs("embedding", 0, sid, [(x, np.eye(model.hidden_size))],
-                                             np.zeros(model.hidden_size), 1,
-                                             x_top=model.code_range("embedding", "input")), "embedding LayerNorm", ())
+        (ln,) = net.run_stage(net.embedding_specs(sid, x), "embedding LayerNorm", ())
         records = [("embedding", "layernorm", layernorm_record("layernorm", ln, model))]
         train, (gamma, beta) = ln.train, model.embedding_ln
         steps = []
@@ -112,14 +110,13 @@ class SpikingGenerator:
             head_steps = step_memories(self.memories[layer], [(q.dims(d), k.dims(d), v.dims(d)) for d in net.head_dims()])
             steps.append(head_steps)
             context = joined([s.context for s in head_steps])
-            (ln1,) = net.run_stage(net.layernorm_specs("ln1", layer, sid, [(context, w["w_o"]), (train, np.diag(gamma))],
-                                                  w["b_o"] + beta, 1), f"layer {layer} residual + LayerNorm 1", ())
+            (ln1,) = net.run_stage(net.attention_residual_specs(layer, sid, context, train, gamma, beta),
+                                   f"layer {layer} residual + LayerNorm 1", ())
             ffn = net.run_stage(net.ffn_specs(layer, sid, ln1.train, w["ln1_gamma"], w["ln1_beta"]), f"layer {layer} FFN",
                            ("gelu_on", "gelu_off"))
             activations = joined([r.circuit.emitted() for r in ffn])
-            (ln2,) = net.run_stage(net.layernorm_specs("ln2", layer, sid, [(activations, w["w_2"]),
-                                                                      (ln1.train, np.diag(w["ln1_gamma"]))],
-                                                  w["b_2"] + w["ln1_beta"], 1), f"layer {layer} residual + LayerNorm 2", ())
+            (ln2,) = net.run_stage(net.ffn_residual_specs(layer, sid, activations, ln1.train),
+                                   f"layer {layer} residual + LayerNorm 2", ())
             attn_out, ffn_out = (bill.spiking_stage(s, 1, model, []) for s in ("attn_out", "ffn_out"))
             ln1_record, ln2_record = layernorm_record("ln1", ln1, model), layernorm_record("ln2", ln2, model)
             book_projection_events(ln1_record, attn_out, ln1)

@@ -118,6 +118,28 @@ class SpikingNetwork:
                                block_astrocyte="layernorm" in self.blocked, **self._pad(n_tokens),
                                **self._seeds(sentence_id, layer, _SEED[name]))]
 
+    def embedding_specs(self, sentence_id, x) -> list:
+        """The input edge: the embeddings' sum ``x`` (tokens x H), encoded once, into the embedding
+        LayerNorm circuit."""
+        hidden = self.model.hidden_size
+        return self.layernorm_specs("embedding", 0, sentence_id, [(x, np.eye(hidden))], np.zeros(hidden), len(x),
+                                    x_top=self.model.code_range("embedding", "input"))
+
+    def attention_residual_specs(self, layer, sentence_id, context, train, gamma, beta) -> list:
+        """The residual sum and LayerNorm after attention: W_O on the heads' ``context`` spikes,
+        diag(gamma) on the block input's (``train``), b_O + beta the bias."""
+        w = self.model.layer_weights(layer)
+        return self.layernorm_specs("ln1", layer, sentence_id, [(context, w["w_o"]), (train, np.diag(gamma))],
+                                    w["b_o"] + beta, train.n_tokens)
+
+    def ffn_residual_specs(self, layer, sentence_id, activations, train) -> list:
+        """The residual sum and LayerNorm after the feed-forward block: W_2 on the GELU ``activations``'
+        spikes, diag(gamma_1) on the first LayerNorm's (``train``), b_2 + beta_1 the bias."""
+        w = self.model.layer_weights(layer)
+        return self.layernorm_specs("ln2", layer, sentence_id, [(activations, w["w_2"]),
+                                                                (train, np.diag(w["ln1_gamma"]))],
+                                    w["b_2"] + w["ln1_beta"], train.n_tokens)
+
     def qkv_specs(self, layer, sentence_id, train, gamma, beta) -> list:
         """W_QKV on the LayerNorm's spikes, one circuit for q and k (one top) and one for v: gamma on
         the synapses, W beta in the bias current; q and k scaled by sqrt(head_scale) (what the heads'
@@ -177,13 +199,9 @@ class SpikingNetwork:
         model = self.model
         t0 = time.perf_counter()
         embedded = [model.embedding_sum(text) for text in texts]
-        hidden = model.hidden_size
-        eye = np.eye(hidden)
         # The input edge: the embeddings' sum, encoded once, into the embedding LayerNorm.
-        specs = [s for sid, (_, x) in zip(sentence_ids, embedded)
-                 for s in self.layernorm_specs("embedding", 0, sid, [(x, eye)], np.zeros(hidden), len(x),
-                                               x_top=model.code_range("embedding", "input"))]
-        results = self.run_stage(specs, "embedding LayerNorm", keep=())
+        results = self.run_stage([s for sid, (_, x) in zip(sentence_ids, embedded) for s in self.embedding_specs(sid, x)],
+                                 "embedding LayerNorm", keep=())
         trains = [r.train for r in results]
         gamma, beta = model.embedding_ln
         passes = [NetworkPass(text, tokens, _affine(t, gamma, beta),
@@ -208,8 +226,7 @@ class SpikingNetwork:
                     self.maps[sid] = dict(enumerate(heads[n * n_heads:(n + 1) * n_heads]))
             # The residual sum and LayerNorm after attention: W_O on the contexts' spikes, gamma on the input's.
             ln1 = self.run_stage([s for sid, t, c in zip(sentence_ids, trains, contexts)
-                             for s in self.layernorm_specs("ln1", layer, sid, [(c, w["w_o"]), (t, np.diag(gamma))],
-                                                           w["b_o"] + beta, t.n_tokens)],
+                             for s in self.attention_residual_specs(layer, sid, c, t, gamma, beta)],
                             f"layer {layer} residual + LayerNorm 1", keep=())
             h_trains = [r.train for r in ln1]
             ffn = self.run_stage([s for sid, t in zip(sentence_ids, h_trains)
@@ -218,9 +235,7 @@ class SpikingNetwork:
             activations = [joined([r.circuit.emitted() for r in ffn[n * FFN_SLICES:(n + 1) * FFN_SLICES]])
                            for n in range(len(texts))]
             ln2 = self.run_stage([s for sid, t, g in zip(sentence_ids, h_trains, activations)
-                             for s in self.layernorm_specs("ln2", layer, sid,
-                                                           [(g, w["w_2"]), (t, np.diag(w["ln1_gamma"]))],
-                                                           w["b_2"] + w["ln1_beta"], t.n_tokens)],
+                             for s in self.ffn_residual_specs(layer, sid, g, t)],
                             f"layer {layer} residual + LayerNorm 2", keep=())
             out_trains = [r.train for r in ln2]
             for n, p in enumerate(passes):
