@@ -25,11 +25,18 @@ therefore gives exactly the spikes of a fresh standalone build with the same inp
 (``tests/test_standalone.py``); it does not give the spikes of the runtime device, whose
 random-number streams differ.
 
+Where a run's files go. A run writes its run_args arrays and reads its results (Brian2 writes
+every array of the network, ~200 files) in a scratch folder of its own under :func:`scratch_root`
+(RAM-backed ``/dev/shm`` where there is one), removed once its monitors are read: nothing of a run
+is left in the project folder. Brian2 itself would write each run_args array into the project's
+``static_arrays`` under the hash of its contents, never removed (a cache grew by gigabytes a day),
+and the results beside it on disk: on a virtual machine's disk those ~200 file creations and
+deletions took 0.05-0.2 s per run, as long as a head's simulation (0.05 s).
+
 Several processes may share one compiled project (sweeps, heads fanned out over processes): each
-run reads and writes its own results folder (``results/run-<pid>-<id>`` inside the project, removed
-once its monitors are read), and a lock file beside the project (``flock``) lets a build start only
-when no binary of that project runs, and a binary only when no build is under way. Concurrent runs
-give exactly the results of the same runs made one after another (``tests/test_standalone.py``).
+run has its own scratch folder, and a lock file beside the project (``flock``) lets a build start
+only when no binary of that project runs, and a binary only when no build is under way. Concurrent
+runs give exactly the results of the same runs made one after another (``tests/test_standalone.py``).
 
 Brian2's device is global to the process: while a :class:`StandaloneCircuits` is in use, objects
 built elsewhere in the process are built for the standalone device too, and only one
@@ -47,8 +54,8 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import brian2
@@ -64,6 +71,20 @@ SEED_ENV = "ASTRO_TRANSFORMER_SEED"
 
 #: Default parent folder of the compiled projects, one sub-folder per structure.
 DEFAULT_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astro-transformer" / "standalone"
+#: Environment variable naming the folder of the runs' scratch folders (default: :func:`scratch_root`).
+SCRATCH_ENV = "ASTRO_TRANSFORMER_SCRATCH"
+
+
+def scratch_root() -> Path:
+    """The folder in which each run makes its scratch folder (run_args arrays, results): the
+    environment's :data:`SCRATCH_ENV`, else ``/dev/shm`` (RAM) where it is a writable folder, else the
+    system's temporary folder."""
+    if os.environ.get(SCRATCH_ENV):
+        return Path(os.environ[SCRATCH_ENV])
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm
+    return Path(tempfile.gettempdir())
 
 
 class _SeedExpression:
@@ -122,6 +143,23 @@ def run_args_for(compiled: SpikingCircuit, fresh: SpikingCircuit, used_timed_arr
     return run_args
 
 
+def write_run_args(device, run_args: dict, folder: Path) -> list:
+    """``run_args`` (variable or TimedArray -> value) as the binary's command-line arguments, each
+    array written to ``folder`` (an absolute path, which the binary reads as a file) instead of the
+    project's ``static_arrays``; Brian2's own checks of each value's unit and shape apply."""
+    args = []
+    for key, value in run_args.items():
+        prepare = (device._prepare_timed_array_run_arg if isinstance(key, TimedArray)
+                   else device._prepare_variableview_run_arg)
+        name, string_value, value_name, array = prepare(key, value)
+        if value_name:
+            path = folder / value_name
+            array.tofile(path)
+            string_value = str(path)
+        args.append(f"{name}={string_value}")
+    return args
+
+
 @contextlib.contextmanager
 def _project_lock(directory: Path, mode):
     """Hold ``flock`` on the project folder's lock file: exclusive (``LOCK_EX``) to generate and
@@ -133,6 +171,14 @@ def _project_lock(directory: Path, mode):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_run_leftovers(directory: Path):
+    """Remove what runs of earlier versions left in a project folder (held exclusively): run_args
+    arrays in ``static_arrays`` (``init_*``, with their lock files) and results folders."""
+    for path in (directory / "static_arrays").glob("init_*"):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(directory / "results", ignore_errors=True)
 
 
 def _mark_values_only(circuit: SpikingCircuit):
@@ -209,15 +255,17 @@ class StandaloneCircuits:
         # Inherited by the binary; set here rather than in Brian2's run_environment_variables, which
         # logs every change of value.
         os.environ[SEED_ENV] = str(fresh.seeds.spikes)
-        results = Path("results") / f"run-{os.getpid()}-{uuid.uuid4().hex}"
+        scratch = Path(tempfile.mkdtemp(prefix=f"astro-transformer-run-{os.getpid()}-", dir=scratch_root()))
         try:
+            args = write_run_args(device, run_args, scratch)
+            # Brian2 takes the results folder relative to the project's.
+            results = os.path.relpath(scratch / "results", self.directory)
             with _project_lock(self.directory, fcntl.LOCK_SH):      # no rebuild while the binary runs
-                device.run(str(self.directory), results_directory=str(results), with_output=False,
-                           run_args=run_args)
+                device.run(str(self.directory), results_directory=results, with_output=False, run_args=args)
                 ran = dataclasses.replace(fresh, network=self._compiled.network, groups=self._compiled.groups,
                                           monitors=self._compiled.monitors, has_run=True).freeze()
         finally:
-            shutil.rmtree(self.directory / results, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
         self.timings = {"prepare": t1 - t0 + (t2 - t1 if not rebuild else 0.0),
                         "build": t2 - t1 if rebuild else 0.0,
                         "run": time.perf_counter() - t2, "binary": device.timers["run_binary"]}
@@ -245,6 +293,7 @@ class StandaloneCircuits:
         self.directory = self.root / digest
         self.directory.mkdir(parents=True, exist_ok=True)
         with _project_lock(self.directory, fcntl.LOCK_EX):
+            _remove_run_leftovers(self.directory)
             device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
         self.key, self._compiled, self.builds = key, compiled, self.builds + 1
         StandaloneCircuits._owner = self

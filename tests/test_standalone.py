@@ -17,7 +17,7 @@ from circuits.protocol import SHORT_PROTOCOL
 from circuits.random_feature import rate_model
 from circuits.head import head_spec
 from circuits.runners import run_heads
-from circuits.standalone import StandaloneCircuits
+from circuits.standalone import SCRATCH_ENV, StandaloneCircuits
 
 SMALL = SHORT_PROTOCOL
 FASTER_VALUES = dict(SMALL, rho_value="400*Hz")
@@ -50,6 +50,19 @@ def fresh_build(root, q, k, v, params, seed):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("standalone")
+    scratch = tmp_path_factory.mktemp("scratch")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SCRATCH_ENV, str(scratch))          # inherited by the pool's workers
+        out = _runs(root)
+    # What the runs left: run_args arrays or results in the projects (the build makes an empty
+    # results folder), anything in the scratch folder.
+    out["left_in_projects"] = sorted(str(path.relative_to(root)) for path in root.glob("*/static_arrays/init_*"))
+    out["left_in_projects"] += sorted(str(path.relative_to(root)) for path in root.glob("*/results/*"))
+    out["left_in_scratch"] = sorted(path.name for path in scratch.iterdir())
+    return out
+
+
+def _runs(root):
     out = {}
     with StandaloneCircuits("random", root=root) as cached:
         out["first"] = summary(cached.run(*head(0), params=SMALL, seed=0, **OPTIONS))
@@ -65,6 +78,12 @@ def runs(tmp_path_factory):
     out["parallel"] = [spikes(r.circuit) for r in run_heads(specs, "cpp_standalone", workers=2, cache=root)]
     out["sequential"] = [spikes(r.circuit) for r in run_heads(specs, "cpp_standalone", cache=root)]
     return out
+
+
+def test_runs_leave_no_files_behind(runs):
+    # Every run writes its arrays and reads its results in a scratch folder of its own, removed after.
+    assert runs["left_in_projects"] == []
+    assert runs["left_in_scratch"] == []
 
 
 def assert_same_spikes(a, b):
