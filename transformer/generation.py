@@ -26,7 +26,7 @@ import numpy as np
 from circuits.codes import joined
 from circuits.head_memory import CausalHeadMemory, MemoryProcess
 from transformer import bill
-from transformer.network import SpikingNetwork, book_projection_events, layernorm_record
+from transformer.network import SpikingNetwork, layernorm_record, residual_records
 
 
 #: A memory's populations that replay another stage's emitters (their spikes are counted there).
@@ -117,15 +117,12 @@ class SpikingGenerator:
             activations = joined([r.circuit.emitted() for r in ffn])
             (ln2,) = net.run_stage(net.ffn_residual_specs(layer, sid, activations, ln1.train),
                                    f"layer {layer} residual + LayerNorm 2", ())
-            attn_out, ffn_out = (bill.spiking_stage(s, 1, model, []) for s in ("attn_out", "ffn_out"))
-            ln1_record, ln2_record = layernorm_record("ln1", ln1, model), layernorm_record("ln2", ln2, model)
-            book_projection_events(ln1_record, attn_out, ln1)
-            book_projection_events(ln2_record, ffn_out, ln2)
+            residual = residual_records(ln1, ln2, 1, model)
             records += [(layer, "qkv", bill.spiking_stage("qkv", 1, model, [r.circuit for r in qkv])),
                         (layer, "attention", memory_stage(head_steps, self.position, model)),
-                        (layer, "attn_out", attn_out), (layer, "ln1", ln1_record),
+                        (layer, "attn_out", residual["attn_out"]), (layer, "ln1", residual["ln1"]),
                         (layer, "ffn", bill.spiking_stage("ffn", 1, model, [r.circuit for r in ffn])),
-                        (layer, "ffn_out", ffn_out), (layer, "ln2", ln2_record)]
+                        (layer, "ffn_out", residual["ffn_out"]), (layer, "ln2", residual["ln2"])]
             train, gamma, beta = ln2.train, w["ln2_gamma"], w["ln2_beta"]
         (readout,) = net.run_stage(net.readout_specs(sid, train, gamma, beta), "readout", ())
         records.append(("output", "lm_head", bill.spiking_stage("lm_head", 1, model, [readout.circuit])))

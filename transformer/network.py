@@ -248,19 +248,16 @@ class SpikingNetwork:
                 h = _affine(h_trains[n], w["ln1_gamma"], w["ln1_beta"])
                 g = activations[n].values()
                 f = g @ w["w_2"].T + w["b_2"]
+                residual = residual_records(ln1[n], ln2[n], length, model)
                 attention_stages = {
                     "qkv": bill.spiking_stage("qkv", length, model, [r.circuit for r in qkv[2 * n:2 * n + 2]]),
                     "attention": bill.spiking_stage("attention", length, model, [r.circuit for r in heads_n]),
-                    "attn_out": bill.spiking_stage("attn_out", length, model, []),
-                    "ln1": layernorm_record("ln1", ln1[n], model)}
+                    "attn_out": residual["attn_out"], "ln1": residual["ln1"]}
                 attention_stages["attention"]["heads"] = [{"head": head, **{key: r.metrics[key] for key in HEAD_METRICS}}
                                                           for head, r in enumerate(heads_n)]
-                book_projection_events(attention_stages["ln1"], attention_stages["attn_out"], ln1[n])
                 ffn_n = ffn[n * FFN_SLICES:(n + 1) * FFN_SLICES]
                 ffn_stages = {"ffn": bill.spiking_stage("ffn", length, model, [r.circuit for r in ffn_n]),
-                              "ffn_out": bill.spiking_stage("ffn_out", length, model, []),
-                              "ln2": layernorm_record("ln2", ln2[n], model)}
-                book_projection_events(ffn_stages["ln2"], ffn_stages["ffn_out"], ln2[n])
+                              "ffn_out": residual["ffn_out"], "ln2": residual["ln2"]}
                 attention_stages["qkv"]["wall_seconds"] = sum(r.wall_seconds for r in qkv[2 * n:2 * n + 2])
                 ffn_stages["ffn"]["wall_seconds"] = sum(r.wall_seconds for r in ffn_n)
                 if reference is not None:
@@ -320,6 +317,17 @@ def layernorm_record(stage, result, model) -> dict:
     metrics = result.metrics
     record.update({key: metrics[key] for key in LAYERNORM_METRICS})
     return record
+
+
+def residual_records(ln1, ln2, n_tokens, model) -> dict:
+    """The stage records of a layer's two residual sums (``ln1``, ``ln2``: the LayerNorm circuits'
+    results): ``attn_out`` and ``ffn_out``, W_O and W_2 on the synapses inside the LayerNorm circuits
+    (:func:`book_projection_events`), and ``ln1`` and ``ln2``, the LayerNorms."""
+    records = {"attn_out": bill.spiking_stage("attn_out", n_tokens, model, []), "ln1": layernorm_record("ln1", ln1, model),
+               "ffn_out": bill.spiking_stage("ffn_out", n_tokens, model, []), "ln2": layernorm_record("ln2", ln2, model)}
+    book_projection_events(records["ln1"], records["attn_out"], ln1)
+    book_projection_events(records["ln2"], records["ffn_out"], ln2)
+    return records
 
 
 def book_projection_events(layernorm_record, out_record, result) -> None:
