@@ -27,8 +27,10 @@ random-number streams differ.
 
 Where a run's files go. A run writes its run_args arrays and reads its results (Brian2 writes
 every array of the network, ~200 files) in a scratch folder of its own under :func:`scratch_root`
-(RAM-backed ``/dev/shm`` where there is one), removed once its monitors are read: nothing of a run
-is left in the project folder. Brian2 itself would write each run_args array into the project's
+(RAM-backed ``/dev/shm`` where it has room), removed once its monitors are read: nothing of a run
+is left in the project folder. The folders of processes killed during a run are removed by the next
+:class:`StandaloneCircuits` made, and a scratch folder too full for a run's files is a one-line
+error naming :data:`SCRATCH_ENV`. Brian2 itself would write each run_args array into the project's
 ``static_arrays`` under the hash of its contents, never removed (a cache grew by gigabytes a day),
 and the results beside it on disk: on a virtual machine's disk those ~200 file creations and
 deletions took 0.05-0.2 s per run, as long as a head's simulation (0.05 s).
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import gc
 import fcntl
 import hashlib
@@ -75,16 +78,54 @@ DEFAULT_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / 
 SCRATCH_ENV = "ASTRO_TRANSFORMER_SCRATCH"
 
 
+#: Least free space of ``/dev/shm`` for runs to use it: a run's folder holds its circuit's arrays
+#: (tens of MB for a 128-token FFN slice), and a container's ``/dev/shm`` is often 64 MB.
+SHM_MIN_FREE = 1 << 30
+#: Prefix of a run's scratch folder; the process id follows it.
+SCRATCH_PREFIX = "astro-transformer-run-"
+
+
 def scratch_root() -> Path:
     """The folder in which each run makes its scratch folder (run_args arrays, results): the
-    environment's :data:`SCRATCH_ENV`, else ``/dev/shm`` (RAM) where it is a writable folder, else the
-    system's temporary folder."""
+    environment's :data:`SCRATCH_ENV`, else ``/dev/shm`` (RAM) where it is a writable folder with
+    :data:`SHM_MIN_FREE` free, else the system's temporary folder."""
     if os.environ.get(SCRATCH_ENV):
         return Path(os.environ[SCRATCH_ENV])
     shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
+    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free >= SHM_MIN_FREE:
         return shm
     return Path(tempfile.gettempdir())
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                  # another user's process
+        return True
+    return True
+
+
+def remove_stale_scratch(root: Path) -> list:
+    """Remove the scratch folders in ``root`` of processes no longer running (killed during a run,
+    which leaves its folder in RAM); returns their paths."""
+    removed = []
+    for path in Path(root).glob(f"{SCRATCH_PREFIX}*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _no_space_error(root: Path, exc: Exception) -> OSError | None:
+    """One-line OSError if ``root`` is (nearly) full, which is why a run's files could not be
+    written; None otherwise."""
+    if shutil.disk_usage(root).free >= 16 << 20:
+        return None
+    return OSError(errno.ENOSPC, f"no space left for a run's files in {root} ({type(exc).__name__}); "
+                                 f"set {SCRATCH_ENV} to a folder with room")
 
 
 class _SeedExpression:
@@ -216,6 +257,7 @@ class StandaloneCircuits:
         self.directory = None
         self.timings = {}
         self._compiled = None
+        remove_stale_scratch(scratch_root())
 
     @staticmethod
     def check_threads(threads):
@@ -255,7 +297,8 @@ class StandaloneCircuits:
         # Inherited by the binary; set here rather than in Brian2's run_environment_variables, which
         # logs every change of value.
         os.environ[SEED_ENV] = str(fresh.seeds.spikes)
-        scratch = Path(tempfile.mkdtemp(prefix=f"astro-transformer-run-{os.getpid()}-", dir=scratch_root()))
+        root = scratch_root()
+        scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=root))
         try:
             args = write_run_args(device, run_args, scratch)
             # Brian2 takes the results folder relative to the project's.
@@ -264,6 +307,11 @@ class StandaloneCircuits:
                 device.run(str(self.directory), results_directory=results, with_output=False, run_args=args)
                 ran = dataclasses.replace(fresh, network=self._compiled.network, groups=self._compiled.groups,
                                           monitors=self._compiled.monitors, has_run=True).freeze()
+        except (OSError, RuntimeError) as exc:       # a full scratch folder: the binary fails to write
+            full = _no_space_error(root, exc)
+            if full is None:
+                raise
+            raise full from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         self.timings = {"prepare": t1 - t0 + (t2 - t1 if not rebuild else 0.0),

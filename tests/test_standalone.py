@@ -6,6 +6,13 @@ share the cache folder, so their code is regenerated with the values compiled in
 recompiles only the files that changed.
 """
 
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from brian2 import get_device
@@ -17,7 +24,8 @@ from circuits.protocol import SHORT_PROTOCOL
 from circuits.random_feature import rate_model
 from circuits.head import head_spec
 from circuits.runners import run_heads
-from circuits.standalone import SCRATCH_ENV, StandaloneCircuits
+from circuits import standalone
+from circuits.standalone import SCRATCH_ENV, SCRATCH_PREFIX, StandaloneCircuits
 
 SMALL = SHORT_PROTOCOL
 FASTER_VALUES = dict(SMALL, rho_value="400*Hz")
@@ -84,6 +92,36 @@ def test_runs_leave_no_files_behind(runs):
     # Every run writes its arrays and reads its results in a scratch folder of its own, removed after.
     assert runs["left_in_projects"] == []
     assert runs["left_in_scratch"] == []
+
+
+def test_scratch_folders_of_killed_processes_are_removed(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{SCRATCH_PREFIX}{int(finished.stdout)}-x"
+    alive = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-x"
+    for folder in (dead, alive):
+        (folder / "results").mkdir(parents=True)
+    assert standalone.remove_stale_scratch(tmp_path) == [dead]
+    assert alive.is_dir() and not dead.exists()
+
+
+def test_scratch_leaves_a_small_dev_shm_for_the_temporary_folder(monkeypatch):
+    monkeypatch.delenv(SCRATCH_ENV, raising=False)
+    monkeypatch.setattr(standalone, "SHM_MIN_FREE", 1 << 62)
+    assert standalone.scratch_root() == Path(tempfile.gettempdir())
+    monkeypatch.setenv(SCRATCH_ENV, "/somewhere/else")
+    assert standalone.scratch_root() == Path("/somewhere/else")
+
+
+def test_a_full_scratch_folder_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(standalone.shutil, "disk_usage", lambda path: shutil_usage(free=1 << 10))
+    error = standalone._no_space_error(tmp_path, RuntimeError("Project run failed"))
+    assert SCRATCH_ENV in str(error) and "\n" not in str(error)
+    monkeypatch.setattr(standalone.shutil, "disk_usage", lambda path: shutil_usage(free=1 << 40))
+    assert standalone._no_space_error(tmp_path, RuntimeError("Project run failed")) is None
+
+
+def shutil_usage(free):
+    return collections.namedtuple("usage", "total used free")(1 << 41, 0, free)
 
 
 def assert_same_spikes(a, b):
