@@ -76,13 +76,13 @@ SEED_ENV = "ASTRO_TRANSFORMER_SEED"
 DEFAULT_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astro-transformer" / "standalone"
 #: Environment variable naming the folder of the runs' scratch folders (default: :func:`scratch_root`).
 SCRATCH_ENV = "ASTRO_TRANSFORMER_SCRATCH"
-
-
 #: Least free space of ``/dev/shm`` for runs to use it: a run's folder holds its circuit's arrays
 #: (tens of MB for a 128-token FFN slice), and a container's ``/dev/shm`` is often 64 MB.
 SHM_MIN_FREE = 1 << 30
 #: Prefix of a run's scratch folder; the process id follows it.
 SCRATCH_PREFIX = "astro-transformer-run-"
+#: Free space below which a failed run is put down to a full scratch folder.
+SCRATCH_FULL = 16 << 20
 
 
 def scratch_root() -> Path:
@@ -103,7 +103,7 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:                  # another user's process
-        return True
+        pass
     return True
 
 
@@ -122,7 +122,7 @@ def remove_stale_scratch(root: Path) -> list:
 def _no_space_error(root: Path, exc: Exception) -> OSError | None:
     """One-line OSError if ``root`` is (nearly) full, which is why a run's files could not be
     written; None otherwise."""
-    if shutil.disk_usage(root).free >= 16 << 20:
+    if shutil.disk_usage(root).free >= SCRATCH_FULL:
         return None
     return OSError(errno.ENOSPC, f"no space left for a run's files in {root} ({type(exc).__name__}); "
                                  f"set {SCRATCH_ENV} to a folder with room")
