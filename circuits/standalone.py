@@ -28,9 +28,10 @@ random-number streams differ.
 Where a run's files go. A run writes its run_args arrays and reads its results (Brian2 writes
 every array of the network, ~200 files) in a scratch folder of its own under :func:`scratch_root`
 (RAM-backed ``/dev/shm`` where it has room), removed once its monitors are read: nothing of a run
-is left in the project folder. The folders of processes killed during a run are removed by the next
-:class:`StandaloneCircuits` made, and a scratch folder too full for a run's files is a one-line
-error naming :data:`SCRATCH_ENV`. Brian2 itself would write each run_args array into the project's
+is left in the project folder. The folders of this host's processes killed during a run are
+removed by the next :class:`StandaloneCircuits` made (a folder shared by several machines keeps
+the others'), and a scratch folder too full for a run's files is a one-line error naming
+:data:`SCRATCH_ENV`. Brian2 itself would write each run_args array into the project's
 ``static_arrays`` under the hash of its contents, never removed (a cache grew by gigabytes a day),
 and the results beside it on disk: on a virtual machine's disk those ~200 file creations and
 deletions took 0.05-0.2 s per run, as long as a head's simulation (0.05 s).
@@ -57,6 +58,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -79,7 +81,7 @@ SCRATCH_ENV = "ASTRO_TRANSFORMER_SCRATCH"
 #: Least free space of ``/dev/shm`` for runs to use it: a run's folder holds its circuit's arrays
 #: (tens of MB for a 128-token FFN slice), and a container's ``/dev/shm`` is often 64 MB.
 SHM_MIN_FREE = 1 << 30
-#: Prefix of a run's scratch folder; the process id follows it.
+#: Prefix of a run's scratch folder; the host and process id follow it (:func:`scratch_name`).
 SCRATCH_PREFIX = "astro-transformer-run-"
 #: Free space below which a failed run is put down to a full scratch folder.
 SCRATCH_FULL = 16 << 20
@@ -107,12 +109,20 @@ def _running(pid: int) -> bool:
     return True
 
 
+def scratch_name(pid=None, host=None) -> str:
+    """The start of a run's scratch folder name: :data:`SCRATCH_PREFIX`, the host and the process id
+    (default this process's), so that a folder shared by several machines (:data:`SCRATCH_ENV`) tells
+    whose process made it."""
+    return f"{SCRATCH_PREFIX}{host or socket.gethostname()}-{os.getpid() if pid is None else pid}-"
+
+
 def remove_stale_scratch(root: Path) -> list:
-    """Remove the scratch folders in ``root`` of processes no longer running (killed during a run,
-    which leaves its folder in RAM); returns their paths."""
+    """Remove the scratch folders in ``root`` of this host's processes no longer running (killed
+    during a run, which leaves its folder in RAM); returns their paths."""
     removed = []
-    for path in Path(root).glob(f"{SCRATCH_PREFIX}*"):
-        pid = path.name[len(SCRATCH_PREFIX):].split("-")[0]
+    mine = f"{SCRATCH_PREFIX}{socket.gethostname()}-"
+    for path in Path(root).glob(f"{mine}*"):
+        pid = path.name[len(mine):].split("-")[0]
         if pid.isdigit() and not _running(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
@@ -298,7 +308,7 @@ class StandaloneCircuits:
         # logs every change of value.
         os.environ[SEED_ENV] = str(fresh.seeds.spikes)
         root = scratch_root()
-        scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=root))
+        scratch = Path(tempfile.mkdtemp(prefix=scratch_name(), dir=root))
         try:
             args = write_run_args(device, run_args, scratch)
             # Brian2 takes the results folder relative to the project's.

@@ -25,7 +25,7 @@ from circuits.random_feature import rate_model
 from circuits.head import head_spec
 from circuits.runners import run_heads
 from circuits import standalone
-from circuits.standalone import SCRATCH_ENV, SCRATCH_PREFIX, StandaloneCircuits
+from circuits.standalone import SCRATCH_ENV, StandaloneCircuits
 
 SMALL = SHORT_PROTOCOL
 FASTER_VALUES = dict(SMALL, rho_value="400*Hz")
@@ -96,12 +96,14 @@ def test_runs_leave_no_files_behind(runs):
 
 def test_scratch_folders_of_killed_processes_are_removed(tmp_path):
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f"{SCRATCH_PREFIX}{int(finished.stdout)}-x"
-    alive = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-x"
-    for folder in (dead, alive):
+    dead = tmp_path / f"{standalone.scratch_name(int(finished.stdout))}x"
+    alive = tmp_path / f"{standalone.scratch_name()}x"
+    # A process of another machine that shares the folder: its process ids are not this host's.
+    elsewhere = tmp_path / f"{standalone.scratch_name(int(finished.stdout), host='elsewhere')}x"
+    for folder in (dead, alive, elsewhere):
         (folder / "results").mkdir(parents=True)
     assert standalone.remove_stale_scratch(tmp_path) == [dead]
-    assert alive.is_dir() and not dead.exists()
+    assert alive.is_dir() and elsewhere.is_dir() and not dead.exists()
 
 
 def test_scratch_leaves_a_small_dev_shm_for_the_temporary_folder(monkeypatch):
